@@ -1,0 +1,179 @@
+"""Loading TOML with errors that name the file, the key path and, where possible, the line.
+
+Validation collects every problem instead of stopping at the first, so ``magento-edge
+check`` can show an operator all of them at once.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = ["ConfigError", "Reader"]
+
+_REQUIRED: Final = object()
+
+
+class ConfigError(Exception):
+    """A configuration or policy file is invalid. ``problems`` lists every message."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class Reader:
+    """Typed access to one parsed TOML document; problems are collected, not raised."""
+
+    def __init__(self, path: Path, display: str | None = None) -> None:
+        self.path = path
+        self.display = display or str(path)
+        self.problems: list[str] = []
+        try:
+            self.text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            self.text = ""
+            self.data: dict[str, Any] = {}
+            self.problems.append(f"{self.display}: cannot read: {exc.strerror or exc}")
+            return
+        except UnicodeDecodeError:
+            self.text = ""
+            self.data = {}
+            self.problems.append(f"{self.display}: not UTF-8 text")
+            return
+        try:
+            self.data = tomllib.loads(self.text)
+        except tomllib.TOMLDecodeError as exc:
+            self.data = {}
+            self.problems.append(f"{self.display}: invalid TOML: {exc}")
+
+    # -- reporting ------------------------------------------------------------------
+
+    def problem(self, key: str, message: str, *, near: object = None) -> None:
+        line = self._line_of(key, near)
+        where = f"{self.display}:{line}" if line else self.display
+        self.problems.append(f"{where}: {key}: {message}")
+
+    def _line_of(self, key: str, near: object) -> int | None:
+        """Best effort: the line that holds ``near`` (a bad value) or the last key name."""
+        needles: list[str] = []
+        if isinstance(near, str) and near:
+            needles.append(f'"{near}"')
+        last = re.sub(r"\[\d+\]$", "", key.rsplit(".", 1)[-1])
+        if last:
+            needles.append(last)
+        lines = self.text.splitlines()
+        for needle in needles:
+            hits = [i for i, text in enumerate(lines, 1) if needle in text]
+            if len(hits) == 1:
+                return hits[0]
+            if hits and near is not None:
+                # Prefer a line that also names the key.
+                both = [i for i in hits if last and last in lines[i - 1]]
+                if len(both) == 1:
+                    return both[0]
+        return None
+
+    # -- typed getters --------------------------------------------------------------
+
+    def table(self, parent: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+        value = parent.get(key, {})
+        if not isinstance(value, dict):
+            self.problem(_join(where, key), f"must be a table, got {_kind(value)}")
+            return {}
+        return value
+
+    def string(
+        self,
+        parent: Mapping[str, Any],
+        key: str,
+        where: str,
+        default: Any = _REQUIRED,
+        *,
+        choices: Iterable[str] | None = None,
+    ) -> Any:
+        value = parent.get(key, default)
+        path = _join(where, key)
+        if value is _REQUIRED:
+            self.problem(path, "is required")
+            return ""
+        if value is None or value is default:
+            return value
+        if not isinstance(value, str):
+            self.problem(path, f"must be a string, got {_kind(value)}")
+            return default if default is not _REQUIRED else ""
+        if choices is not None:
+            allowed = list(choices)
+            if value not in allowed:
+                self.problem(path, f'unknown value "{value}" (known: {", ".join(allowed)})', near=value)
+                return default if default is not _REQUIRED else allowed[0]
+        return value
+
+    def number(
+        self,
+        parent: Mapping[str, Any],
+        key: str,
+        where: str,
+        default: Any = _REQUIRED,
+        *,
+        minimum: float | None = None,
+        integer: bool = False,
+    ) -> Any:
+        value = parent.get(key, default)
+        path = _join(where, key)
+        if value is _REQUIRED:
+            self.problem(path, "is required")
+            return 0
+        if value is default:
+            return value
+        kinds: tuple[type, ...] = (int,) if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            wanted = "an integer" if integer else "a number"
+            self.problem(path, f"must be {wanted}, got {_kind(value)}")
+            return default if default is not _REQUIRED else 0
+        if minimum is not None and value < minimum:
+            self.problem(path, f"must be at least {minimum}, got {value}")
+        return value
+
+    def boolean(self, parent: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
+        value = parent.get(key, default)
+        if not isinstance(value, bool):
+            self.problem(_join(where, key), f"must be true or false, got {_kind(value)}")
+            return default
+        return value
+
+    def strings(
+        self, parent: Mapping[str, Any], key: str, where: str, default: list[str] | None = None
+    ) -> list[str]:
+        value = parent.get(key, default if default is not None else [])
+        path = _join(where, key)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.problem(path, "must be a list of strings")
+            return []
+        return list(value)
+
+    def unknown_keys(self, table: Mapping[str, Any], where: str, known: Iterable[str]) -> None:
+        """Typos in key names are the most common config bug: refuse them."""
+        allowed = set(known)
+        for key in table:
+            if key not in allowed:
+                hint = ", ".join(sorted(allowed))
+                self.problem(_join(where, key), f"unknown key (known: {hint})")
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _kind(value: object) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)

@@ -1,0 +1,142 @@
+"""Step 0 of the request path: the one error tree, and how edge errors are rendered.
+
+Every answer the edge gives itself (as opposed to Magento's answers, which pass through
+verbatim) is an :class:`EdgeError`. Each knows its HTTP status, a stable ``code`` and a
+human ``detail``; :func:`render` turns it into the surface's error style, only ever before
+the response has started.
+
+    EdgeError
+    ├── BadRequest            400  bad_request        (malformed path, header, body)
+    ├── Unauthorized          401  unauthorized       (missing / invalid / revoked token)
+    ├── Forbidden             403  forbidden          (token lacks the permission; route denied)
+    ├── NotFound              404  not_found          (no such route, or store hidden)
+    ├── MethodNotAllowed      405  method_not_allowed
+    ├── PayloadTooLarge       413  payload_too_large
+    ├── TooManyRequests       429  rate_limited
+    ├── UpstreamUnavailable   502  upstream_unavailable (refused, reset)
+    ├── UpstreamNotConfigured 503  upstream_not_configured
+    └── UpstreamTimeout       504  upstream_timeout
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+ErrorStyle = Literal["problem", "envelope"]
+
+__all__ = [
+    "BadRequest",
+    "EdgeError",
+    "ErrorStyle",
+    "Forbidden",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "TooManyRequests",
+    "Unauthorized",
+    "UpstreamNotConfigured",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+    "render",
+]
+
+
+class EdgeError(Exception):
+    """An answer the edge gives itself. ``detail`` is shown to the caller: never put a
+    secret, a token or an internal address in it."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    title: ClassVar[str] = "Internal Server Error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers: dict[str, str] = dict(headers or {})
+        self.extra: dict[str, Any] = dict(extra or {})
+
+
+class BadRequest(EdgeError):
+    status, code, title = 400, "bad_request", "Bad Request"
+
+
+class Unauthorized(EdgeError):
+    status, code, title = 401, "unauthorized", "Unauthorized"
+
+
+class Forbidden(EdgeError):
+    status, code, title = 403, "forbidden", "Forbidden"
+
+
+class NotFound(EdgeError):
+    status, code, title = 404, "not_found", "Not Found"
+
+
+class MethodNotAllowed(EdgeError):
+    status, code, title = 405, "method_not_allowed", "Method Not Allowed"
+
+
+class PayloadTooLarge(EdgeError):
+    status, code, title = 413, "payload_too_large", "Content Too Large"
+
+
+class TooManyRequests(EdgeError):
+    status, code, title = 429, "rate_limited", "Too Many Requests"
+
+
+class UpstreamUnavailable(EdgeError):
+    status, code, title = 502, "upstream_unavailable", "Bad Gateway"
+
+
+class UpstreamNotConfigured(EdgeError):
+    status, code, title = 503, "upstream_not_configured", "Service Unavailable"
+
+
+class UpstreamTimeout(EdgeError):
+    status, code, title = 504, "upstream_timeout", "Gateway Timeout"
+
+
+def render(
+    error: EdgeError, *, style: ErrorStyle, request_id: str, type_base: str
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and body for ``error`` in the surface's error style.
+
+    ``problem``: RFC 9457 ``application/problem+json`` with ``request_id``.
+    ``envelope``: ``{"error": {"code", "message", "details", "request_id"}}`` (seed 001).
+    """
+    if style == "problem":
+        doc: dict[str, Any] = {
+            "type": type_base + error.code.replace("_", "-"),
+            "title": error.title,
+            "status": error.status,
+            "detail": error.detail,
+            "request_id": request_id,
+        }
+        doc.update(error.extra)
+        content_type = b"application/problem+json"
+    else:
+        doc = {
+            "error": {
+                "code": error.code.upper(),
+                "message": error.detail,
+                "details": error.extra,
+                "request_id": request_id,
+            }
+        }
+        content_type = b"application/json"
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items())
+    return error.status, headers, body

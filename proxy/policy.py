@@ -1,0 +1,500 @@
+"""Step 2 of the request path, the data: an API surface compiled from ``policies/*.toml``.
+
+A policy says which public paths exist (``mounts``), which upstream each goes to and how
+its path is rewritten, which resource and access every route needs (``routes``), what is
+answered at the edge (``endpoints``), how callers authenticate, which error and rate-limit
+header style the surface speaks, its tiers and its versions. An operator can write a new
+surface without touching code; ``docs`` in the README describe every key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ._toml import ConfigError, Reader
+from .errors import ErrorStyle
+from .routing import Pattern, PatternError, RouteTable, compile_pattern
+
+__all__ = [
+    "Access",
+    "Endpoint",
+    "JwtSettings",
+    "Mount",
+    "Route",
+    "Surface",
+    "Tier",
+    "Version",
+    "load_policy",
+]
+
+Access = Literal["read", "write"]
+AuthKind = Literal["pat", "jwt", "none"]
+HeaderStyle = Literal["ratelimit", "x-rate-limit"]
+
+_READ_METHODS = frozenset({"GET", "HEAD"})
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_ACCESS: tuple[Access, ...] = ("read", "write")
+_HANDLERS = ("stores", "openapi")
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """A rate-limit tier: ``rate`` requests per ``period`` seconds, bursting to ``burst``,
+    and at most ``daily`` per UTC day (0: no daily quota)."""
+
+    name: str
+    rate: int
+    period: float
+    burst: int
+    daily: int
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What one route needs. ``deny`` set: refused with 403 whatever the token holds."""
+
+    table: str
+    index: int
+    method: str  # an HTTP method or "*"
+    pattern: Pattern
+    resource: str | None
+    access: Access | None  # None: by method (GET/HEAD read, others write)
+    deny: str | None
+    target: str | None  # rewrite, relative to the mount's target; None: path kept
+    form: Literal["any", "plain", "bulk"]
+    summary: str
+
+    def required_access(self, method: str) -> Access:
+        if self.access is not None:
+            return self.access
+        return "read" if method in _READ_METHODS else "write"
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """A public path prefix (after ``base_path``) forwarded to one upstream."""
+
+    name: str
+    pattern: Pattern
+    upstream: str  # "magento" (the store's Magento) or a name in config [upstreams]
+    target: str  # upstream path prefix; {store}, {store_code} and prefix variables
+    routes: str  # route table deciding resource and access
+    form: Literal["plain", "bulk"]
+    methods: frozenset[str] | None
+    auth: AuthKind | None  # None: the surface's
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A path answered at the edge itself (``GET /stores``, ``GET /openapi.json``)."""
+
+    method: str
+    pattern: Pattern
+    handler: str
+    auth: bool
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class JwtSettings:
+    issuer: str
+    audience: str
+    jwks_url: str
+    algorithms: tuple[str, ...]
+    store_claim: str
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """Another base path of the same surface and where it stands in its lifecycle."""
+
+    name: str
+    base_path: str
+    status: Literal["current", "deprecated", "retired"]
+    deprecation: str | None  # RFC 9745 date
+    sunset: str | None  # RFC 8594 date
+    link: str | None  # migration guide
+
+
+@dataclass(frozen=True, slots=True)
+class Surface:
+    """One compiled policy file."""
+
+    name: str
+    title: str
+    version: str
+    source: Path
+    base_path: str
+    base_parts: tuple[str, ...]
+    auth: AuthKind
+    jwt: JwtSettings | None
+    scopes: Mapping[str, tuple[tuple[str, Access], ...]]
+    error_style: ErrorStyle
+    error_type_base: str
+    header_style: HeaderStyle
+    default_tier: str
+    tiers: Mapping[str, Tier]
+    resources: tuple[str, ...]
+    mounts: tuple[Mount, ...]
+    endpoints: tuple[Endpoint, ...]
+    tables: Mapping[str, tuple[Route, ...]]
+    versions: tuple[Version, ...]
+    _compiled: dict[tuple[str, str], RouteTable[Route]] = field(default_factory=dict, repr=False)
+
+    def table_for(self, mount: Mount) -> RouteTable[Route]:
+        """The route table as this mount sees it (bulk mounts see ``by<Param>`` forms)."""
+        key = (mount.routes, mount.form)
+        table = self._compiled.get(key)
+        if table is None:
+            table = _build_table(self.tables[mount.routes], mount.form)
+            self._compiled[key] = table
+        return table
+
+
+def _build_table(routes: tuple[Route, ...], form: str) -> RouteTable[Route]:
+    entries: list[tuple[str, Pattern, Route]] = []
+    for route in routes:
+        if route.form not in ("any", form):
+            continue
+        pattern = route.pattern.bulk_form() if form == "bulk" else route.pattern
+        entries.append((route.method, pattern, route))
+    return RouteTable(entries)
+
+
+def load_policy(path: Path, display: str | None = None) -> Surface:
+    """Load and validate one policy file; raise :class:`ConfigError` with every problem."""
+    r = Reader(path, display)
+    if r.problems:
+        raise ConfigError(r.problems)
+    d = r.data
+    r.unknown_keys(
+        d,
+        "",
+        (
+            "surface", "auth", "errors", "ratelimit", "resources", "mounts",
+            "endpoints", "routes", "versions",
+        ),
+    )  # fmt: skip
+    s = r.table(d, "surface", "")
+    r.unknown_keys(s, "surface", ("name", "title", "version", "base_path"))
+    name = r.string(s, "name", "surface")
+    base_path = r.string(s, "base_path", "surface")
+    base_parts: tuple[str, ...] = ()
+    try:
+        base = compile_pattern(base_path or "/")
+        if base.names:
+            r.problem("surface.base_path", "must not contain variables")
+        base_parts = tuple(p or "" for p in base.parts)
+    except PatternError as exc:
+        r.problem("surface.base_path", str(exc))
+
+    resources = tuple(r.strings(d, "resources", ""))
+    if not resources:
+        r.problem("resources", "must list at least one resource")
+    known = set(resources)
+
+    auth_t = r.table(d, "auth", "")
+    r.unknown_keys(auth_t, "auth", ("kind", "jwt", "scopes"))
+    auth: AuthKind = r.string(auth_t, "kind", "auth", "pat", choices=("pat", "jwt", "none"))
+    jwt = _load_jwt(r, auth_t) if auth == "jwt" or "jwt" in auth_t else None
+    if auth == "jwt" and jwt is None:
+        r.problem("auth.jwt", "is required when auth.kind is \"jwt\"")
+    scopes = _load_scopes(r, auth_t, known)
+
+    err = r.table(d, "errors", "")
+    r.unknown_keys(err, "errors", ("style", "type_base"))
+    error_style: ErrorStyle = r.string(err, "style", "errors", "problem", choices=("problem", "envelope"))
+    type_base = r.string(err, "type_base", "errors", "about:blank#")
+
+    rl = r.table(d, "ratelimit", "")
+    r.unknown_keys(rl, "ratelimit", ("headers", "default_tier", "tiers"))
+    header_style: HeaderStyle = r.string(
+        rl, "headers", "ratelimit", "ratelimit", choices=("ratelimit", "x-rate-limit")
+    )
+    tiers = _load_tiers(r, rl)
+    default_tier = r.string(rl, "default_tier", "ratelimit", next(iter(tiers), ""))
+    if tiers and default_tier not in tiers:
+        r.problem(
+            "ratelimit.default_tier",
+            f'unknown tier "{default_tier}" (known: {", ".join(tiers)})',
+            near=default_tier,
+        )
+    if not tiers:
+        r.problem("ratelimit.tiers", "must define at least one tier")
+
+    tables = _load_tables(r, d, known)
+    mounts = _load_mounts(r, d, tables)
+    endpoints = _load_endpoints(r, d)
+    versions = _load_versions(r, d)
+
+    if r.problems:
+        raise ConfigError(r.problems)
+    return Surface(
+        name=name,
+        title=r.string(s, "title", "surface", name),
+        version=r.string(s, "version", "surface", "1.0.0"),
+        source=path,
+        base_path="/" + "/".join(base_parts),
+        base_parts=base_parts,
+        auth=auth,
+        jwt=jwt,
+        scopes=scopes,
+        error_style=error_style,
+        error_type_base=type_base,
+        header_style=header_style,
+        default_tier=default_tier,
+        tiers=tiers,
+        resources=resources,
+        mounts=mounts,
+        endpoints=endpoints,
+        tables=tables,
+        versions=versions,
+    )
+
+
+def _load_jwt(r: Reader, auth_t: dict[str, Any]) -> JwtSettings | None:
+    j = r.table(auth_t, "jwt", "auth")
+    if not j:
+        return None
+    w = "auth.jwt"
+    r.unknown_keys(j, w, ("issuer", "audience", "jwks_url", "algorithms", "store_claim"))
+    algorithms = tuple(r.strings(j, "algorithms", w, ["RS256"]))
+    for alg in algorithms:
+        if alg.lower() == "none" or alg.startswith("HS"):
+            r.problem(f"{w}.algorithms", f'"{alg}" is not allowed for access tokens', near=alg)
+    return JwtSettings(
+        issuer=r.string(j, "issuer", w),
+        audience=r.string(j, "audience", w),
+        jwks_url=r.string(j, "jwks_url", w),
+        algorithms=algorithms,
+        store_claim=r.string(j, "store_claim", w, "store_id"),
+    )
+
+
+def _parse_grant(r: Reader, where: str, text: str, known: set[str]) -> tuple[str, Access] | None:
+    resource, _, access = text.partition(":")
+    if access not in _ACCESS:
+        r.problem(where, f'"{text}" must be RESOURCE:read or RESOURCE:write', near=text)
+        return None
+    if resource != "*" and resource not in known:
+        r.problem(where, _unknown("resource", resource, known), near=resource)
+        return None
+    return resource, access  # type: ignore[return-value]
+
+
+def _load_scopes(
+    r: Reader, auth_t: dict[str, Any], known: set[str]
+) -> dict[str, tuple[tuple[str, Access], ...]]:
+    scopes: dict[str, tuple[tuple[str, Access], ...]] = {}
+    for scope_name, grants in r.table(auth_t, "scopes", "auth").items():
+        where = f"auth.scopes.{scope_name}"
+        if not isinstance(grants, list) or not all(isinstance(g, str) for g in grants):
+            r.problem(where, "must be a list of RESOURCE:read|write strings")
+            continue
+        parsed = [_parse_grant(r, where, g, known) for g in grants]
+        scopes[scope_name] = tuple(g for g in parsed if g is not None)
+    return scopes
+
+
+def _load_tiers(r: Reader, rl: dict[str, Any]) -> dict[str, Tier]:
+    tiers: dict[str, Tier] = {}
+    for tier_name, t in r.table(rl, "tiers", "ratelimit").items():
+        w = f"ratelimit.tiers.{tier_name}"
+        if not isinstance(t, dict):
+            r.problem(w, "must be a table")
+            continue
+        r.unknown_keys(t, w, ("rate", "period", "burst", "daily"))
+        rate = r.number(t, "rate", w, integer=True, minimum=1)
+        burst = r.number(t, "burst", w, rate, integer=True, minimum=1)
+        tiers[tier_name] = Tier(
+            name=tier_name,
+            rate=rate,
+            period=float(r.number(t, "period", w, 60, minimum=0.001)),
+            burst=burst,
+            daily=r.number(t, "daily", w, 0, integer=True, minimum=0),
+        )
+    return tiers
+
+
+def _load_tables(r: Reader, d: dict[str, Any], known: set[str]) -> dict[str, tuple[Route, ...]]:
+    tables: dict[str, tuple[Route, ...]] = {}
+    for table_name, entries in r.table(d, "routes", "").items():
+        where = f"routes.{table_name}"
+        if not isinstance(entries, list):
+            r.problem(where, "must be an array of route tables")
+            continue
+        routes: list[Route] = []
+        seen: dict[tuple[str, str, str], int] = {}
+        for i, e in enumerate(entries):
+            w = f"{where}[{i}]"
+            if not isinstance(e, dict):
+                r.problem(w, "must be a table")
+                continue
+            route = _load_route(r, w, table_name, i, e, known)
+            if route is None:
+                continue
+            key = (route.method, route.pattern.sort_key, route.form)
+            if key in seen:
+                r.problem(w, f"duplicates {where}[{seen[key]}] ({route.method} {route.pattern.text})")
+            seen[key] = i
+            routes.append(route)
+        tables[table_name] = tuple(routes)
+    return tables
+
+
+def _load_route(
+    r: Reader, w: str, table: str, index: int, e: dict[str, Any], known: set[str]
+) -> Route | None:
+    r.unknown_keys(e, w, ("method", "path", "resource", "access", "deny", "target", "form", "summary"))
+    method = r.string(e, "method", w, choices=(*_METHODS, "*"))
+    text = r.string(e, "path", w)
+    try:
+        pattern = compile_pattern(text)
+    except PatternError as exc:
+        r.problem(f"{w}.path", str(exc), near=text)
+        return None
+    deny = e.get("deny")
+    if deny is not None and (not isinstance(deny, str) or not deny):
+        r.problem(f"{w}.deny", "must be a non-empty string giving the reason")
+        deny = None
+    resource = r.string(e, "resource", w, None)
+    if deny is None and resource is None:
+        r.problem(w, "needs a resource (or deny = \"reason\")")
+    if resource is not None and resource not in known:
+        r.problem(f"{w}.resource", _unknown("resource", resource, known), near=resource)
+    access = r.string(e, "access", w, None, choices=_ACCESS)
+    target = r.string(e, "target", w, None)
+    if target is not None:
+        _check_target(r, f"{w}.target", target, set(pattern.names))
+    return Route(
+        table=table,
+        index=index,
+        method=method,
+        pattern=pattern,
+        resource=resource,
+        access=access,
+        deny=deny,
+        target=target,
+        form=r.string(e, "form", w, "any", choices=("any", "plain", "bulk")),
+        summary=r.string(e, "summary", w, ""),
+    )
+
+
+def _check_target(r: Reader, where: str, target: str, names: set[str]) -> None:
+    if not target.startswith("/"):
+        r.problem(where, f'"{target}" must start with "/"', near=target)
+    allowed = names | {"store", "store_code"}
+    for part in target.split("/"):
+        if part.startswith("{") and part.endswith("}") and part[1:-1] not in allowed:
+            r.problem(where, f'"{target}" uses unknown variable {part}', near=target)
+
+
+def _load_mounts(r: Reader, d: dict[str, Any], tables: dict[str, tuple[Route, ...]]) -> tuple[Mount, ...]:
+    mounts: list[Mount] = []
+    raw = d.get("mounts", [])
+    if not isinstance(raw, list):
+        r.problem("mounts", "must be an array of tables")
+        return ()
+    for i, m in enumerate(raw):
+        w = f"mounts[{i}]"
+        if not isinstance(m, dict):
+            r.problem(w, "must be a table")
+            continue
+        r.unknown_keys(m, w, ("name", "path", "upstream", "target", "routes", "form", "methods", "auth"))
+        text = r.string(m, "path", w)
+        try:
+            pattern = compile_pattern(text)
+        except PatternError as exc:
+            r.problem(f"{w}.path", str(exc), near=text)
+            continue
+        if pattern.tail:
+            r.problem(f"{w}.path", "a mount path cannot end in {name:path}; routes match the rest")
+        routes = r.string(m, "routes", w)
+        if routes and routes not in tables:
+            r.problem(f"{w}.routes", _unknown("route table", routes, set(tables)), near=routes)
+        target = r.string(m, "target", w)
+        _check_target(r, f"{w}.target", target, set(pattern.names))
+        methods = m.get("methods")
+        if methods is not None:
+            methods = r.strings(m, "methods", w)
+            for meth in methods:
+                if meth not in _METHODS:
+                    r.problem(f"{w}.methods", f'unknown method "{meth}"', near=meth)
+        mounts.append(
+            Mount(
+                name=r.string(m, "name", w, f"mount{i}"),
+                pattern=pattern,
+                upstream=r.string(m, "upstream", w, "magento"),
+                target=target,
+                routes=routes,
+                form=r.string(m, "form", w, "plain", choices=("plain", "bulk")),
+                methods=frozenset(methods) if methods is not None else None,
+                auth=r.string(m, "auth", w, None, choices=("pat", "jwt", "none")),
+            )
+        )
+    # Most specific prefix first: more literal segments, then more segments.
+    mounts.sort(key=lambda mt: (-mt.pattern.literal_count, -len(mt.pattern.parts)))
+    return tuple(mounts)
+
+
+def _load_endpoints(r: Reader, d: dict[str, Any]) -> tuple[Endpoint, ...]:
+    out: list[Endpoint] = []
+    raw = d.get("endpoints", [])
+    if not isinstance(raw, list):
+        r.problem("endpoints", "must be an array of tables")
+        return ()
+    for i, e in enumerate(raw):
+        w = f"endpoints[{i}]"
+        if not isinstance(e, dict):
+            r.problem(w, "must be a table")
+            continue
+        r.unknown_keys(e, w, ("method", "path", "handler", "auth", "summary"))
+        text = r.string(e, "path", w)
+        try:
+            pattern = compile_pattern(text)
+        except PatternError as exc:
+            r.problem(f"{w}.path", str(exc), near=text)
+            continue
+        out.append(
+            Endpoint(
+                method=r.string(e, "method", w, "GET", choices=("GET",)),
+                pattern=pattern,
+                handler=r.string(e, "handler", w, choices=_HANDLERS),
+                auth=r.boolean(e, "auth", w, True),
+                summary=r.string(e, "summary", w, ""),
+            )
+        )
+    return tuple(out)
+
+
+def _load_versions(r: Reader, d: dict[str, Any]) -> tuple[Version, ...]:
+    out: list[Version] = []
+    raw = d.get("versions", [])
+    if not isinstance(raw, list):
+        r.problem("versions", "must be an array of tables")
+        return ()
+    for i, v in enumerate(raw):
+        w = f"versions[{i}]"
+        if not isinstance(v, dict):
+            r.problem(w, "must be a table")
+            continue
+        r.unknown_keys(v, w, ("name", "base_path", "status", "deprecation", "sunset", "link"))
+        out.append(
+            Version(
+                name=r.string(v, "name", w),
+                base_path=r.string(v, "base_path", w),
+                status=r.string(v, "status", w, choices=("current", "deprecated", "retired")),
+                deprecation=r.string(v, "deprecation", w, None),
+                sunset=r.string(v, "sunset", w, None),
+                link=r.string(v, "link", w, None),
+            )
+        )
+    return tuple(out)
+
+
+def _unknown(kind: str, value: str, known: set[str]) -> str:
+    listed = ", ".join(sorted(known)) if known else "none defined"
+    return f'unknown {kind} "{value}" (known: {listed})'

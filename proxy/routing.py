@@ -1,0 +1,175 @@
+"""Step 2a of the request path: match a raw, already-split path against compiled patterns.
+
+Patterns are written ``/products/{sku}/media/{entryId}``; a last segment ``{name:path}``
+swallows one or more remaining segments. Matching works on *raw* segments (still
+percent-encoded), so ``%2F`` inside a SKU is data inside one segment, never a separator.
+
+A :class:`RouteTable` decides the way Magento's own REST router does
+(``Webapi/Controller/Rest/Router.php``): an exact literal match wins; otherwise, among
+routes of the method with the same number of segments whose literal segments match, the
+**last** in byte-sorted order of the Magento-form URL (``:var``) wins, which makes literal
+segments beat variables. Deciding scope the way the upstream dispatches is what keeps a
+token from reaching a route its permissions do not cover.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+__all__ = ["Pattern", "PatternError", "RouteTable", "compile_pattern"]
+
+_VAR = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)(?::(path))?\}$")
+
+T = TypeVar("T")
+
+
+class PatternError(ValueError):
+    """A pattern in a policy file cannot be compiled."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """A compiled path pattern. ``parts[i]`` is a literal segment or ``None`` (variable)."""
+
+    text: str
+    parts: tuple[str | None, ...]
+    names: tuple[str, ...]
+    tail: bool  # the last variable swallows the rest of the path
+    sort_key: str  # Magento-form URL, for last-match-wins ordering
+
+    @property
+    def literal_count(self) -> int:
+        return sum(1 for p in self.parts if p is not None)
+
+    def match(self, segments: Sequence[str]) -> dict[str, str] | None:
+        parts = self.parts
+        n = len(parts)
+        if self.tail:
+            if len(segments) < n:
+                return None
+        elif len(segments) != n:
+            return None
+        values: dict[str, str] = {}
+        names = iter(self.names)
+        for i, part in enumerate(parts):
+            seg = segments[i]
+            if part is None:
+                if self.tail and i == n - 1:
+                    values[next(names)] = "/".join(segments[i:])
+                    break
+                if not seg:
+                    return None
+                values[next(names)] = seg
+            elif part != seg:
+                return None
+        return values
+
+    def bulk_form(self) -> Pattern:
+        """Magento's async bulk URLs replace ``:param`` with ``by<Param>``
+        (``WebapiAsync/Model/BulkServiceConfig.php``)."""
+        out: list[str] = []
+        names = iter(self.names)
+        for part in self.parts:
+            if part is None:
+                name = next(names)
+                out.append("by" + name[:1].upper() + name[1:])
+            else:
+                out.append(part)
+        return compile_pattern("/" + "/".join(out))
+
+
+def compile_pattern(text: str) -> Pattern:
+    if not text.startswith("/"):
+        raise PatternError(f'pattern "{text}" must start with "/"')
+    stripped = text.strip("/")
+    raw_parts = stripped.split("/") if stripped else []
+    parts: list[str | None] = []
+    names: list[str] = []
+    key: list[str] = []
+    tail = False
+    for i, part in enumerate(raw_parts):
+        if not part:
+            raise PatternError(f'pattern "{text}" has an empty segment')
+        m = _VAR.match(part)
+        if m:
+            name, kind = m.group(1), m.group(2)
+            if name in names:
+                raise PatternError(f'pattern "{text}" repeats the variable "{name}"')
+            if kind == "path":
+                if i != len(raw_parts) - 1:
+                    raise PatternError(f'pattern "{text}": {{{name}:path}} must be the last segment')
+                tail = True
+            parts.append(None)
+            names.append(name)
+            key.append(":" + name)
+        elif "{" in part or "}" in part:
+            raise PatternError(f'pattern "{text}": bad variable segment "{part}"')
+        elif part in (".", "..") or "%" in part or "\\" in part:
+            raise PatternError(f'pattern "{text}": segment "{part}" is not a plain literal')
+        else:
+            parts.append(part)
+            key.append(part)
+    return Pattern(text, tuple(parts), tuple(names), tail, "/".join(key))
+
+
+class RouteTable(Generic[T]):
+    """Routes (pattern, method, value) indexed for Magento's matching rule."""
+
+    def __init__(self, entries: Iterable[tuple[str, Pattern, T]]) -> None:
+        # method -> literal path -> value, for the exact-match rule
+        self._exact: dict[str, dict[tuple[str, ...], T]] = {}
+        # method -> segment count -> [(pattern, value)] sorted so the winner comes first
+        self._by_count: dict[str, dict[int, list[tuple[Pattern, T]]]] = {}
+        self._tails: dict[str, list[tuple[Pattern, T]]] = {}
+        self._methods_by_shape: set[str] = set()
+        for method, pattern, value in entries:
+            if pattern.tail:
+                self._tails.setdefault(method, []).append((pattern, value))
+                continue
+            if pattern.literal_count == len(pattern.parts):
+                self._exact.setdefault(method, {})[tuple(p or "" for p in pattern.parts)] = value
+            bucket = self._by_count.setdefault(method, {}).setdefault(len(pattern.parts), [])
+            bucket.append((pattern, value))
+        for buckets in self._by_count.values():
+            for bucket in buckets.values():
+                # Magento: ksort(SORT_STRING), every candidate is tried and the last match
+                # wins; sorting descending and taking the first match is the same choice.
+                bucket.sort(key=lambda pv: pv[0].sort_key.encode(), reverse=True)
+        for tails in self._tails.values():
+            # Longest literal prefix first.
+            tails.sort(key=lambda pv: (-len(pv[0].parts), pv[0].sort_key))
+
+    def methods(self) -> set[str]:
+        return set(self._by_count) | set(self._tails) | set(self._exact)
+
+    def lookup(self, method: str, segments: Sequence[str]) -> tuple[T, dict[str, str]] | None:
+        for m in (method, "*"):
+            hit = self._lookup_one(m, segments)
+            if hit is not None:
+                return hit
+        return None
+
+    def _lookup_one(self, method: str, segments: Sequence[str]) -> tuple[T, dict[str, str]] | None:
+        exact = self._exact.get(method)
+        if exact is not None:
+            value = exact.get(tuple(segments))
+            if value is not None:
+                return value, {}
+        buckets = self._by_count.get(method)
+        if buckets is not None:
+            for pattern, value in buckets.get(len(segments), ()):
+                found = pattern.match(segments)
+                if found is not None:
+                    return value, found
+        for pattern, value in self._tails.get(method, ()):
+            found = pattern.match(segments)
+            if found is not None:
+                return value, found
+        return None
+
+    def allowed_methods(self, segments: Sequence[str]) -> list[str]:
+        """Methods that would match ``segments`` (for 405 vs 404)."""
+        return sorted(m for m in self.methods() if m != "*" and self._lookup_one(m, segments))
