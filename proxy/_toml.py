@@ -108,7 +108,9 @@ class Reader:
         if choices is not None:
             allowed = list(choices)
             if value not in allowed:
-                self.problem(path, f'unknown value "{value}" (known: {", ".join(allowed)})', near=value)
+                self.problem(
+                    path, f'unknown value "{value}" (known: {", ".join(allowed)})', near=value
+                )
                 return default if default is not _REQUIRED else allowed[0]
         return value
 
@@ -122,7 +124,7 @@ class Reader:
         minimum: float | None = None,
         integer: bool = False,
     ) -> Any:
-        value = parent.get(key, default)
+        value: Any = parent.get(key, default)
         path = _join(where, key)
         if value is _REQUIRED:
             self.problem(path, "is required")
@@ -134,7 +136,7 @@ class Reader:
             wanted = "an integer" if integer else "a number"
             self.problem(path, f"must be {wanted}, got {_kind(value)}")
             return default if default is not _REQUIRED else 0
-        if minimum is not None and value < minimum:
+        if minimum is not None and float(value) < minimum:
             self.problem(path, f"must be at least {minimum}, got {value}")
         return value
 

@@ -201,12 +201,14 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
     auth: AuthKind = r.string(auth_t, "kind", "auth", "pat", choices=("pat", "jwt", "none"))
     jwt = _load_jwt(r, auth_t) if auth == "jwt" or "jwt" in auth_t else None
     if auth == "jwt" and jwt is None:
-        r.problem("auth.jwt", "is required when auth.kind is \"jwt\"")
+        r.problem("auth.jwt", 'is required when auth.kind is "jwt"')
     scopes = _load_scopes(r, auth_t, known)
 
     err = r.table(d, "errors", "")
     r.unknown_keys(err, "errors", ("style", "type_base"))
-    error_style: ErrorStyle = r.string(err, "style", "errors", "problem", choices=("problem", "envelope"))
+    error_style: ErrorStyle = r.string(
+        err, "style", "errors", "problem", choices=("problem", "envelope")
+    )
     type_base = r.string(err, "type_base", "errors", "about:blank#")
 
     rl = r.table(d, "ratelimit", "")
@@ -282,7 +284,7 @@ def _parse_grant(r: Reader, where: str, text: str, known: set[str]) -> tuple[str
     if resource != "*" and resource not in known:
         r.problem(where, _unknown("resource", resource, known), near=resource)
         return None
-    return resource, access  # type: ignore[return-value]
+    return resource, access
 
 
 def _load_scopes(
@@ -338,7 +340,9 @@ def _load_tables(r: Reader, d: dict[str, Any], known: set[str]) -> dict[str, tup
                 continue
             key = (route.method, route.pattern.sort_key, route.form)
             if key in seen:
-                r.problem(w, f"duplicates {where}[{seen[key]}] ({route.method} {route.pattern.text})")
+                r.problem(
+                    w, f"duplicates {where}[{seen[key]}] ({route.method} {route.pattern.text})"
+                )
             seen[key] = i
             routes.append(route)
         tables[table_name] = tuple(routes)
@@ -348,7 +352,9 @@ def _load_tables(r: Reader, d: dict[str, Any], known: set[str]) -> dict[str, tup
 def _load_route(
     r: Reader, w: str, table: str, index: int, e: dict[str, Any], known: set[str]
 ) -> Route | None:
-    r.unknown_keys(e, w, ("method", "path", "resource", "access", "deny", "target", "form", "summary"))
+    r.unknown_keys(
+        e, w, ("method", "path", "resource", "access", "deny", "target", "form", "summary")
+    )
     method = r.string(e, "method", w, choices=(*_METHODS, "*"))
     text = r.string(e, "path", w)
     try:
@@ -362,8 +368,8 @@ def _load_route(
         deny = None
     resource = r.string(e, "resource", w, None)
     if deny is None and resource is None:
-        r.problem(w, "needs a resource (or deny = \"reason\")")
-    if resource is not None and resource not in known:
+        r.problem(w, 'needs a resource (or deny = "reason")')
+    if resource is not None and known and resource not in known:
         r.problem(f"{w}.resource", _unknown("resource", resource, known), near=resource)
     access = r.string(e, "access", w, None, choices=_ACCESS)
     target = r.string(e, "target", w, None)
@@ -392,7 +398,9 @@ def _check_target(r: Reader, where: str, target: str, names: set[str]) -> None:
             r.problem(where, f'"{target}" uses unknown variable {part}', near=target)
 
 
-def _load_mounts(r: Reader, d: dict[str, Any], tables: dict[str, tuple[Route, ...]]) -> tuple[Mount, ...]:
+def _load_mounts(
+    r: Reader, d: dict[str, Any], tables: dict[str, tuple[Route, ...]]
+) -> tuple[Mount, ...]:
     mounts: list[Mount] = []
     raw = d.get("mounts", [])
     if not isinstance(raw, list):
@@ -403,7 +411,9 @@ def _load_mounts(r: Reader, d: dict[str, Any], tables: dict[str, tuple[Route, ..
         if not isinstance(m, dict):
             r.problem(w, "must be a table")
             continue
-        r.unknown_keys(m, w, ("name", "path", "upstream", "target", "routes", "form", "methods", "auth"))
+        r.unknown_keys(
+            m, w, ("name", "path", "upstream", "target", "routes", "form", "methods", "auth")
+        )
         text = r.string(m, "path", w)
         try:
             pattern = compile_pattern(text)

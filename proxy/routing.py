@@ -100,7 +100,9 @@ def compile_pattern(text: str) -> Pattern:
                 raise PatternError(f'pattern "{text}" repeats the variable "{name}"')
             if kind == "path":
                 if i != len(raw_parts) - 1:
-                    raise PatternError(f'pattern "{text}": {{{name}:path}} must be the last segment')
+                    raise PatternError(
+                        f'pattern "{text}": {{{name}:path}} must be the last segment'
+                    )
                 tail = True
             parts.append(None)
             names.append(name)

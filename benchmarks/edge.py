@@ -1,0 +1,206 @@
+"""Configure, provision and start ``magento-edge serve`` in each benchmark mode.
+
+Modes (one edge process each, one worker, pinned like every other proxy):
+
+- ``edge-pass``: no authentication. With ``serve --no-auth`` if the CLI offers it,
+  otherwise through the policy's own switch (``[auth] kind = "none"``);
+- ``edge-full``: bearer token + scope + rate limit, memory rate-limit/idempotency backends;
+- ``edge-redis``: the same with Redis rate-limit and idempotency backends (our own
+  redis-server on a free loopback port; the keystore stays SQLite in every mode).
+
+Each mode gets its own directory under ``benchmarks/.work/`` with ``edge.toml``, the
+benchmark policy and the SQLite keystore, and a token made with ``magento-edge tokens
+create`` (the last line it prints). The generated policy exposes exactly the two routes the
+benchmark calls; ``--edge-policy`` in run.py swaps in another file (e.g. the shipped one).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from functools import cache
+from pathlib import Path
+
+from peers import HOST, PROXY_CPU, ROOT, VENV_BIN, WORK, Proc, child_env, free_port, start
+from peers import wait_ready as _wait_ready
+
+STORE = "acme"
+PUBLIC_PREFIX = f"/api/v1/stores/{STORE}/commerce/products"
+GET_PATH = PUBLIC_PREFIX + "/24-MB01"
+MAGENTO_TOKEN = "bench-magento-integration-token"  # noqa: S105 - a stand-in, never checked
+MODES = ("edge-pass", "edge-full", "edge-redis")
+
+POLICY = """\
+# Benchmark surface: the two product routes the benchmark calls, one generous tier.
+resources = ["products"]
+
+[surface]
+name = "bench"
+title = "magento-edge benchmark surface"
+version = "1.0.0"
+base_path = "/api/v1"
+
+[auth]
+kind = "{auth}"
+
+[ratelimit]
+default_tier = "internal"
+
+[ratelimit.tiers.internal]
+rate = 1000000000
+period = 1
+burst = 1000000000
+
+[[mounts]]
+name = "commerce"
+path = "/stores/{{store}}/commerce"
+upstream = "magento"
+target = "/rest/{{store_code}}/V1"
+routes = "commerce"
+
+[[routes.commerce]]
+method = "GET"
+path = "/products/{{sku}}"
+resource = "products"
+summary = "Read a product"
+
+[[routes.commerce]]
+method = "POST"
+path = "/products"
+resource = "products"
+summary = "Create a product"
+"""
+
+CONFIG = """\
+[server]
+host = "{host}"
+port = {port}
+policies = ["{policy}"]
+trusted_proxies = []
+
+[keystore]
+backend = "sqlite"
+path = "edge.db"
+
+[ratelimit]
+backend = "{backend}"
+{redis_url}
+[idempotency]
+backend = "{backend}"
+{redis_url}
+[stores.{store}]
+name = "Acme"
+environment = "live"
+magento_url = "{magento}"
+store_code = "default"
+credential = {{ kind = "bearer", token_env = "ACME_MAGENTO_TOKEN" }}
+timeouts = {{ connect = 2.0, read = 60.0 }}
+
+[upstreams.panel]
+url = "{panel}"
+"""
+
+
+def edge_binary() -> Path:
+    return VENV_BIN / "magento-edge"
+
+
+@cache
+def serve_help() -> tuple[bool, str]:
+    """(works, help text or the reason it does not) for ``magento-edge serve --help``."""
+    binary = edge_binary()
+    if not binary.exists():
+        return False, f"{binary} not installed"
+    try:
+        out = subprocess.run(
+            [str(binary), "serve", "--help"], capture_output=True, text=True, timeout=30,
+            env=child_env(), check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return False, "`magento-edge serve --help` did not answer within 30 s"
+    text = (out.stdout + out.stderr).strip()
+    if out.returncode != 0:
+        last = text.splitlines()[-1] if text else f"exit {out.returncode}"
+        return False, f"`magento-edge serve --help` fails: {last}"
+    return True, text
+
+
+def _write(
+    mode: str, magento_url: str, panel_url: str, redis_url: str | None, policy: Path | None
+) -> tuple[Path, int]:
+    d = WORK / f"{mode}-{free_port()}"
+    d.mkdir(parents=True, exist_ok=True)
+    if policy is None:
+        policy = d / "bench-policy.toml"
+        policy.write_text(POLICY.format(auth="none" if mode == "edge-pass" else "pat"))
+    port = free_port()
+    config = d / "edge.toml"
+    config.write_text(
+        CONFIG.format(
+            host=HOST,
+            port=port,
+            policy=policy,
+            backend="redis" if redis_url else "memory",
+            redis_url=f'url = "{redis_url}"\n' if redis_url else "",
+            store=STORE,
+            magento=magento_url,
+            panel=panel_url,
+        )
+    )
+    return config, port
+
+
+def create_token(config: Path) -> str:
+    cmd = [
+        str(edge_binary()), "tokens", "create", "--config", str(config), "--store", STORE,
+        "--permission", "products:read", "--permission", "products:write", "--tier", "internal",
+    ]  # fmt: skip
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=60, env=child_env(), cwd=str(config.parent),
+        check=False,
+    )  # fmt: skip
+    lines = [ln.strip() for ln in out.stdout.splitlines() if ln.strip()]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"tokens create failed ({out.returncode}): {out.stderr.strip()[-200:]}")
+    return lines[-1]
+
+
+def start_edge(
+    mode: str, magento_url: str, *, redis_url: str | None = None, cpu: str = PROXY_CPU,
+    policy: Path | None = None, name: str | None = None,
+) -> tuple[Proc, str | None]:  # fmt: skip
+    """Start one edge; return (process, token or None). Raise RuntimeError with a reason."""
+    works, help_text = serve_help()
+    if not works:
+        raise RuntimeError(help_text)
+    if mode == "edge-redis" and not redis_url:
+        raise RuntimeError("edge-redis needs a redis URL")
+    no_auth_flag = mode == "edge-pass" and "--no-auth" in help_text
+    config, port = _write(
+        mode,
+        magento_url,
+        panel_url=magento_url,
+        redis_url=redis_url if mode == "edge-redis" else None,
+        policy=None if mode == "edge-pass" and not no_auth_flag else policy,
+    )
+    token = None if mode == "edge-pass" else create_token(config)
+    cmd = [str(edge_binary()), "serve", "--config", str(config)]
+    if no_auth_flag:
+        cmd.append("--no-auth")
+    proc = start(
+        name or mode, cmd, cpu=cpu, env={"ACME_MAGENTO_TOKEN": MAGENTO_TOKEN}, cwd=config.parent
+    )
+    proc.port = port
+    proc.meta["config"] = str(config)
+    proc.meta["pass_through"] = "--no-auth flag" if no_auth_flag else "policy auth.kind=none"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        _wait_ready(proc, GET_PATH, headers=headers, timeout=30)
+    except RuntimeError:
+        proc.stop()
+        raise
+    return proc, token
+
+
+def repo_policy() -> Path | None:
+    path = ROOT / "policies" / "storeoncloud.toml"
+    return path if path.exists() else None

@@ -1,0 +1,329 @@
+"""Deployment configuration: ``config.toml`` loaded into validated, frozen objects.
+
+The keys documented in SPEC §2 (and ``config.example.toml``) are a public contract:
+operators' scripts rely on them, so they keep their meaning; new keys may be added.
+Secrets are never inline: credentials name environment variables, read at load.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from ._toml import ConfigError, Reader
+from .policy import Surface, load_policy
+
+__all__ = [
+    "BearerCredential",
+    "Config",
+    "OAuth1Credential",
+    "Store",
+    "Timeouts",
+    "Upstream",
+    "load_config",
+]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = 2.0
+    read: float = 30.0
+    write: float = 30.0
+    pool: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class BearerCredential:
+    """An integration or admin token sent as ``Authorization: Bearer``."""
+
+    token: str
+
+    def __repr__(self) -> str:  # never print the secret
+        return "BearerCredential(token=***)"
+
+
+@dataclass(frozen=True, slots=True)
+class OAuth1Credential:
+    """Magento integration keys for OAuth 1.0a HMAC-SHA256 request signing."""
+
+    consumer_key: str
+    consumer_secret: str
+    access_token: str
+    access_token_secret: str
+
+    def __repr__(self) -> str:
+        return "OAuth1Credential(***)"
+
+
+Credential = BearerCredential | OAuth1Credential
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    id: str
+    name: str
+    environment: Literal["live", "sandbox"]
+    magento_url: str  # scheme://host[:port][/base], no trailing slash
+    store_code: str
+    credential: Credential
+    timeouts: Timeouts
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    name: str
+    url: str
+    timeouts: Timeouts
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    source: Path
+    host: str
+    port: int
+    trusted_proxies: tuple[Network, ...]
+    surfaces: tuple[Surface, ...]
+    keystore_backend: Literal["sqlite", "redis"]
+    keystore_path: Path | None
+    keystore_url: str | None
+    ratelimit_backend: Literal["memory", "redis"]
+    ratelimit_url: str | None
+    idempotency_backend: Literal["memory", "redis"]
+    idempotency_url: str | None
+    idempotency_ttl: int
+    stores: Mapping[str, Store]
+    upstreams: Mapping[str, Upstream]
+    max_connections: int
+    log_level: str
+    access_log: bool
+
+
+_TOP = ("server", "keystore", "ratelimit", "idempotency", "stores", "upstreams", "logging")
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read ``config.toml`` and every policy it names; raise :class:`ConfigError` listing
+    every problem (file, key path, line where known)."""
+    path = Path(path)
+    environ = os.environ if env is None else env
+    r = Reader(path)
+    if r.problems:
+        raise ConfigError(r.problems)
+    d = r.data
+    r.unknown_keys(d, "", _TOP)
+    base = path.parent
+
+    server = r.table(d, "server", "")
+    r.unknown_keys(
+        server, "server", ("host", "port", "policies", "trusted_proxies", "max_connections")
+    )
+    host = r.string(server, "host", "server", "127.0.0.1")
+    port = r.number(server, "port", "server", 8080, integer=True, minimum=0)
+    if isinstance(port, int) and port > 65535:
+        r.problem("server.port", f"must be at most 65535, got {port}")
+    trusted = _networks(r, server)
+    max_connections = r.number(server, "max_connections", "server", 512, integer=True, minimum=1)
+
+    surfaces: list[Surface] = []
+    policy_problems: list[str] = []
+    for rel in r.strings(server, "policies", "server", ["policies/storeoncloud.toml"]):
+        ppath = (base / rel).resolve() if not Path(rel).is_absolute() else Path(rel)
+        try:
+            surfaces.append(load_policy(ppath, display=rel))
+        except ConfigError as exc:
+            policy_problems.extend(exc.problems)
+        except (
+            Exception
+        ) as exc:  # pragma: no cover - defensive: a loader bug must still name the file
+            policy_problems.append(f"{rel}: cannot load: {exc}")
+    _check_surface_overlap(r, surfaces)
+
+    ks = r.table(d, "keystore", "")
+    r.unknown_keys(ks, "keystore", ("backend", "path", "url"))
+    ks_backend = r.string(ks, "backend", "keystore", "sqlite", choices=("sqlite", "redis"))
+    ks_path = (
+        (base / r.string(ks, "path", "keystore", "edge.db")) if ks_backend == "sqlite" else None
+    )
+    ks_url = _redis_url(r, ks, "keystore") if ks_backend == "redis" else None
+
+    rl = r.table(d, "ratelimit", "")
+    r.unknown_keys(rl, "ratelimit", ("backend", "url"))
+    rl_backend = r.string(rl, "backend", "ratelimit", "memory", choices=("memory", "redis"))
+    rl_url = _redis_url(r, rl, "ratelimit") if rl_backend == "redis" else None
+
+    idem = r.table(d, "idempotency", "")
+    r.unknown_keys(idem, "idempotency", ("backend", "url", "ttl_seconds"))
+    idem_backend = r.string(idem, "backend", "idempotency", "memory", choices=("memory", "redis"))
+    idem_url = _redis_url(r, idem, "idempotency") if idem_backend == "redis" else None
+    idem_ttl = r.number(idem, "ttl_seconds", "idempotency", 86400, integer=True, minimum=1)
+
+    stores = _stores(r, d, environ)
+    upstreams = _upstreams(r, d)
+
+    logging_t = r.table(d, "logging", "")
+    r.unknown_keys(logging_t, "logging", ("level", "access_log"))
+    level = r.string(
+        logging_t, "level", "logging", "info", choices=("debug", "info", "warning", "error")
+    )
+    access_log = r.boolean(logging_t, "access_log", "logging", True)
+
+    problems = r.problems + policy_problems
+    if problems:
+        raise ConfigError(problems)
+    return Config(
+        source=path,
+        host=host,
+        port=port,
+        trusted_proxies=trusted,
+        surfaces=tuple(surfaces),
+        keystore_backend=ks_backend,
+        keystore_path=ks_path,
+        keystore_url=ks_url,
+        ratelimit_backend=rl_backend,
+        ratelimit_url=rl_url,
+        idempotency_backend=idem_backend,
+        idempotency_url=idem_url,
+        idempotency_ttl=idem_ttl,
+        stores=stores,
+        upstreams=upstreams,
+        max_connections=max_connections,
+        log_level=level,
+        access_log=access_log,
+    )
+
+
+def _networks(r: Reader, server: dict[str, Any]) -> tuple[Network, ...]:
+    out: list[Network] = []
+    for i, cidr in enumerate(r.strings(server, "trusted_proxies", "server")):
+        try:
+            out.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            r.problem(f"server.trusted_proxies[{i}]", f'"{cidr}" is not an IP network', near=cidr)
+    return tuple(out)
+
+
+def _redis_url(r: Reader, table: dict[str, Any], where: str) -> str:
+    url = r.string(table, "url", where, "redis://127.0.0.1:6379/0")
+    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        r.problem(f"{where}.url", f'"{url}" is not a redis:// URL', near=url)
+    return str(url)
+
+
+def _http_url(r: Reader, where: str, url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        r.problem(where, f'"{url}" must be an http:// or https:// URL with a host', near=url)
+    if parts.query or parts.fragment:
+        r.problem(where, f'"{url}" must not carry a query or fragment', near=url)
+    return url.rstrip("/")
+
+
+def _timeouts(r: Reader, table: dict[str, Any], where: str) -> Timeouts:
+    t = r.table(table, "timeouts", where)
+    w = f"{where}.timeouts"
+    r.unknown_keys(t, w, ("connect", "read", "write", "pool"))
+    return Timeouts(
+        connect=float(r.number(t, "connect", w, 2.0, minimum=0.001)),
+        read=float(r.number(t, "read", w, 30.0, minimum=0.001)),
+        write=float(r.number(t, "write", w, 30.0, minimum=0.001)),
+        pool=float(r.number(t, "pool", w, 5.0, minimum=0.001)),
+    )
+
+
+def _env(r: Reader, where: str, cred: dict[str, Any], key: str, environ: Mapping[str, str]) -> str:
+    name = r.string(cred, key, where)
+    if not name:
+        return ""
+    value = environ.get(name)
+    if not value:
+        # Name the variable, never a value.
+        r.problem(f"{where}.{key}", f"environment variable {name} is not set or empty")
+        return ""
+    return value
+
+
+def _stores(r: Reader, d: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Store]:
+    stores: dict[str, Store] = {}
+    for store_id, s in r.table(d, "stores", "").items():
+        w = f"stores.{store_id}"
+        if not isinstance(s, dict):
+            r.problem(w, "must be a table")
+            continue
+        if not store_id.replace("-", "").replace("_", "").isalnum() or not store_id.isascii():
+            r.problem(w, "store ids may use only ASCII letters, digits, '-' and '_'")
+        r.unknown_keys(
+            s, w, ("name", "environment", "magento_url", "store_code", "credential", "timeouts")
+        )
+        cred_t = r.table(s, "credential", w)
+        cw = f"{w}.credential"
+        kind = r.string(cred_t, "kind", cw, choices=("bearer", "oauth1"))
+        credential: Credential
+        if kind == "oauth1":
+            r.unknown_keys(
+                cred_t,
+                cw,
+                (
+                    "kind", "consumer_key_env", "consumer_secret_env",
+                    "access_token_env", "access_token_secret_env",
+                ),
+            )  # fmt: skip
+            credential = OAuth1Credential(
+                consumer_key=_env(r, cw, cred_t, "consumer_key_env", environ),
+                consumer_secret=_env(r, cw, cred_t, "consumer_secret_env", environ),
+                access_token=_env(r, cw, cred_t, "access_token_env", environ),
+                access_token_secret=_env(r, cw, cred_t, "access_token_secret_env", environ),
+            )
+        else:
+            r.unknown_keys(cred_t, cw, ("kind", "token_env"))
+            credential = BearerCredential(_env(r, cw, cred_t, "token_env", environ))
+        code = r.string(s, "store_code", w, "default")
+        if not code or not code.replace("_", "").isalnum() or not code.isascii():
+            r.problem(f"{w}.store_code", f'"{code}" is not a Magento store code', near=code)
+        stores[store_id] = Store(
+            id=store_id,
+            name=r.string(s, "name", w, store_id),
+            environment=r.string(s, "environment", w, "live", choices=("live", "sandbox")),
+            magento_url=_http_url(r, f"{w}.magento_url", r.string(s, "magento_url", w)),
+            store_code=code,
+            credential=credential,
+            timeouts=_timeouts(r, s, w),
+        )
+    return stores
+
+
+def _upstreams(r: Reader, d: dict[str, Any]) -> dict[str, Upstream]:
+    ups: dict[str, Upstream] = {}
+    for name, u in r.table(d, "upstreams", "").items():
+        w = f"upstreams.{name}"
+        if not isinstance(u, dict):
+            r.problem(w, "must be a table")
+            continue
+        if name == "magento":
+            r.problem(w, '"magento" is reserved for each store\'s own Magento')
+        r.unknown_keys(u, w, ("url", "timeouts"))
+        ups[name] = Upstream(
+            name=name,
+            url=_http_url(r, f"{w}.url", r.string(u, "url", w)),
+            timeouts=_timeouts(r, u, w),
+        )
+    return ups
+
+
+def _check_surface_overlap(r: Reader, surfaces: list[Surface]) -> None:
+    seen: dict[str, str] = {}
+    for s in surfaces:
+        paths = [s.base_path, *(v.base_path for v in s.versions)]
+        for p in paths:
+            if p in seen:
+                r.problem(
+                    "server.policies",
+                    f'{s.source.name} and {seen[p]} both claim the base path "{p}"',
+                )
+            seen[p] = s.source.name

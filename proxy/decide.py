@@ -1,0 +1,125 @@
+"""Step 2b/4 of the request path: which surface, mount and route a path is, and whether
+the caller's grants cover what that route needs.
+
+:func:`resolve` needs no credential (like Magento, an unknown route is 404 before auth);
+:func:`authorize` runs after :mod:`proxy.auth`. A store the token cannot reach answers
+exactly like a store that does not exist: 404 with the same detail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .auth import Principal
+from .config import Store
+from .errors import Forbidden, MethodNotAllowed, NotFound
+from .keystore import grants_allow
+from .policy import Endpoint, Mount, Route, Surface
+
+__all__ = ["Decision", "authorize", "resolve"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of routing one request (before credentials are looked at)."""
+
+    surface: Surface
+    endpoint: Endpoint | None
+    mount: Mount | None
+    route: Route | None
+    mount_vars: Mapping[str, str]
+    route_vars: Mapping[str, str]
+    rest: tuple[str, ...]  # raw segments after the mount prefix, trailing "" kept
+    store_id: str | None
+
+
+def surface_for(surfaces: Sequence[Surface], segments: Sequence[str]) -> Surface | None:
+    for surface in surfaces:
+        n = len(surface.base_parts)
+        if tuple(segments[:n]) == surface.base_parts:
+            return surface
+    return None
+
+
+def resolve(surface: Surface, method: str, segments: Sequence[str]) -> Decision:
+    """Route ``segments`` (the whole raw path) within ``surface``; 404/405/403 otherwise."""
+    inner = tuple(segments[len(surface.base_parts) :])
+    trimmed = inner[:-1] if inner and inner[-1] == "" else inner
+    for endpoint in surface.endpoints:
+        if endpoint.pattern.match(trimmed) is not None:
+            if method not in (endpoint.method, "HEAD" if endpoint.method == "GET" else ""):
+                raise MethodNotAllowed(
+                    f"{method} is not allowed here; use {endpoint.method}.",
+                    headers={"Allow": endpoint.method},
+                )
+            return Decision(surface, endpoint, None, None, {}, {}, (), None)
+    for mount in surface.mounts:
+        n = len(mount.pattern.parts)
+        if len(trimmed) < n:
+            continue
+        mount_vars = mount.pattern.match(trimmed[:n])
+        if mount_vars is None:
+            continue
+        rest = inner[n:]
+        route_segments = rest[:-1] if rest and rest[-1] == "" else rest
+        if mount.methods is not None and method not in mount.methods:
+            allowed = ", ".join(sorted(mount.methods))
+            raise MethodNotAllowed(
+                f"{method} is not accepted under this path (allowed: {allowed}).",
+                headers={"Allow": allowed},
+            )
+        table = surface.table_for(mount)
+        hit = table.lookup(method, route_segments)
+        if hit is None:
+            allowed_methods = table.allowed_methods(route_segments)
+            if allowed_methods:
+                allowed = ", ".join(allowed_methods)
+                raise MethodNotAllowed(
+                    f"{method} is not supported on this route (allowed: {allowed}).",
+                    headers={"Allow": allowed},
+                )
+            raise NotFound(f"No route matches {method} {'/' + '/'.join(inner)} on this API.")
+        route, route_vars = hit
+        if route.deny is not None:
+            raise Forbidden(f"This route is not available through the edge: {route.deny}")
+        return Decision(
+            surface, None, mount, route, mount_vars, route_vars, rest, mount_vars.get("store")
+        )
+    raise NotFound(f"No route matches {method} {'/' + '/'.join(inner)} on this API.")
+
+
+def store_for(
+    decision: Decision, principal: Principal | None, stores: Mapping[str, Store]
+) -> Store | None:
+    """The store named in the path, if this caller may see it; 404 otherwise."""
+    store_id = decision.store_id
+    if store_id is None:
+        return None
+    store = stores.get(store_id)
+    if store is None or (principal is not None and store_id not in principal.stores):
+        raise NotFound(f'No store "{_printable(store_id)}" is available to this token.')
+    return store
+
+
+def authorize(decision: Decision, principal: Principal, method: str, store: Store | None) -> None:
+    route = decision.route
+    if route is None or route.resource is None:
+        return
+    if store is not None:
+        wanted = "test" if store.environment == "sandbox" else "live"
+        if principal.kind != wanted:
+            raise Forbidden(
+                f"A {principal.kind} token cannot reach a {store.environment} store; "
+                f"use a soc_pat_{wanted}_ token."
+            )
+    access = route.required_access(method)
+    if not grants_allow(principal.permissions, route.resource, access):
+        raise Forbidden(
+            f"This token lacks the permission {route.resource}:{access}.",
+            extra={"required": f"{route.resource}:{access}"},
+        )
+
+
+def _printable(value: str) -> str:
+    return value if value.isascii() and value.isprintable() and len(value) <= 64 else "(invalid)"

@@ -1,0 +1,233 @@
+"""The request path, end to end: one ASGI app that reads top to bottom.
+
+    raw path → paths.split_path            400 on anything ambiguous
+             → decide.resolve              404 / 405 / 403 (denied route), no credential yet
+             → auth.authenticate           401
+             → decide.store_for/authorize  404 (store hidden) / 403 (permission)
+             → (rate limit, idempotency: later steps slot in here)
+             → upstream.forward            stream to Magento and back; 502 / 504
+
+The steps are plain functions called in order rather than a stack of middleware: each
+step's outcome (request id, principal, rate-limit headers) lands in one response start,
+and a request pays for no wrapper it does not need. Errors are rendered once, here, in the
+surface's style, and only before the response has started.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from . import endpoints
+from .auth import Principal, authenticate
+from .config import Config, Store
+from .credentials import authorization_for
+from .decide import Decision, authorize, resolve, store_for, surface_for
+from .errors import EdgeError, NotFound, UpstreamNotConfigured, render
+from .headers import build_forwarding, request_id_from, upstream_request_headers
+from .keystore import CachedKeyStore, KeyStore
+from .paths import split_path
+from .policy import Surface
+from .upstream import ClientGone, UpstreamBroke, UpstreamClient
+
+__all__ = ["Edge"]
+
+log = logging.getLogger("magento_edge")
+access_log = logging.getLogger("magento_edge.access")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class Edge:
+    """The edge ASGI application. Trust model: clients are untrusted; the config, the
+    policies and the upstreams are the operator's."""
+
+    def __init__(
+        self,
+        config: Config,
+        keystore: KeyStore,
+        *,
+        upstream: UpstreamClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.keystore = CachedKeyStore(keystore)
+        self.upstream = upstream or UpstreamClient(max_connections=config.max_connections)
+        self.clock = clock
+        self._signers = {
+            sid: authorization_for(store.credential) for sid, store in config.stores.items()
+        }
+        self._error_surface = config.surfaces[0] if config.surfaces else None
+        self._access_log = config.access_log
+
+    # -- ASGI -----------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        # websocket: not part of any surface; returning closes it (uvicorn answers 403).
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.upstream.start()
+                except Exception as exc:  # pragma: no cover - reported to the server
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.upstream.close()
+                await self.keystore.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- one request ----------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = scope["headers"]
+        request_id = request_id_from(headers)
+        surface = self._error_surface
+        principal: Principal | None = None
+        status = 0
+        started = time.perf_counter()
+        try:
+            segments = split_path(scope.get("raw_path") or scope["path"].encode())
+            surface = surface_for(self.config.surfaces, segments)
+            if surface is None:
+                surface = self._error_surface
+                raise NotFound("No API is served under this path.")
+            method = scope["method"]
+            decision = resolve(surface, method, segments)
+            if decision.endpoint is not None:
+                needs_auth = decision.endpoint.auth
+            else:
+                assert decision.mount is not None
+                needs_auth = (decision.mount.auth or surface.auth) != "none"
+            if needs_auth:
+                principal = await authenticate(headers, self.keystore, clock=self.clock)
+            if decision.endpoint is not None:
+                status = await endpoints.answer(
+                    decision.endpoint.handler, self, surface, principal, request_id, send
+                )
+                return
+            store = store_for(decision, principal, self.config.stores)
+            if principal is not None:
+                authorize(decision, principal, method, store)
+            status = await self._forward(scope, receive, send, decision, store, request_id)
+        except ClientGone:
+            status = 499
+        except UpstreamBroke as exc:
+            # The answer had started; returning without finishing it makes the server cut
+            # the connection, the only honest signal left.
+            status = 502
+            log.warning("%s upstream broke off mid-answer: %s", request_id, exc.__cause__ or exc)
+        except EdgeError as exc:
+            status = exc.status
+            await self._send_error(send, exc, surface, request_id)
+        finally:
+            if self._access_log:
+                access_log.info(
+                    "%s %s %s %d %.1fms",
+                    request_id,
+                    principal.token_id if principal else "-",
+                    scope.get("method", "-"),
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                    extra={"request_id": request_id},
+                )
+
+    async def _forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        decision: Decision,
+        store: Store | None,
+        request_id: str,
+    ) -> int:
+        mount = decision.mount
+        route = decision.route
+        assert mount is not None and route is not None  # resolve() returned a mount route
+        if mount.upstream == "magento":
+            if store is None:
+                raise UpstreamNotConfigured("This route needs a store, and none is configured.")
+            base_url = store.magento_url
+            timeouts = store.timeouts
+            sign = self._signers[store.id]
+        else:
+            upstream = self.config.upstreams.get(mount.upstream)
+            if upstream is None:
+                raise UpstreamNotConfigured(
+                    f'The "{mount.upstream}" service is not configured on this edge.'
+                )
+            base_url = upstream.url
+            timeouts = upstream.timeouts
+            sign = None
+
+        path = _target_path(mount.target, decision, store)
+        if route.target is not None:
+            path += _fill(route.target, decision.route_vars, decision, store)
+        elif decision.rest:
+            path += "/" + "/".join(decision.rest)
+        url = base_url + path
+        query = scope.get("query_string", b"")
+        if query:
+            url += "?" + query.decode("latin-1")
+
+        fwd = build_forwarding(
+            scope.get("client"),
+            scope.get("scheme", "http"),
+            scope["headers"],
+            self.config.trusted_proxies,
+            request_id,
+        )
+        method = scope["method"]
+        extra = [("authorization", sign(method, url))] if sign is not None else []
+        up_headers = upstream_request_headers(scope["headers"], fwd, extra)
+        return await self.upstream.forward(
+            method=method,
+            url=url,
+            headers=up_headers,
+            request_headers=scope["headers"],
+            receive=receive,
+            send=send,
+            timeouts=timeouts,
+            extra_response_headers=[(b"x-request-id", request_id.encode())],
+        )
+
+    async def _send_error(
+        self, send: Send, exc: EdgeError, surface: Surface | None, request_id: str
+    ) -> None:
+        status, headers, body = render(
+            exc,
+            style=surface.error_style if surface else "problem",
+            request_id=request_id,
+            type_base=surface.error_type_base if surface else "about:blank#",
+        )
+        headers.append((b"x-request-id", request_id.encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _fill(template: str, values: Any, decision: Decision, store: Store | None) -> str:
+    if "{" not in template:
+        return template
+    out = template
+    for name, value in {**decision.mount_vars, **values}.items():
+        out = out.replace("{" + name + "}", value)
+    if store is not None:
+        out = out.replace("{store_code}", store.store_code).replace("{store}", store.id)
+    return out
+
+
+def _target_path(template: str, decision: Decision, store: Store | None) -> str:
+    return _fill(template, decision.mount_vars, decision, store).rstrip("/")

@@ -1,0 +1,74 @@
+"""The few answers the edge gives itself (``[[endpoints]]`` in a policy):
+``GET /stores`` (the stores this token reaches, from config and its grants) and
+``GET /openapi.json`` (generated from the policy). Nothing else is answered at the edge.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from .auth import Principal
+from .errors import Unauthorized
+from .openapi import openapi_document
+from .policy import Surface
+
+if TYPE_CHECKING:
+    from .edge import Edge
+
+__all__ = ["answer"]
+
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+async def answer(
+    handler: str,
+    edge: Edge,
+    surface: Surface,
+    principal: Principal | None,
+    request_id: str,
+    send: Send,
+) -> int:
+    if handler == "stores":
+        if principal is None:  # a policy that lists stores without auth is refused at load
+            raise Unauthorized("This API needs a bearer token.")
+        body = json.dumps({"stores": _stores(edge, principal)}).encode()
+        content_type = b"application/json"
+    else:
+        body = openapi_document(surface, edge.config)
+        content_type = b"application/json"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store" if handler == "stores" else b"max-age=300"),
+                (b"x-request-id", request_id.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+    return 200
+
+
+def _stores(edge: Edge, principal: Principal) -> list[dict[str, Any]]:
+    permissions = [f"{r}:{a}" for r, a in sorted(principal.permissions.items())]
+    out = []
+    for store_id in principal.record.stores:  # the token's order
+        store = edge.config.stores.get(store_id)
+        if store is None:
+            continue  # a store removed from config since the token was made
+        if (store.environment == "sandbox") != (principal.kind == "test"):
+            continue  # live tokens never reach sandbox stores, nor test tokens live ones
+        out.append(
+            {
+                "id": store.id,
+                "name": store.name,
+                "environment": store.environment,
+                "permissions": permissions,
+            }
+        )
+    return out

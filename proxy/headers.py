@@ -1,0 +1,174 @@
+"""Step 6a of the request path: the header rules of a gateway (RFC 9110 §7.6).
+
+Request to the upstream: the client's ``Authorization``, cookies and every hop-by-hop
+field (including those the client named in ``Connection``) are dropped; ``X-Forwarded-For``,
+``-Proto`` and ``-Host`` are set (extended only when the peer is a trusted proxy), ``Via``
+is appended, ``X-Request-Id`` is propagated or created. Response to the client: hop-by-hop
+fields and ``Set-Cookie`` are dropped, everything else passes verbatim.
+
+Headers stay ASGI byte pairs until the last moment; the upstream client wants ``str``,
+so :func:`upstream_request_headers` decodes as latin-1 once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from collections.abc import Iterable, Sequence
+
+__all__ = [
+    "ForwardingContext",
+    "client_address",
+    "request_id_from",
+    "response_headers",
+    "upstream_request_headers",
+]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+RawHeaders = Sequence[tuple[bytes, bytes]]
+
+# RFC 9110 §7.6.1 plus the de facto list (RFC 2616 §13.5.1, Go's ReverseProxy) and the
+# httpoxy mitigation ("proxy").
+HOP_BY_HOP = frozenset(
+    {
+        b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
+        b"transfer-encoding", b"upgrade", b"proxy-authorization", b"proxy-authenticate",
+        b"proxy",
+    }
+)  # fmt: skip
+# Never forwarded upstream: the client's credential and cookies are replaced by the
+# store's own credential; forwarding headers are rebuilt; Host is the upstream's; Expect is
+# answered by our server.
+_REQUEST_DROP = HOP_BY_HOP | {
+    b"authorization", b"cookie", b"host", b"x-forwarded-for", b"x-forwarded-proto",
+    b"x-forwarded-host", b"forwarded", b"via", b"x-request-id", b"expect",
+}  # fmt: skip
+_RESPONSE_DROP = HOP_BY_HOP | {b"set-cookie", b"set-cookie2"}
+_VIA = "1.1 magento-edge"
+_MAX_REQUEST_ID = 128
+
+
+class ForwardingContext:
+    """What the forwarding headers are built from, computed once per request."""
+
+    __slots__ = ("client", "host", "proto", "request_id", "xff")
+
+    def __init__(self, *, client: str, xff: str, proto: str, host: str, request_id: str) -> None:
+        self.client = client
+        self.xff = xff
+        self.proto = proto
+        self.host = host
+        self.request_id = request_id
+
+
+def _connection_named(headers: RawHeaders) -> frozenset[bytes]:
+    named: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            named.update(v.strip().lower() for v in value.split(b",") if v.strip())
+    return frozenset(named)
+
+
+def request_id_from(headers: RawHeaders) -> str:
+    """The client's ``X-Request-Id`` if it is short visible ASCII, else a fresh one."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            if 0 < len(value) <= _MAX_REQUEST_ID and all(0x21 <= b <= 0x7E for b in value):
+                return value.decode("ascii")
+            break
+    return secrets.token_hex(16)
+
+
+def _is_trusted(addr: str, trusted: Sequence[Network]) -> bool:
+    if not trusted:
+        return False
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)
+
+
+def client_address(
+    peer: str, headers: RawHeaders, trusted: Sequence[Network]
+) -> tuple[str, list[str]]:
+    """The client's address and the X-Forwarded-For chain to send on.
+
+    ``X-Forwarded-For`` is believed only hop by hop from the right while each hop is a
+    trusted proxy (werkzeug ``ProxyFix``); the first untrusted address is the client.
+    """
+    chain: list[str] = []
+    if _is_trusted(peer, trusted):
+        for name, value in headers:
+            if name == b"x-forwarded-for":
+                chain.extend(p.strip() for p in value.decode("latin-1").split(",") if p.strip())
+    hops = [*chain, peer]
+    client = peer
+    for hop in reversed(hops):
+        client = hop
+        if not _is_trusted(hop, trusted):
+            break
+    return client, hops
+
+
+def build_forwarding(
+    scope_client: tuple[str, int] | None,
+    scheme: str,
+    headers: RawHeaders,
+    trusted: Sequence[Network],
+    request_id: str,
+) -> ForwardingContext:
+    peer = scope_client[0] if scope_client else "unknown"
+    client, hops = client_address(peer, headers, trusted)
+    host = ""
+    proto = scheme
+    peer_trusted = _is_trusted(peer, trusted)
+    for name, value in headers:
+        if name == b"host":
+            host = value.decode("latin-1")
+        elif peer_trusted and name == b"x-forwarded-proto":
+            proto = value.decode("latin-1").split(",")[0].strip().lower() or scheme
+    if peer_trusted:
+        for name, value in headers:
+            if name == b"x-forwarded-host":
+                host = value.decode("latin-1").split(",")[0].strip() or host
+    return ForwardingContext(
+        client=client, xff=", ".join(hops), proto=proto, host=host, request_id=request_id
+    )
+
+
+def upstream_request_headers(
+    headers: RawHeaders, fwd: ForwardingContext, extra: Iterable[tuple[str, str]] = ()
+) -> list[tuple[str, str]]:
+    named = _connection_named(headers) if any(n == b"connection" for n, _ in headers) else None
+    out: list[tuple[str, str]] = []
+    via = ""
+    for name, value in headers:
+        if name in _REQUEST_DROP or (named and name in named):
+            if name == b"via":
+                via = value.decode("latin-1")
+            continue
+        out.append((name.decode("latin-1"), value.decode("latin-1")))
+    out.append(("x-forwarded-for", fwd.xff))
+    out.append(("x-forwarded-proto", fwd.proto))
+    if fwd.host:
+        out.append(("x-forwarded-host", fwd.host))
+    out.append(("via", f"{via}, {_VIA}" if via else _VIA))
+    out.append(("x-request-id", fwd.request_id))
+    out.extend(extra)
+    return out
+
+
+def response_headers(
+    raw: Iterable[tuple[bytes, bytes]], extra: Sequence[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """Upstream response headers for the client: lower-cased names, hop-by-hop and
+    cookies dropped, ``extra`` (request id, rate-limit fields) replacing same-named ones."""
+    raw = [(n.lower(), v) for n, v in raw]
+    named = _connection_named(raw)
+    replaced = {n for n, _ in extra}
+    out = [
+        (n, v) for n, v in raw if n not in _RESPONSE_DROP and n not in named and n not in replaced
+    ]
+    out.extend(extra)
+    return out

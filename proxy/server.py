@@ -1,0 +1,62 @@
+"""Running the edge: build the app from a config file and serve it with uvicorn.
+
+uvicorn trusts ``X-Forwarded-For`` from 127.0.0.1 by default; the edge turns that off
+(``proxy_headers=False``) and decides itself, from ``server.trusted_proxies`` only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from .config import Config, load_config
+from .edge import Edge
+from .keystore import KeyStore
+from .keystore_sqlite import SQLiteKeyStore
+
+__all__ = ["build_app", "open_keystore", "serve", "uvicorn_config"]
+
+
+def open_keystore(config: Config) -> KeyStore:
+    if config.keystore_backend == "sqlite":
+        assert config.keystore_path is not None
+        return SQLiteKeyStore(config.keystore_path)
+    raise NotImplementedError("the redis key store lands with token governance")
+
+
+def build_app(config: Config) -> Edge:
+    return Edge(config, open_keystore(config))
+
+
+def uvicorn_config(app: Any, host: str, port: int, *, log_level: str = "info") -> uvicorn.Config:
+    fast = importlib.util.find_spec("uvloop") is not None
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        loop="uvloop" if fast else "asyncio",
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
+        access_log=False,
+        log_level=log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+
+
+def serve(config_path: str | Path, *, host: str | None = None, port: int | None = None) -> None:
+    config = load_config(config_path)
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    app = build_app(config)
+    server = uvicorn.Server(
+        uvicorn_config(app, host or config.host, port or config.port, log_level=config.log_level)
+    )
+    server.run()

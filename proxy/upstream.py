@@ -1,0 +1,237 @@
+"""Step 6 of the request path: stream the request to the upstream and its answer back.
+
+One pooled ``aiohttp`` client per process, opened in the app lifespan. aiohttp was chosen
+over httpx by measurement (``benchmarks/``, README "Performance"): httpx's pool checks
+every pooled connection with ``poll()`` on every request, which capped a proxy on it at a
+few hundred requests per second on this hardware.
+
+Bodies stream both ways with bounded memory; bodies never get decoded (``auto_decompress``
+off), so compressed answers pass through byte-for-byte. Failures before the answer starts
+become edge errors (refused/reset → 502, too slow → 504); after it has started the
+connection is cut, which is the only honest signal left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from .config import Timeouts
+from .errors import UpstreamTimeout, UpstreamUnavailable
+from .headers import response_headers
+
+__all__ = ["ClientGone", "UpstreamBroke", "UpstreamClient"]
+
+log = logging.getLogger("magento_edge.upstream")
+
+# Bodies up to this size are read whole (one ASGI message, one upstream write); larger or
+# unknown-length ones stream in whatever chunks arrive.
+_SMALL_BODY = 64 * 1024
+
+Receive = Callable[[], Any]
+Send = Callable[[dict[str, Any]], Any]
+
+
+class ClientGone(Exception):
+    """The client disconnected; nothing can be answered."""
+
+
+class UpstreamBroke(Exception):
+    """The upstream failed after the answer started; the connection must be cut."""
+
+
+def _timeout(t: Timeouts) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(
+        total=None, connect=t.pool + t.connect, sock_connect=t.connect, sock_read=t.read
+    )
+
+
+async def _stream_body(receive: Receive, first: bytes) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        body = message.get("body", b"")
+        if body:
+            yield body
+        if not message.get("more_body", False):
+            return
+
+
+def _declared_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+class UpstreamClient:
+    """Trust model: the upstream is ours (a store's Magento); its answers pass verbatim."""
+
+    def __init__(self, *, max_connections: int = 512) -> None:
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections, limit_per_host=0, ttl_dns_cache=60, keepalive_timeout=30
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            # aiohttp adds these when absent; a proxy must not invent request headers.
+            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def forward(
+        self,
+        *,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        request_headers: Sequence[tuple[bytes, bytes]],
+        receive: Receive,
+        send: Send,
+        timeouts: Timeouts,
+        extra_response_headers: Sequence[tuple[bytes, bytes]],
+    ) -> int:
+        """Forward one request; returns the upstream status (for logs and metrics)."""
+        session = self._session
+        if session is None:
+            raise RuntimeError("UpstreamClient.start() was not awaited")
+        timeout = self._timeouts.get(timeouts)
+        if timeout is None:
+            timeout = self._timeouts.setdefault(timeouts, _timeout(timeouts))
+
+        data: bytes | AsyncIterator[bytes] | None
+        body_done = True
+        length = _declared_length(request_headers)
+        chunked = any(n == b"transfer-encoding" for n, _ in request_headers)
+        if length is None and not chunked:
+            data = None
+        else:
+            first = await receive()
+            if first["type"] == "http.disconnect":
+                raise ClientGone
+            body = first.get("body", b"")
+            if not first.get("more_body", False):
+                data = body
+            elif length is not None and length <= _SMALL_BODY:
+                parts = [body]
+                async for chunk in _stream_body(receive, b""):
+                    parts.append(chunk)
+                data = b"".join(parts)
+            else:
+                data = _stream_body(receive, body)
+                body_done = False
+            if chunked and isinstance(data, bytes):
+                # The client sent chunked; we know the length now, say it.
+                headers.append(("content-length", str(len(data))))
+            elif length is not None and not isinstance(data, bytes):
+                headers.append(("content-length", str(length)))
+
+        try:
+            response = await session.request(
+                method,
+                URL(url, encoded=True),
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                timeout=timeout,
+                compress=None,
+                chunked=None,
+            )
+        except ClientGone:
+            raise
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout("The store's upstream did not answer in time.") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamUnavailable("The store's upstream refused the connection.") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            if isinstance(exc.__cause__, ClientGone) or isinstance(exc.__context__, ClientGone):
+                raise ClientGone from exc
+            raise UpstreamUnavailable("The store's upstream closed the connection.") from exc
+
+        async with response:
+            out_headers = response_headers(response.raw_headers, extra_response_headers)
+            status = response.status
+            length = response.content_length
+            if method == "HEAD" or status in (204, 304):
+                await send(
+                    {"type": "http.response.start", "status": status, "headers": out_headers}
+                )
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return status
+            if length is not None and length <= _SMALL_BODY:
+                try:
+                    body = await response.read()
+                except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+                    raise UpstreamTimeout("The store's upstream stopped answering.") from exc
+                except aiohttp.ClientError as exc:
+                    raise UpstreamUnavailable("The store's upstream broke off its answer.") from exc
+                await send(
+                    {"type": "http.response.start", "status": status, "headers": out_headers}
+                )
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+                return status
+            await send({"type": "http.response.start", "status": status, "headers": out_headers})
+            await self._stream_response(response, receive, send, watch=body_done)
+            return status
+
+    async def _stream_response(
+        self, response: aiohttp.ClientResponse, receive: Receive, send: Send, *, watch: bool
+    ) -> None:
+        # A long download must stop when the client goes away; uvicorn's send() just
+        # returns after a disconnect, so watch receive() for it (only for streamed bodies:
+        # small answers never pay for the extra task).
+        task = asyncio.current_task()
+        gone = asyncio.Event()
+        watcher: asyncio.Task[None] | None = None
+        if watch and task is not None:
+            watcher = asyncio.create_task(_watch_disconnect(receive, gone, task))
+        try:
+            async for chunk in response.content.iter_any():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if gone.is_set() and task is not None and task.uncancel() == 0:
+                response.close()
+                raise ClientGone from None
+            raise
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # The answer has started: cutting the connection is the only signal left.
+            response.close()
+            raise UpstreamBroke("the upstream broke off its answer mid-stream") from exc
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+
+
+async def _watch_disconnect(receive: Receive, gone: asyncio.Event, task: asyncio.Task[Any]) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            task.cancel()
+            return
