@@ -121,7 +121,9 @@ class AiohttpProxy:
             length = resp.content_length
             if length is not None and length <= SMALL:
                 body = await resp.read()
-                await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+                await send(
+                    {"type": "http.response.start", "status": resp.status, "headers": headers}
+                )
                 await send({"type": "http.response.body", "body": body})
                 return
             await send({"type": "http.response.start", "status": resp.status, "headers": headers})
@@ -203,7 +205,10 @@ class HttpxProxy:
         assert self.client is not None
         data = await _body(receive)
         request = self.client.build_request(
-            scope["method"], _target(self.base, scope), headers=_request_headers(scope), content=data
+            scope["method"],
+            _target(self.base, scope),
+            headers=_request_headers(scope),
+            content=data,
         )
         try:
             resp = await self.client.send(request, stream=True)
@@ -216,10 +221,14 @@ class HttpxProxy:
             length = resp.headers.get("content-length")
             if length is not None and int(length) <= SMALL:
                 body = await resp.aread()
-                await send({"type": "http.response.start", "status": resp.status_code, "headers": headers})
+                await send(
+                    {"type": "http.response.start", "status": resp.status_code, "headers": headers}
+                )
                 await send({"type": "http.response.body", "body": body})
                 return
-            await send({"type": "http.response.start", "status": resp.status_code, "headers": headers})
+            await send(
+                {"type": "http.response.start", "status": resp.status_code, "headers": headers}
+            )
             async for chunk in resp.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send(EMPTY_END)
@@ -276,7 +285,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="http://127.0.0.1:PORT")
-    parser.add_argument("--client", choices=("aiohttp", "httpx", "httpx-aiohttp"), default="aiohttp")
+    parser.add_argument(
+        "--client", choices=("aiohttp", "httpx", "httpx-aiohttp"), default="aiohttp"
+    )
     args = parser.parse_args()
     serve(make_app(args.upstream, args.client), args.port)
 

@@ -55,7 +55,7 @@ def _product_json() -> str:
         "extension_attributes": {
             "website_ids": [1],
             "category_links": [{"position": 0, "category_id": "3"}],
-            "stock_item": {"item_id": 1, "product_id": 1, "stock_id": 1, "qty": 100, "is_in_stock": True},
+            "stock_item": {"item_id": 1, "stock_id": 1, "qty": 100, "is_in_stock": True},
         },
         "product_links": [],
         "options": [],
@@ -94,7 +94,31 @@ def _product_json() -> str:
 
 
 PRODUCT_JSON = _product_json()
-POST_JSON = json.dumps({"product": {"sku": "bench-1", "name": "Bench", "price": 10}})
+POST_JSON = json.dumps(
+    {
+        "product": {
+            "sku": "bench-new-1",
+            "name": "Benchmark Duffle Bag",
+            "attribute_set_id": 15,
+            "price": 34,
+            "status": 1,
+            "visibility": 4,
+            "type_id": "simple",
+            "weight": 1.2,
+            "extension_attributes": {
+                "website_ids": [1],
+                "category_links": [{"position": 0, "category_id": "3"}],
+                "stock_item": {"qty": 100, "is_in_stock": True},
+            },
+            "custom_attributes": [
+                {"attribute_code": "description", "value": "A bag made for the benchmark."},
+                {"attribute_code": "url_key", "value": "benchmark-duffle-bag"},
+                {"attribute_code": "tax_class_id", "value": "2"},
+            ],
+        }
+    },
+    separators=(",", ":"),
+)
 
 
 def free_port() -> int:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from measure import RssSampler
-from peers import HOST, LOAD_CPU, POST_JSON, PRODUCT_JSON, WORK, Proc, child_env, free_port, start
+from peers import HOST, LOAD_CPU, POST_JSON, PRODUCT_JSON, WORK, Proc, free_port, start
 from peers import wait_ready as _wait_ready
 
 CHUNK = 256 * 1024
@@ -128,7 +128,11 @@ def _curl(args: list[str], timeout: float) -> tuple[int, int, float, str]:
 
 
 def download(port: int, path: str, size: int, headers: list[str], timeout: float) -> tuple:
-    args = [a for h in headers for a in ("-H", h)] + ["-o", os.devnull, f"http://{HOST}:{port}{path}"]
+    args = [a for h in headers for a in ("-H", h)] + [
+        "-o",
+        os.devnull,
+        f"http://{HOST}:{port}{path}",
+    ]
     return _curl(args, timeout)
 
 
@@ -186,7 +190,9 @@ def measure_target(
                     proc.port, f"{get_path}stream-{size}", size, hdrs, timeout
                 )
             else:
-                code, moved, secs, err = upload(proc.port, post_path, sparse_file(size), hdrs, timeout)
+                code, moved, secs, err = upload(
+                    proc.port, post_path, sparse_file(size), hdrs, timeout
+                )
         ok = code == 200 and moved == size and not err
         transfers.append(
             Transfer(

@@ -144,10 +144,9 @@ class UpstreamClient:
                 data = _stream_body(receive, body)
                 body_done = False
             if chunked and isinstance(data, bytes):
-                # The client sent chunked; we know the length now, say it.
+                # The client sent chunked and it all came at once; say the length. (A
+                # client Content-Length is forwarded as it is, so a stream keeps it.)
                 headers.append(("content-length", str(len(data))))
-            elif length is not None and not isinstance(data, bytes):
-                headers.append(("content-length", str(length)))
 
         try:
             response = await session.request(

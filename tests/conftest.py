@@ -1,0 +1,169 @@
+"""Shared fixtures: a real edge on loopback in front of the Magento stand-in and a
+control-panel upstream, each a real uvicorn server in its own thread."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import pytest
+
+from proxy.config import Config, load_config
+from proxy.edge import Edge
+from proxy.keystore import TokenRecord
+from proxy.keystore_sqlite import SQLiteKeyStore
+from proxy.tokens import generate_token, hash_token
+from tests.panel_app import PanelApp
+from tests.servers import ThreadServer, free_port, serving
+
+REPO = Path(__file__).resolve().parent.parent
+MAGENTO_TOKEN = "integration-" + "b" * 20
+OAUTH = {
+    "OAK_CK": "ck" + "1" * 30,
+    "OAK_CS": "cs" + "2" * 30,
+    "OAK_AT": "at" + "3" * 30,
+    "OAK_ATS": "as" + "4" * 30,
+}
+
+
+@dataclass
+class Harness:
+    url: str
+    config_path: Path
+    config: Config
+    standin: Any
+    panel: PanelApp
+    edge: Edge
+
+    def token(
+        self,
+        *permissions: str,
+        stores: tuple[str, ...] = ("acme",),
+        kind: Literal["live", "test"] = "live",
+        expires_at: float | None = None,
+        name: str = "test",
+    ) -> str:
+        token = generate_token(kind)
+        record = TokenRecord(
+            id="tok_" + secrets.token_hex(8),
+            name=name,
+            kind=kind,
+            stores=stores,
+            permissions={p.split(":")[0]: p.split(":")[1] for p in permissions},  # type: ignore[misc]
+            expires_at=expires_at,
+        )
+        store = SQLiteKeyStore(self.config.keystore_path or "")
+        asyncio.run(store.create(record, hash_token(token)))
+        asyncio.run(store.close())
+        self.last_token_id = record.id
+        return token
+
+    def client(self, token: str | None = None, **kwargs: Any) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
+
+
+def write_config(directory: Path, magento: str, panel: str | None, extra: str = "") -> Path:
+    panel_block = (
+        f'[upstreams.panel]\nurl = "{panel}"\ntimeouts = {{ connect = 1.0, read = 0.5 }}\n'
+        if panel
+        else ""
+    )
+    dead = f"http://127.0.0.1:{free_port()}"
+    text = f"""
+[server]
+host = "127.0.0.1"
+port = 0
+policies = ["{REPO / "policies" / "storeoncloud.toml"}"]
+
+[keystore]
+backend = "sqlite"
+path = "edge.db"
+
+[logging]
+access_log = false
+
+[stores.acme]
+name = "Acme Outdoor"
+environment = "live"
+magento_url = "{magento}"
+store_code = "default"
+credential = {{ kind = "bearer", token_env = "ACME_MAGENTO_TOKEN" }}
+timeouts = {{ connect = 1.0, read = 5.0 }}
+
+[stores.lab]
+name = "Acme Lab"
+environment = "sandbox"
+magento_url = "{magento}"
+store_code = "default"
+credential = {{ kind = "bearer", token_env = "ACME_MAGENTO_TOKEN" }}
+
+[stores.oak]
+name = "Oak (OAuth 1.0a)"
+environment = "live"
+magento_url = "{magento}"
+store_code = "default"
+credential = {{ kind = "oauth1", consumer_key_env = "OAK_CK", consumer_secret_env = "OAK_CS", access_token_env = "OAK_AT", access_token_secret_env = "OAK_ATS" }}
+
+[stores.gone]
+name = "Nothing listens here"
+environment = "live"
+magento_url = "{dead}"
+credential = {{ kind = "bearer", token_env = "ACME_MAGENTO_TOKEN" }}
+timeouts = {{ connect = 1.0, read = 1.0 }}
+
+{panel_block}
+{extra}
+"""
+    path = directory / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def env() -> dict[str, str]:
+    return {"ACME_MAGENTO_TOKEN": MAGENTO_TOKEN, **OAUTH}
+
+
+@contextmanager
+def running_edge(directory: Path, *, panel: bool = True, extra: str = "") -> Iterator[Harness]:
+    from proxy.magento_standin import create_standin
+
+    standin = create_standin(
+        bearer_tokens=[MAGENTO_TOKEN],
+        oauth1=[(OAUTH["OAK_CK"], OAUTH["OAK_CS"], OAUTH["OAK_AT"], OAUTH["OAK_ATS"])],
+    )
+    panel_app = PanelApp()
+    with ExitStack() as stack:
+        magento = stack.enter_context(serving(standin))
+        panel_srv = stack.enter_context(serving(panel_app)) if panel else None
+        path = write_config(directory, magento.url, panel_srv.url if panel_srv else None, extra)
+        config = load_config(path, env=env())
+        edge_app = Edge(config, SQLiteKeyStore(config.keystore_path or ""))
+        server = stack.enter_context(serving(edge_app))
+        yield Harness(server.url, path, config, standin, panel_app, edge_app)
+
+
+@pytest.fixture(scope="session")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    with running_edge(tmp_path_factory.mktemp("edge")) as h:
+        yield h
+
+
+def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` until true (bounded); for effects seen from another thread."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
+
+
+__all__ = ["Harness", "ThreadServer", "running_edge", "wait_for"]
