@@ -5,8 +5,11 @@ Modes (one edge process each, one worker, pinned like every other proxy):
 - ``edge-pass``: no authentication. With ``serve --no-auth`` if the CLI offers it,
   otherwise through the policy's own switch (``[auth] kind = "none"``);
 - ``edge-full``: bearer token + scope + rate limit, memory rate-limit/idempotency backends;
+- ``edge-full-log``: ``edge-full`` with the edge's access log on (its default; every other
+  mode and every peer runs without an access log, so this row prices the log alone);
 - ``edge-redis``: the same with Redis rate-limit and idempotency backends (our own
-  redis-server on a free loopback port; the keystore stays SQLite in every mode).
+  redis-server on a free loopback port; the keystore stays SQLite in every mode: the Redis
+  key store is not implemented yet).
 
 Each mode gets its own directory under ``benchmarks/.work/`` with ``edge.toml``, the
 benchmark policy and the SQLite keystore, and a token made with ``magento-edge tokens
@@ -27,7 +30,7 @@ STORE = "acme"
 PUBLIC_PREFIX = f"/api/v1/stores/{STORE}/commerce/products"
 GET_PATH = PUBLIC_PREFIX + "/24-MB01"
 MAGENTO_TOKEN = "bench-magento-integration-token"  # noqa: S105 - a stand-in, never checked
-MODES = ("edge-pass", "edge-full", "edge-redis")
+MODES = ("edge-pass", "edge-full", "edge-full-log", "edge-redis")
 
 POLICY = """\
 # Benchmark surface: the two product routes the benchmark calls, one generous tier.
@@ -97,6 +100,10 @@ timeouts = {{ connect = 2.0, read = 60.0 }}
 
 [upstreams.panel]
 url = "{panel}"
+
+[logging]
+level = "info"
+access_log = {access_log}
 """
 
 
@@ -144,6 +151,7 @@ def _write(
             store=STORE,
             magento=magento_url,
             panel=panel_url,
+            access_log="true" if mode == "edge-full-log" else "false",
         )
     )
     return config, port
@@ -155,7 +163,12 @@ def create_token(config: Path) -> str:
         "--permission", "products:read", "--permission", "products:write", "--tier", "internal",
     ]  # fmt: skip
     out = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=60, env=child_env(), cwd=str(config.parent),
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env({"ACME_MAGENTO_TOKEN": MAGENTO_TOKEN}),
+        cwd=str(config.parent),
         check=False,
     )  # fmt: skip
     lines = [ln.strip() for ln in out.stdout.splitlines() if ln.strip()]
@@ -191,7 +204,8 @@ def start_edge(
     )
     proc.port = port
     proc.meta["config"] = str(config)
-    proc.meta["pass_through"] = "--no-auth flag" if no_auth_flag else "policy auth.kind=none"
+    if mode == "edge-pass":
+        proc.meta["pass_through"] = "--no-auth flag" if no_auth_flag else "policy auth.kind=none"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         _wait_ready(proc, GET_PATH, headers=headers, timeout=30)

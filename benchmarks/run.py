@@ -32,7 +32,7 @@ from peers import POST_JSON, POST_PATH, PRODUCT_JSON, Proc
 RESULTS = peers.HERE / "results"
 GET_TARGETS = (
     "direct", "nginx", "caddy", "bare-aiohttp", "bare-httpx", "bare-httpx-aiohttp",
-    "naive-httpx", "edge-pass", "edge-full", "edge-redis",
+    "naive-httpx", "edge-pass", "edge-full", "edge-full-log", "edge-redis",
 )  # fmt: skip
 POST_CASES = (
     ("direct", "POST"), ("nginx", "POST"), ("caddy", "POST"), ("bare-aiohttp", "POST"),
@@ -49,7 +49,8 @@ QUICK_TARGETS = (
 )
 STREAM_TARGETS = ("bare-aiohttp", "bare-httpx", "bare-httpx-aiohttp", "naive-httpx", "edge-full")
 GROUPS = {"direct": "reference", "nginx": "peer", "caddy": "peer", "edge-pass": "edge",
-          "edge-full": "edge", "edge-redis": "edge"}  # fmt: skip
+          "edge-full": "edge", "edge-full-log": "edge", "edge-redis": "edge"}  # fmt: skip
+ONLY_AT_32 = ("edge-full-log",)  # priced at 32 connections only
 
 
 @dataclass
@@ -120,7 +121,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
     cases: list[dict[str, Any]] = []
     for t in args.targets:
-        cases.append({"target": t, "scenario": "GET", "conns": args.connections,
+        conns = [c for c in args.connections if c == 32] if t in ONLY_AT_32 else args.connections
+        cases.append({"target": t, "scenario": "GET", "conns": conns or args.connections,
                       "group": GROUPS.get(t, "python")})  # fmt: skip
     post_conns = [c for c in args.connections if c <= 32] or args.connections
     for t, scenario in POST_CASES:

@@ -25,7 +25,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from measure import RssSampler
-from peers import HOST, LOAD_CPU, POST_JSON, PRODUCT_JSON, WORK, Proc, free_port, start
+from peers import (
+    HOST,
+    LOAD_CPU,
+    POST_JSON,
+    PRODUCT_JSON,
+    WORK,
+    Proc,
+    child_env,
+    free_port,
+    start,
+)
 from peers import wait_ready as _wait_ready
 
 CHUNK = 256 * 1024
@@ -114,16 +124,18 @@ class Transfer:
     note: str = ""
 
 
-def _curl(args: list[str], timeout: float) -> tuple[int, int, float, str]:
+def _curl(args: list[str], timeout: float, direction: str) -> tuple[int, int, float, str]:
     fmt = "%{http_code} %{size_download} %{size_upload} %{time_total}"
     cmd = ["taskset", "-c", LOAD_CPU, "curl", "-sS", "--noproxy", "*", "--max-time",
            str(int(timeout)), "-w", fmt, *args]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 15, check=False)
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout + 15, env=child_env(), check=False
+    )
     parts = out.stdout.strip().split()
     if len(parts) < 4:
         return 0, 0, 0.0, out.stderr.strip()[-200:]
     code, down, up, total = parts[-4:]
-    moved = int(float(down)) or int(float(up))
+    moved = int(float(down if direction == "download" else up))
     return int(code), moved, float(total), out.stderr.strip()[-200:]
 
 
@@ -133,7 +145,7 @@ def download(port: int, path: str, size: int, headers: list[str], timeout: float
         os.devnull,
         f"http://{HOST}:{port}{path}",
     ]
-    return _curl(args, timeout)
+    return _curl(args, timeout, "download")
 
 
 def upload(port: int, path: str, src: Path, headers: list[str], timeout: float) -> tuple:
@@ -142,7 +154,7 @@ def upload(port: int, path: str, src: Path, headers: list[str], timeout: float) 
         "-H", "Content-Type: application/octet-stream", "-H", "Expect:",
         "-X", "POST", "-T", str(src), "-o", str(out), f"http://{HOST}:{port}{path}",
     ]  # fmt: skip
-    code, moved, seconds, err = _curl(args, timeout)
+    code, moved, seconds, err = _curl(args, timeout, "upload")
     try:
         answer = json.loads(out.read_text() or "{}")
     except (OSError, ValueError):

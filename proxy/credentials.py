@@ -34,6 +34,16 @@ def authorization_for(credential: Credential) -> Callable[[str, str], str]:
     return lambda method, url: oauth1_authorization(credential, method, url)
 
 
+class _Secrets:
+    """The two attributes oauthlib's ``sign_hmac_sha256_with_client`` reads."""
+
+    __slots__ = ("client_secret", "resource_owner_secret")
+
+    def __init__(self, client_secret: str, resource_owner_secret: str) -> None:
+        self.client_secret = client_secret
+        self.resource_owner_secret = resource_owner_secret
+
+
 def oauth1_authorization(
     cred: OAuth1Credential,
     method: str,
@@ -57,6 +67,8 @@ def oauth1_authorization(
     base = _sig.signature_base_string(
         method.upper(), _sig.base_string_uri(base_url), _sig.normalize_parameters(params)
     )
-    signature = _sig.sign_hmac_sha256(base, cred.consumer_secret, cred.access_token_secret)
+    signature = _sig.sign_hmac_sha256_with_client(
+        base, _Secrets(cred.consumer_secret, cred.access_token_secret)
+    )
     pairs = [*oauth_params, ("oauth_signature", signature)]
     return "OAuth " + ", ".join(f'{k}="{quote(v, safe="~")}"' for k, v in pairs)
