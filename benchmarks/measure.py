@@ -11,9 +11,11 @@ growth over the idle RSS taken just before the transfer.
 
 from __future__ import annotations
 
+import os
+import resource
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import psutil
 
@@ -71,3 +73,54 @@ class RssSampler:
     @property
     def growth_mb(self) -> float:
         return (self.peak - self.idle) / 1e6
+
+
+# --- background load ----------------------------------------------------------------------
+# Other work on the machine (a test run, a build) steals CPU from the measured proxy. We
+# measure it: machine-wide busy time (user + nice + system + steal) minus the CPU of every
+# process we started, of wrk (reaped children) and of this process, as a share of the
+# whole machine. A point run while it is above the limit is repeated (within a budget).
+
+
+def _machine_busy() -> float:
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + getattr(t, "steal", 0.0)
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+class Background:
+    """Foreign CPU share of the machine over a window; ``own`` lists our PIDs."""
+
+    def __init__(self, own: Callable[[], list[int]]) -> None:
+        self.own = own
+        self.ncpu = psutil.cpu_count() or 1
+
+    def _snap(self) -> tuple[float, float, float, float]:
+        pids = [*self.own(), os.getpid()]
+        return time.monotonic(), _machine_busy(), cpu_seconds(pids), _children_cpu()
+
+    def start(self) -> None:
+        self._t0 = self._snap()
+
+    def share(self) -> float:
+        t1 = self._snap()
+        t0 = self._t0
+        elapsed = max(1e-6, t1[0] - t0[0])
+        foreign = (t1[1] - t0[1]) - (t1[2] - t0[2]) - (t1[3] - t0[3])
+        return max(0.0, foreign / (self.ncpu * elapsed))
+
+    def wait_quiet(self, limit: float, max_wait: float, window: float = 0.5) -> tuple[float, float]:
+        """Wait (bounded) until a window's foreign share is under ``limit``.
+        Returns (last share, seconds waited)."""
+        waited = 0.0
+        while True:
+            self.start()
+            time.sleep(window)
+            share = self.share()
+            if share < limit or waited >= max_wait:
+                return share, waited
+            waited += window

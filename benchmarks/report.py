@@ -84,7 +84,7 @@ def summarize(cases: list[dict[str, Any]], records: list[Record]) -> list[Record
                 errs = [r.get("error", "") for r in runs]
                 row["skipped"] = errs[-1] if errs else "not run"
             else:
-                for key in ("rps", "p50_ms", "p90_ms", "p99_ms", "cpu_us"):
+                for key in ("rps", "p50_ms", "p90_ms", "p99_ms", "cpu_us", "background"):
                     row[key] = _median([r[key] for r in ok if r.get(key) is not None])
                 row["requests"] = sum(r["requests"] for r in ok)
                 row["errors"] = sum(r["errors"] for r in ok)
@@ -100,6 +100,8 @@ def summarize(cases: list[dict[str, Any]], records: list[Record]) -> list[Record
                     round_diffs(records, me, ("direct", ref_s), conns, "p50_ms")
                 )
                 notes = case.get("notes", [])[:]
+                if (row.get("background") or 0) > 0.05:
+                    notes.append(f"background CPU {row['background']:.0%} of the machine (median)")
                 if row["non_2xx"] or row["errors"]:
                     share = (row["non_2xx"] + row["errors"]) / max(1, row["requests"])
                     notes.append(
@@ -302,8 +304,8 @@ def _client_table(rows: list[Record], records: list[Record], conns_list: list[in
 def _stream_table(streaming: list[Record]) -> list[str]:
     lines = [
         "| configuration | download MB/s | download RSS growth MB | upload MB/s | "
-        "upload RSS growth MB | idle RSS MB | POST echo |",
-        "|---|---|---|---|---|---|---|",
+        "upload RSS growth MB | idle RSS MB | POST echo | background CPU down/up |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for s in streaming:
         if s.get("skipped") and not s.get("transfers"):

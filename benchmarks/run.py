@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -26,7 +27,7 @@ import peers
 import report
 import streaming
 from load import Request, run_wrk
-from measure import cpu_seconds
+from measure import Background, cpu_seconds
 from peers import POST_JSON, POST_PATH, PRODUCT_JSON, Proc
 
 RESULTS = peers.HERE / "results"
@@ -92,6 +93,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip-load", action="store_true")
     p.add_argument(
         "--edge-policy", type=Path, help="policy for the auth modes (default: generated)"
+    )
+    p.add_argument(
+        "--noise-limit",
+        type=float,
+        default=0.05,
+        help="foreign CPU share of the machine above which a point is repeated (default 0.05)",
+    )
+    p.add_argument("--retries", type=int, default=1, help="repeats of a noisy point (default 1)")
+    p.add_argument(
+        "--wait-budget",
+        type=float,
+        default=300,
+        help="seconds the whole run may spend waiting for quiet or repeating (default 300)",
     )
     p.add_argument(
         "--out", help="output name in benchmarks/results/ (default latest; quick: quick)"
@@ -193,9 +207,58 @@ def probe_post(t: Target, scenario: str) -> str | None:
     return None
 
 
+class Pacer:
+    """Background-load guard: wait (bounded) for a quiet machine before each point, and
+    repeat a point measured while other work used more than the limit; all of it within
+    one budget of seconds for the whole run, so the run stays bounded."""
+
+    def __init__(self, args: argparse.Namespace, own: Callable[[], list[int]]) -> None:
+        self.bg = Background(own)
+        self.limit = args.noise_limit
+        self.retries = args.retries
+        self.budget = args.wait_budget
+        self.waited = 0.0
+        self.repeated = 0
+
+    def left(self) -> float:
+        return self.budget - self.waited
+
+    def point(self, t: Target, req: Request, conns: int, duration: float) -> dict[str, Any]:
+        best: dict[str, Any] | None = None
+        for attempt in range(1 + self.retries):
+            if self.left() > 0:
+                _, waited = self.bg.wait_quiet(self.limit, min(30.0, self.left()))
+                self.waited += waited
+            assert t.proc is not None
+            pids = t.proc.pids()
+            before = cpu_seconds(pids)
+            self.bg.start()
+            res = run_wrk(t.proc.port, req, connections=conns, duration=duration)
+            noise = self.bg.share()
+            used = cpu_seconds(pids) - before
+            rec = dict(
+                rps=res.rps, p50_ms=res.p50_ms, p90_ms=res.p90_ms, p99_ms=res.p99_ms,
+                p999_ms=res.p999_ms, max_ms=res.max_ms, requests=res.requests,
+                errors=res.errors, non_2xx=res.non_2xx,
+                cpu_us=used / res.requests * 1e6 if res.requests else None,
+                background=round(noise, 4), attempts=attempt + 1,
+            )  # fmt: skip
+            if best is None or noise < best["background"]:
+                best = rec
+            if noise <= self.limit or self.left() <= 0 or attempt == self.retries:
+                break
+            self.repeated += 1
+            self.waited += duration
+            log(f"    background CPU {noise:.0%} of the machine: repeating this point")
+        assert best is not None
+        best["attempts"] = attempt + 1
+        return best
+
+
 def run_rounds(
-    args: argparse.Namespace, cases: list[dict[str, Any]], targets: dict[str, Target]
-) -> list[dict[str, Any]]:
+    args: argparse.Namespace, cases: list[dict[str, Any]], targets: dict[str, Target],
+    pacer: Pacer,
+) -> list[dict[str, Any]]:  # fmt: skip
     records: list[dict[str, Any]] = []
     for case in cases:
         t = targets[case["target"]]
@@ -207,7 +270,7 @@ def run_rounds(
     live = [c for c in cases if not c.get("skipped")]
     points = sum(len(c["conns"]) for c in live) * args.rounds
     log(f"{len(live)} cases, {points} points of {args.duration:g} s: "
-        f"~{points * (args.duration + 0.6) / 60:.1f} min of load")  # fmt: skip
+        f"~{points * (args.duration + 0.8) / 60:.1f} min of load")  # fmt: skip
     for rnd in range(args.rounds):
         shift = rnd % max(1, len(live))
         order = live[shift:] + live[:shift]
@@ -231,29 +294,20 @@ def run_rounds(
             for conns in case["conns"]:
                 rec: dict[str, Any] = {"round": rnd, "target": case["target"],
                                        "scenario": case["scenario"], "conns": conns}  # fmt: skip
-                pids = t.proc.pids()
-                before = cpu_seconds(pids)
                 try:
-                    res = run_wrk(t.proc.port, req, connections=conns, duration=args.duration)
+                    rec.update(pacer.point(t, req, conns, args.duration))
                 except RuntimeError as exc:
                     rec["error"] = str(exc)
                     records.append(rec)
                     log(f"  {name} @{conns}: {exc}")
                     continue
-                used = cpu_seconds(pids) - before
-                rec.update(
-                    rps=res.rps, p50_ms=res.p50_ms, p90_ms=res.p90_ms, p99_ms=res.p99_ms,
-                    p999_ms=res.p999_ms, max_ms=res.max_ms, requests=res.requests,
-                    errors=res.errors, non_2xx=res.non_2xx,
-                    cpu_us=used / res.requests * 1e6 if res.requests else None,
-                )  # fmt: skip
                 records.append(rec)
                 cpu = f"{rec['cpu_us']:.0f}" if rec["cpu_us"] is not None else "-"
-                bad = (
-                    f" non-2xx {res.non_2xx} err {res.errors}" if res.non_2xx or res.errors else ""
-                )
-                log(f"  {name:<28} @{conns:<3} {res.rps:>9,.0f} req/s  p50 {res.p50_ms:.3f}  "
-                    f"p99 {res.p99_ms:.3f} ms  {cpu} µs CPU/req{bad}")  # fmt: skip
+                failed = rec["non_2xx"] or rec["errors"]
+                bad = f" non-2xx {rec['non_2xx']} err {rec['errors']}" if failed else ""
+                log(f"  {name:<28} @{conns:<3} {rec['rps']:>9,.0f} req/s  p50 {rec['p50_ms']:.3f}  "
+                    f"p99 {rec['p99_ms']:.3f} ms  {cpu} \u00b5s CPU/req  bg {rec['background']:.0%}"
+                    f"{bad}")  # fmt: skip
                 time.sleep(0.2)
     return records
 
@@ -295,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     log(f"command: {command}")
     RESULTS.mkdir(parents=True, exist_ok=True)
+    for old in peers.WORK.glob("edge-*"):  # configs and key stores of earlier runs
+        shutil.rmtree(old, ignore_errors=True)
     procs: list[Proc] = []
     records: list[dict[str, Any]] = []
     stream_rows: list[dict[str, Any]] = []
@@ -325,7 +381,12 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"redis: {exc}")
             targets = start_targets(args, upstream, redis)
             procs += [t.proc for t in targets.values() if t.proc and t.proc is not upstream]
-            records = run_rounds(args, cases, targets)
+            pacer = Pacer(args, lambda: [pid for p in procs for pid in p.pids()])
+            records = run_rounds(args, cases, targets, pacer)
+            notes.append(
+                f"Background load: {pacer.waited:.0f} s spent waiting for a quiet machine, "
+                f"{pacer.repeated} point(s) repeated (limit {args.noise_limit:.0%} of the machine)."
+            )
             if "edge-pass" in targets and not targets["edge-pass"].skipped:
                 notes.append("edge-pass: " + "; ".join(targets["edge-pass"].notes))
             for p in reversed(procs):

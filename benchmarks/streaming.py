@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from measure import RssSampler
+from measure import Background, RssSampler
 from peers import (
     HOST,
     LOAD_CPU,
@@ -122,6 +122,7 @@ class Transfer:
     rss_peak_growth_mb: float
     ok: bool
     note: str = ""
+    background: float = 0.0  # foreign CPU share of the machine during the transfer
 
 
 def _curl(args: list[str], timeout: float, direction: str) -> tuple[int, int, float, str]:
@@ -185,6 +186,7 @@ def echo_check(port: int, path: str, headers: dict[str, str]) -> str:
 
 def measure_target(
     proc: Proc, *, get_path: str, post_path: str, size: int, headers: dict[str, str],
+    bg: Background,
 ) -> dict[str, object]:  # fmt: skip
     """Echo check, warm-up, then one download and one upload of ``size`` bytes."""
     hdrs = [f"{k}: {v}" for k, v in headers.items()]
@@ -196,6 +198,8 @@ def measure_target(
     transfers = []
     for direction in ("download", "upload"):
         pids = proc.pids()
+        bg.wait_quiet(0.05, 20)
+        bg.start()
         with RssSampler(pids) as sampler:
             if direction == "download":
                 code, moved, secs, err = download(
@@ -206,6 +210,7 @@ def measure_target(
                     proc.port, post_path, sparse_file(size), hdrs, timeout
                 )
         ok = code == 200 and moved == size and not err
+        background = bg.share()
         transfers.append(
             Transfer(
                 direction=direction,
@@ -217,6 +222,7 @@ def measure_target(
                 rss_peak_growth_mb=round(sampler.growth_mb, 2),
                 ok=ok,
                 note=err,
+                background=round(background, 4),
             )
         )
     result["transfers"] = [asdict(t) for t in transfers]
@@ -245,7 +251,12 @@ def run_streaming(
             try:
                 row.update(
                     measure_target(
-                        proc, get_path=prefix + "/", post_path=prefix, size=size, headers=headers
+                        proc,
+                        get_path=prefix + "/",
+                        post_path=prefix,
+                        size=size,
+                        headers=headers,
+                        bg=Background(lambda proc=proc: proc.pids() + upstream.pids()),
                     )
                 )
                 for t in row["transfers"]:  # type: ignore[attr-defined]

@@ -61,9 +61,9 @@ Reproduced from Magento (file names are Magento's):
   No ``Content-Type`` is 400 ``Content-Type header is empty.``, a malformed one ``Content-
   Type header is invalid.``, a charset other than UTF-8 ``UTF-8 is the only supported
   charset.``, another media type ``Server cannot understand Content-Type HTTP header media
-  type <type>``, bad JSON ``Decoding error.``. Query and path parameters override body keys;
-  on PUT the last path parameter is written into the single top-level body object
-  (``ParamsOverrider``): ``PUT /V1/products/:sku`` sets ``product.sku``.
+  type <type>``, bad JSON ``Decoding error.``. On PUT the last path parameter is written
+  into the single top-level body object (``ParamsOverrider``): ``PUT /V1/products/:sku``
+  sets ``product.sku``.
 * **Accept** (``Rest/Response/RendererFactory.php``): an ``Accept`` with no JSON- or
   XML-compatible range is 406 ``Server cannot match any of the given Accept HTTP header
   media type(s) from the request: "<types>" with media types from the config of response
@@ -153,7 +153,7 @@ import sys
 import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, Final, Literal, TypedDict
@@ -400,17 +400,7 @@ def _indexes() -> tuple[_RouteIndex, _RouteIndex, _RouteIndex, tuple[MagentoRout
     routes = load_routes()
     sync = _RouteIndex(routes)
     async_routes = [
-        _compile_route(
-            r.method,
-            r.url,
-            r.module,
-            r.service,
-            ",".join(r.resources),
-            r.forced_params,
-            "/async" + r.url,
-        )
-        for r in routes
-        if r.method in _ASYNC_METHODS
+        replace(r, hit_key="/async" + r.url) for r in routes if r.method in _ASYNC_METHODS
     ]
     bulk_routes: list[MagentoRoute] = []
     seen: set[tuple[str, str]] = set()
@@ -1449,16 +1439,18 @@ class MagentoStandin:
             "low_stock_date": None,
         }
 
-    def _product_out(self, product: Mapping[str, Any], *, with_stock: bool) -> dict[str, Any]:
-        out = copy.deepcopy(dict(product))
-        if with_stock:
-            out.setdefault("extension_attributes", {})["stock_item"] = self._stock_item(product)
-        return out
+    def _product_out(self, product: Mapping[str, Any], *, with_stock: bool) -> Mapping[str, Any]:
+        """What the repository returns. Results are encoded at once, so no copies needed."""
+        if not with_stock:
+            return product
+        extension = {**(product.get("extension_attributes") or {})}
+        extension["stock_item"] = self._stock_item(product)
+        return {**product, "extension_attributes": extension}
 
     def _products_list(self, call: _Call) -> object:
         criteria = _criteria(call.query)
         items, total = _search(self.products.values(), criteria)
-        return _envelope([self._product_out(p, with_stock=False) for p in items], criteria, total)
+        return _envelope(items, criteria, total)
 
     def _product_get(self, call: _Call) -> object:
         product = self._find_product(call.params["sku"])
@@ -1577,7 +1569,7 @@ class MagentoStandin:
     def _source_items_list(self, call: _Call) -> object:
         criteria = _criteria(call.query)
         items, total = _search(self.source_items.values(), criteria)
-        return _envelope([dict(i) for i in items], criteria, total)
+        return _envelope(items, criteria, total)
 
     def _source_items_save(self, call: _Call) -> object:
         body = call.body if isinstance(call.body, dict) else {}
@@ -1615,10 +1607,10 @@ class MagentoStandin:
     def _orders_list(self, call: _Call) -> object:
         criteria = _criteria(call.query)
         items, total = _search(self.orders.values(), criteria)
-        return _envelope(copy.deepcopy(items), criteria, total)
+        return _envelope(items, criteria, total)
 
     def _order_get(self, call: _Call) -> object:
-        return copy.deepcopy(self._find_order(call.params["id"]))
+        return self._find_order(call.params["id"])
 
     def _order_cancel(self, call: _Call) -> object:
         order = self._find_order(call.params["id"])
@@ -1634,7 +1626,7 @@ class MagentoStandin:
             raise _fail(
                 404, _MSG_NO_SUCH_ENTITY, {"fieldName": "customerId", "fieldValue": customer_id}
             )
-        return copy.deepcopy(customer)
+        return customer
 
     def _customer_get(self, call: _Call) -> object:
         return self._find_customer(_to_int(call.params["customerId"]))
@@ -1645,7 +1637,7 @@ class MagentoStandin:
     def _customers_search(self, call: _Call) -> object:
         criteria = _criteria(call.query)
         items, total = _search(self.customers.values(), criteria)
-        return _envelope(copy.deepcopy(items), criteria, total)
+        return _envelope(items, criteria, total)
 
     # ----------------------------------------------------------------- tokens
 

@@ -8,7 +8,6 @@ import secrets
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,14 +32,22 @@ OAUTH = {
 }
 
 
-@dataclass
 class Harness:
-    url: str
-    config_path: Path
-    config: Config
-    standin: Any
-    panel: PanelApp
-    edge: Edge
+    """A running edge and its upstreams (not a dataclass: hypothesis would print it all)."""
+
+    def __init__(
+        self, url: str, config_path: Path, config: Config, standin: Any, panel: PanelApp, edge: Edge
+    ) -> None:
+        self.url = url
+        self.config_path = config_path
+        self.config = config
+        self.standin = standin
+        self.panel = panel
+        self.edge = edge
+        self.last_token_id = ""
+
+    def __repr__(self) -> str:
+        return f"Harness({self.url})"
 
     def token(
         self,

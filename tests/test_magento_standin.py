@@ -570,9 +570,7 @@ def test_oauth_deprecated_sign_hmac_sha256_gives_the_same_signature() -> None:
     assert ours == expected
 
 
-_QUERY_TEXT = st.text(
-    alphabet=st.characters(codec="utf-8"), max_size=12
-)
+_QUERY_TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
 
 
 @settings(max_examples=200, deadline=None)
