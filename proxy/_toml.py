@@ -131,12 +131,12 @@ class Reader:
             return 0
         if value is default:
             return value
-        kinds: tuple[type, ...] = (int,) if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds):
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not is_number or (integer and not isinstance(value, int)):
             wanted = "an integer" if integer else "a number"
             self.problem(path, f"must be {wanted}, got {_kind(value)}")
             return default if default is not _REQUIRED else 0
-        if minimum is not None and float(value) < minimum:
+        if minimum is not None and value < minimum:
             self.problem(path, f"must be at least {minimum}, got {value}")
         return value
 

@@ -33,10 +33,9 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    connect: float = 2.0
-    read: float = 30.0
-    write: float = 30.0
-    pool: float = 5.0
+    connect: float = 2.0  # TCP connect
+    read: float = 30.0  # between two reads of the upstream's answer
+    pool: float = 5.0  # waiting for a pooled connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,11 +227,10 @@ def _http_url(r: Reader, where: str, url: str) -> str:
 def _timeouts(r: Reader, table: dict[str, Any], where: str) -> Timeouts:
     t = r.table(table, "timeouts", where)
     w = f"{where}.timeouts"
-    r.unknown_keys(t, w, ("connect", "read", "write", "pool"))
+    r.unknown_keys(t, w, ("connect", "read", "pool"))
     return Timeouts(
         connect=float(r.number(t, "connect", w, 2.0, minimum=0.001)),
         read=float(r.number(t, "read", w, 30.0, minimum=0.001)),
-        write=float(r.number(t, "write", w, 30.0, minimum=0.001)),
         pool=float(r.number(t, "pool", w, 5.0, minimum=0.001)),
     )
 

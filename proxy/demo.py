@@ -92,7 +92,8 @@ Try:
   curl -s {base}/stores/demo/commerce/products/MB-01 {auth}
   curl -s '{base}/stores/demo/commerce/products?searchCriteria[pageSize]=2' {auth}
   curl -s -X POST {base}/stores/demo/commerce/products {auth} \\
-       -H "Content-Type: application/json" -d '{{"product":{{"sku":"DEMO-1","name":"Demo","price":9}}}}'
+       -H "Content-Type: application/json" \\
+       -d '{{"product":{{"sku":"DEMO-1","name":"Demo","price":9}}}}'
   curl -s {base}/stores/demo/commerce/orders/1 {auth}
   curl -s {base}/stores/demo/commerce/integration/admin/token -X POST {auth}   # 403: denied route
   curl -s {base}/stores/demo/commerce/products/MB-01                 # 401: no token

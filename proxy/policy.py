@@ -468,12 +468,16 @@ def _load_endpoints(r: Reader, d: dict[str, Any]) -> tuple[Endpoint, ...]:
         except PatternError as exc:
             r.problem(f"{w}.path", str(exc), near=text)
             continue
+        handler = r.string(e, "handler", w, choices=_HANDLERS)
+        auth = r.boolean(e, "auth", w, True)
+        if handler == "stores" and not auth:
+            r.problem(f"{w}.auth", 'the "stores" handler lists a token\'s stores: it needs auth')
         out.append(
             Endpoint(
                 method=r.string(e, "method", w, "GET", choices=("GET",)),
                 pattern=pattern,
-                handler=r.string(e, "handler", w, choices=_HANDLERS),
-                auth=r.boolean(e, "auth", w, True),
+                handler=handler,
+                auth=auth,
                 summary=r.string(e, "summary", w, ""),
             )
         )

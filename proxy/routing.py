@@ -123,8 +123,10 @@ class RouteTable(Generic[T]):
     def __init__(self, entries: Iterable[tuple[str, Pattern, T]]) -> None:
         # method -> literal path -> value, for the exact-match rule
         self._exact: dict[str, dict[tuple[str, ...], T]] = {}
-        # method -> segment count -> [(pattern, value)] sorted so the winner comes first
-        self._by_count: dict[str, dict[int, list[tuple[Pattern, T]]]] = {}
+        # method -> (segment count, first literal or None) -> [(pattern, value)], sorted so
+        # the winner comes first. Keying on the first literal is Magento's own narrowing
+        # (it only considers routes that share the path's leading segments).
+        self._by_count: dict[str, dict[tuple[int, str | None], list[tuple[Pattern, T]]]] = {}
         self._tails: dict[str, list[tuple[Pattern, T]]] = {}
         self._methods_by_shape: set[str] = set()
         for method, pattern, value in entries:
@@ -133,8 +135,8 @@ class RouteTable(Generic[T]):
                 continue
             if pattern.literal_count == len(pattern.parts):
                 self._exact.setdefault(method, {})[tuple(p or "" for p in pattern.parts)] = value
-            bucket = self._by_count.setdefault(method, {}).setdefault(len(pattern.parts), [])
-            bucket.append((pattern, value))
+            key = (len(pattern.parts), pattern.parts[0] if pattern.parts else None)
+            self._by_count.setdefault(method, {}).setdefault(key, []).append((pattern, value))
         for buckets in self._by_count.values():
             for bucket in buckets.values():
                 # Magento: ksort(SORT_STRING), every candidate is tried and the last match
@@ -162,10 +164,13 @@ class RouteTable(Generic[T]):
                 return value, {}
         buckets = self._by_count.get(method)
         if buckets is not None:
-            for pattern, value in buckets.get(len(segments), ()):
-                found = pattern.match(segments)
-                if found is not None:
-                    return value, found
+            n = len(segments)
+            # A literal first segment sorts after ":var", so its bucket is tried first.
+            for key in ((n, segments[0] if n else None), (n, None)):
+                for pattern, value in buckets.get(key, ()):
+                    found = pattern.match(segments)
+                    if found is not None:
+                        return value, found
         for pattern, value in self._tails.get(method, ()):
             found = pattern.match(segments)
             if found is not None:

@@ -179,9 +179,12 @@ def test_secret_never_appears_in_repr(confdir: Path) -> None:
 def test_missing_env_var_is_named_never_valued(confdir: Path, env: dict[str, str]) -> None:
     path = _write(confdir, SPEC_EXAMPLE)
     problems = _problems(path, env=env)
-    line = SPEC_EXAMPLE.splitlines().index(
-        'credential = { kind = "bearer", token_env = "ACME_MAGENTO_TOKEN" }'
-    ) + 1
+    line = (
+        SPEC_EXAMPLE.splitlines().index(
+            'credential = { kind = "bearer", token_env = "ACME_MAGENTO_TOKEN" }'
+        )
+        + 1
+    )
     assert problems == [
         f"{path}:{line}: stores.acme.credential.token_env: environment variable "
         "ACME_MAGENTO_TOKEN is not set or empty"
@@ -262,7 +265,10 @@ def test_wrong_values_name_file_line_and_key(
 
 @pytest.mark.parametrize("cidr", ["10.0.0.0/33", "nope", "10.0.0.256/8", "::g/64", ""])
 def test_bad_cidr(confdir: Path, cidr: str) -> None:
-    path = _write(confdir, SPEC_EXAMPLE.replace("trusted_proxies = []", f'trusted_proxies = ["10.0.0.0/8", "{cidr}"]'))
+    path = _write(
+        confdir,
+        SPEC_EXAMPLE.replace("trusted_proxies = []", f'trusted_proxies = ["10.0.0.0/8", "{cidr}"]'),
+    )
     (problem,) = _problems(path)
     assert re.fullmatch(
         rf'{re.escape(str(path))}:5: server\.trusted_proxies\[1\]: "{re.escape(cidr)}" is not an IP network',
@@ -372,7 +378,7 @@ def test_policy_problems_are_named_by_their_relative_path(confdir: Path) -> None
     assert len(problems) == 2
     _one(problems, r": server\.port: must be at least 0")
     assert re.fullmatch(
-        r'policies/storeoncloud\.toml:\d+: routes\.magento\[\d+\]\.resource: unknown resource '
+        r"policies/storeoncloud\.toml:\d+: routes\.magento\[\d+\]\.resource: unknown resource "
         r'"order" \(known: backups, customers, .*\)',
         _one(problems, "unknown resource"),
     )

@@ -115,7 +115,9 @@ def test_oauth1_signature_known_answer(method: str) -> None:
 def test_oauth1_known_answer_without_query_and_default_port() -> None:
     url = "HTTPS://Shop.Example:443/rest/all/V1/orders"
     header = oauth1_authorization(CRED, "POST", url, nonce=NONCE, timestamp=TIMESTAMP)
-    expected = _expected_signature("POST", "https://shop.example/rest/all/V1/orders", _oauth_params())
+    expected = _expected_signature(
+        "POST", "https://shop.example/rest/all/V1/orders", _oauth_params()
+    )
     assert _parse_header(header)["oauth_signature"] == expected
 
 

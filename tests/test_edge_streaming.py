@@ -44,7 +44,8 @@ class EdgeProcess:
                 return
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(self.proc.stderr.read().decode() if self.proc.stderr else "")
+                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    raise RuntimeError(err) from None
                 time.sleep(0.05)
         raise RuntimeError("edge did not start")
 
@@ -114,27 +115,34 @@ def _warm(edge: EdgeProcess, token: str) -> int:
     with httpx.Client(base_url=edge.url, headers={"Authorization": f"Bearer {token}"}) as c:
         for _ in range(20):
             c.post("/api/v1/stores/acme/backups", content=b"x" * 100_000)
-            with c.stream("GET", "/api/v1/stores/acme/backups/big", params={"bytes": 4_000_000}) as r:
+            with c.stream(
+                "GET", "/api/v1/stores/acme/backups/big", params={"bytes": 4_000_000}
+            ) as r:
                 for _ in r.iter_raw():
                     pass
     return edge.rss()
 
 
 @pytest.mark.slow
-def test_200mb_download_streams_with_bounded_memory(stack: tuple[EdgeProcess, PanelApp, str]) -> None:
+def test_200mb_download_streams_with_bounded_memory(
+    stack: tuple[EdgeProcess, PanelApp, str],
+) -> None:
     edge, _panel, token = stack
     idle = _warm(edge, token)
     received = 0
-    with PeakRss(edge) as peak, httpx.Client(base_url=edge.url, timeout=60) as c:
-        with c.stream(
+    with (
+        PeakRss(edge) as peak,
+        httpx.Client(base_url=edge.url, timeout=60) as c,
+        c.stream(
             "GET",
             "/api/v1/stores/acme/backups/big",
             params={"bytes": SIZE},
             headers={"Authorization": f"Bearer {token}"},
-        ) as r:
-            assert r.status_code == 200
-            for chunk in r.iter_raw():
-                received += len(chunk)
+        ) as r,
+    ):
+        assert r.status_code == 200
+        for chunk in r.iter_raw():
+            received += len(chunk)
     assert received == SIZE
     growth = peak.peak - idle
     print(f"\ndownload 200 MB: edge peak RSS growth {growth / 1e6:.1f} MB")

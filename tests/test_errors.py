@@ -45,7 +45,9 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
 def test_problem_json(cls: type[EdgeError], status: int, code: str, title: str) -> None:
     err = cls("Something specific happened.")
     assert isinstance(err, EdgeError)
-    got_status, headers, body = render(err, style="problem", request_id="rid-1", type_base=TYPE_BASE)
+    got_status, headers, body = render(
+        err, style="problem", request_id="rid-1", type_base=TYPE_BASE
+    )
     assert got_status == status
     assert json.loads(body) == {
         "type": TYPE_BASE + code.replace("_", "-"),
@@ -82,7 +84,9 @@ def test_problem_default_type_base() -> None:
 
 
 def test_extra_members() -> None:
-    err = Forbidden("This token lacks the permission orders:write.", extra={"required": "orders:write"})
+    err = Forbidden(
+        "This token lacks the permission orders:write.", extra={"required": "orders:write"}
+    )
     _, _, body = render(err, style="problem", request_id="r", type_base=TYPE_BASE)
     doc = json.loads(body)
     assert doc["required"] == "orders:write"

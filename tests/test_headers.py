@@ -348,9 +348,9 @@ _name = st.one_of(
 )  # fmt: skip
 _value = st.one_of(
     st.binary(max_size=40),
-    st.lists(
-        st.sampled_from([b"authorization", b"cookie", b"x-a", b"close", b" ", b"Cookie"])
-    ).map(b",".join),
+    st.lists(st.sampled_from([b"authorization", b"cookie", b"x-a", b"close", b" ", b"Cookie"])).map(
+        b",".join
+    ),
 )
 # ASGI hands us lower-case header names.
 _asgi_headers = st.lists(st.tuples(_name.map(bytes.lower), _value), max_size=12)

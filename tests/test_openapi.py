@@ -104,7 +104,9 @@ def test_denied_routes_are_left_out(doc: dict[str, Any]) -> None:
         f"{COMMERCE}/bulk",
     ):
         assert path not in doc["paths"]
-    assert all("x-required-permission" in op for p, _, op in _operations(doc) if p.startswith(COMMERCE))
+    assert all(
+        "x-required-permission" in op for p, _, op in _operations(doc) if p.startswith(COMMERCE)
+    )
 
 
 def test_async_and_bulk_paths(doc: dict[str, Any]) -> None:
@@ -230,13 +232,20 @@ path = "/shops/{store}"
 target = "/rest/{store_code}/V1"
 routes = "main"
 
+[[mounts]]
+name = "panel"
+path = "/shops/{store}/panel"
+upstream = "panel"
+target = "/"
+routes = "panel"
+
 [routes]
+panel = [{ method = "*", path = "/design/{rest:path}", resource = "design" }]
 main = [
   { method = "GET", path = "/products/{sku}", resource = "products", summary = "Get one" },
   { method = "PUT", path = "/products/{sku}", resource = "products" },
   { method = "POST", path = "/products/search", resource = "products", access = "read" },
   { method = "GET", path = "/products/secret", deny = "no" },
-  { method = "*", path = "/design/{rest:path}", resource = "design" },
 ]
 """
 
@@ -257,7 +266,7 @@ def test_envelope_and_x_rate_limit_surface(tmp_path: Path) -> None:
         "/openapi.json",
         "/shops/{store}/products/{sku}",
         "/shops/{store}/products/search",
-        "/shops/{store}/design/{rest}",
+        "/shops/{store}/panel/design/{rest}",
         "/shops/{store}/bulk/products/bySku",
     }
     assert set(paths["/shops/{store}/products/{sku}"]) == {"get", "put"}
@@ -265,7 +274,13 @@ def test_envelope_and_x_rate_limit_surface(tmp_path: Path) -> None:
     assert paths["/shops/{store}/products/search"]["post"]["x-required-permission"] == (
         "products:read"
     )
-    assert set(paths["/shops/{store}/design/{rest}"]) == {"get", "post", "put", "patch", "delete"}
+    assert set(paths["/shops/{store}/panel/design/{rest}"]) == {
+        "get",
+        "post",
+        "put",
+        "patch",
+        "delete",
+    }
     assert set(paths["/shops/{store}/bulk/products/bySku"]) == {"put"}
     ok = paths["/shops/{store}/products/{sku}"]["get"]["responses"]["default"]["headers"]
     assert set(ok) == {

@@ -142,9 +142,9 @@ def test_unknown_resource_names_file_line_key_and_known_resources(tmp_path: Path
         '{ method = "GET", path = "/orders", resource = "order" }',
     )
     path = _write(tmp_path, text)
-    line = text.splitlines().index(
-        '  { method = "GET", path = "/orders", resource = "order" },'
-    ) + 1
+    line = (
+        text.splitlines().index('  { method = "GET", path = "/orders", resource = "order" },') + 1
+    )
     problems = _problems(path, display="policies/p.toml")
     assert problems == [
         f'policies/p.toml:{line}: routes.magento[0].resource: unknown resource "order" '
@@ -161,7 +161,7 @@ def test_unknown_resource_in_the_shipped_policy_shape(tmp_path: Path) -> None:
     problems = _problems(_write(tmp_path, text, "storeoncloud.toml"), "policies/storeoncloud.toml")
     assert len(problems) == 1
     assert re.fullmatch(
-        r'policies/storeoncloud\.toml:\d+: routes\.magento\[\d+\]\.resource: unknown resource '
+        r"policies/storeoncloud\.toml:\d+: routes\.magento\[\d+\]\.resource: unknown resource "
         r'"order" \(known: backups, customers, deployments, design, domains, email, extensions, '
         r"integrations, inventory, members, orders, products, settings, stores, webhooks\)",
         problems[0],
@@ -178,7 +178,7 @@ def test_without_display_the_path_is_named(tmp_path: Path) -> None:
     ("addition", "key"),
     [
         ("\n[extra]\nx = 1\n", r": extra: unknown key \(known: auth, endpoints, errors, mounts, "),
-        ("\n[auth]\nkind = \"pat\"\nscope = {}\n", r": auth\.scope: unknown key"),
+        ('\n[auth]\nkind = "pat"\nscope = {}\n', r": auth\.scope: unknown key"),
         ('\n[errors]\nstyle = "problem"\ntypebase = "x"\n', r": errors\.typebase: unknown key"),
         ('\n[ratelimit]\nheader = "ratelimit"\n', r": ratelimit\.header: unknown key"),
     ],
@@ -206,7 +206,9 @@ def test_unknown_keys_in_nested_tables(tmp_path: Path) -> None:
 def test_duplicate_routes(tmp_path: Path) -> None:
     text = _with_routes('{ method = "GET", path = "/orders/", resource = "products" }')
     (problem,) = _problems(_write(tmp_path, text))
-    assert re.search(r": routes\.magento\[3\]: duplicates routes\.magento\[0\] \(GET /orders/\)", problem)
+    assert re.search(
+        r": routes\.magento\[3\]: duplicates routes\.magento\[0\] \(GET /orders/\)", problem
+    )
 
 
 def test_same_path_with_another_method_or_form_is_not_a_duplicate(tmp_path: Path) -> None:
@@ -250,9 +252,7 @@ def test_bad_route_patterns(tmp_path: Path, path: str, message: str) -> None:
 
 
 def test_route_needs_resource_or_deny(tmp_path: Path) -> None:
-    text = MINIMAL.replace(', resource = "orders" }', " }").replace(
-        'deny = "never"', 'deny = ""'
-    )
+    text = MINIMAL.replace(', resource = "orders" }', " }").replace('deny = "never"', 'deny = ""')
     problems = _problems(_write(tmp_path, text))
     _one(problems, r": routes\.magento\[0\]: needs a resource \(or deny = \"reason\"\)")
     _one(problems, r": routes\.magento\[2\]\.deny: must be a non-empty string")
@@ -283,7 +283,9 @@ def test_routes_must_be_an_array(tmp_path: Path) -> None:
 def test_mount_referencing_an_unknown_route_table(tmp_path: Path) -> None:
     text = MINIMAL.replace('routes = "magento"', 'routes = "magneto"')
     (problem,) = _problems(_write(tmp_path, text))
-    assert re.search(r': mounts\[0\]\.routes: unknown route table "magneto" \(known: magento\)', problem)
+    assert re.search(
+        r': mounts\[0\]\.routes: unknown route table "magneto" \(known: magento\)', problem
+    )
 
 
 def test_mount_checks(tmp_path: Path) -> None:
@@ -343,15 +345,24 @@ routes = "magento"
 @pytest.mark.parametrize(
     ("tier", "pattern"),
     [
-        ("[ratelimit.tiers.standard]\nburst = 5\n", r"ratelimit\.tiers\.standard\.rate: is required"),
+        (
+            "[ratelimit.tiers.standard]\nburst = 5\n",
+            r"ratelimit\.tiers\.standard\.rate: is required",
+        ),
         ("[ratelimit.tiers.standard]\nrate = 0\n", r"\.rate: must be at least 1, got 0"),
         ("[ratelimit.tiers.standard]\nrate = 1.5\n", r"\.rate: must be an integer, got a number"),
         ("[ratelimit.tiers.standard]\nrate = true\n", r"\.rate: must be an integer, got a boolean"),
         ('[ratelimit.tiers.standard]\nrate = 5\nburst = "x"\n', r"\.burst: must be an integer"),
-        ("[ratelimit.tiers.standard]\nrate = 5\nperiod = 0\n", r"\.period: must be at least 0\.001"),
+        (
+            "[ratelimit.tiers.standard]\nrate = 5\nperiod = 0\n",
+            r"\.period: must be at least 0\.001",
+        ),
         ("[ratelimit.tiers.standard]\nrate = 5\ndaily = -1\n", r"\.daily: must be at least 0"),
         ("[ratelimit]\ntiers = { standard = 5 }\n", r"ratelimit\.tiers\.standard: must be a table"),
-        ("[ratelimit]\nheaders = \"ratelimit\"\n", r"ratelimit\.tiers: must define at least one tier"),
+        (
+            '[ratelimit]\nheaders = "ratelimit"\n',
+            r"ratelimit\.tiers: must define at least one tier",
+        ),
     ],
 )
 def test_tier_validation(tmp_path: Path, tier: str, pattern: str) -> None:
@@ -360,9 +371,13 @@ def test_tier_validation(tmp_path: Path, tier: str, pattern: str) -> None:
 
 
 def test_default_tier_must_exist(tmp_path: Path) -> None:
-    head = HEAD.replace("[ratelimit.tiers.", '[ratelimit]\ndefault_tier = "gold"\n\n[ratelimit.tiers.')
+    head = HEAD.replace(
+        "[ratelimit.tiers.", '[ratelimit]\ndefault_tier = "gold"\n\n[ratelimit.tiers.'
+    )
     (problem,) = _problems(_write(tmp_path, head + MOUNT + ROUTES))
-    assert re.search(r':\d+: ratelimit\.default_tier: unknown tier "gold" \(known: standard\)', problem)
+    assert re.search(
+        r':\d+: ratelimit\.default_tier: unknown tier "gold" \(known: standard\)', problem
+    )
 
 
 def test_resources_and_base_path(tmp_path: Path) -> None:
@@ -375,7 +390,7 @@ def test_resources_and_base_path(tmp_path: Path) -> None:
 
 
 def test_missing_required_keys(tmp_path: Path) -> None:
-    problems = _problems(_write(tmp_path, "resources = [\"x\"]\n"))
+    problems = _problems(_write(tmp_path, 'resources = ["x"]\n'))
     _one(problems, r"surface\.name: is required")
     _one(problems, r"surface\.base_path: is required")
 
@@ -450,11 +465,8 @@ def test_jwt_settings_need_issuer_audience_and_jwks(tmp_path: Path) -> None:
 
 def test_scope_grants_are_checked(tmp_path: Path) -> None:
     text = (
-        HEAD
-        + '\n[auth.scopes]\nok = ["orders:read", "*:write"]\nbad = ["orders", "order:read", '
-        '"orders:admin"]\nnotalist = "orders:read"\n'
-        + MOUNT
-        + ROUTES
+        HEAD + '\n[auth.scopes]\nok = ["orders:read", "*:write"]\nbad = ["orders", "order:read", '
+        '"orders:admin"]\nnotalist = "orders:read"\n' + MOUNT + ROUTES
     )
     problems = _problems(_write(tmp_path, text))
     _one(problems, r'auth\.scopes\.bad: "orders" must be RESOURCE:read or RESOURCE:write')
@@ -622,6 +634,10 @@ def test_v3_route_table_lookup(tmp_path: Path) -> None:
     hit = table.lookup("GET", ("products", "SKU%2F1"))
     assert hit is not None
     route, values = hit
-    assert (route.resource, route.target, values) == ("products", "/products/{id}", {"id": "SKU%2F1"})
+    assert (route.resource, route.target, values) == (
+        "products",
+        "/products/{id}",
+        {"id": "SKU%2F1"},
+    )
     assert table.lookup("DELETE", ("products", "x")) is None
     assert table.allowed_methods(("products", "x")) == ["GET", "PUT"]

@@ -61,9 +61,7 @@ def _read_tsv() -> list[MagentoRoute]:
     with TSV.open(encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
     return [
-        MagentoRoute(
-            r["method"], r["url"], tuple(a.strip() for a in r["acl_resources"].split(","))
-        )
+        MagentoRoute(r["method"], r["url"], tuple(a.strip() for a in r["acl_resources"].split(",")))
         for r in rows
     ]
 
@@ -212,9 +210,7 @@ def test_edge_and_magento_pick_the_same_route_for_every_ambiguous_path(
         ("POST", "inventory/source-selection-algorithm-result", "inventory"),
     ],
 )
-def test_read_only_posts_need_read(
-    surface: Surface, method: str, path: str, resource: str
-) -> None:
+def test_read_only_posts_need_read(surface: Surface, method: str, path: str, resource: str) -> None:
     decision = _resolve(surface, method, f"{PREFIX}/{path}")
     assert decision.route is not None
     assert decision.route.resource == resource
@@ -433,7 +429,13 @@ def test_catalog_products_acl_only_inventory_for_inventory_paths(surface: Surfac
 
 @pytest.mark.parametrize(
     "acl_prefix",
-    ["self", "Magento_Logging::", "Magento_Backend::admin", "Magento_Analytics::", "Magento_SalesRule::"],
+    [
+        "self",
+        "Magento_Logging::",
+        "Magento_Backend::admin",
+        "Magento_Analytics::",
+        "Magento_SalesRule::",
+    ],
 )
 def test_acl_groups_that_are_denied_entirely(surface: Surface, acl_prefix: str) -> None:
     for mroute in _by_acl(acl_prefix):
