@@ -132,7 +132,10 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
 
     surfaces: list[Surface] = []
     policy_problems: list[str] = []
-    for rel in r.strings(server, "policies", "server", ["policies/storeoncloud.toml"]):
+    policy_paths = r.strings(server, "policies", "server", ["policies/storeoncloud.toml"])
+    if not policy_paths:
+        r.problem("server.policies", "must name at least one policy file")
+    for rel in policy_paths:
         ppath = (base / rel).resolve() if not Path(rel).is_absolute() else Path(rel)
         try:
             surfaces.append(load_policy(ppath, display=rel))
