@@ -104,8 +104,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--wait-budget",
         type=float,
-        default=300,
-        help="seconds the whole run may spend waiting for quiet or repeating (default 300)",
+        help="seconds the whole run may spend waiting for quiet or repeating (default 480; "
+        "quick 60)",
     )
     p.add_argument(
         "--out", help="output name in benchmarks/results/ (default latest; quick: quick)"
@@ -117,6 +117,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.connections = [int(c) for c in (args.connections or default_conns).split(",")]
     args.stream_bytes = args.stream_bytes or (200_000_000 if args.quick else 1_000_000_000)
     args.out = args.out or ("quick" if args.quick else "latest")
+    if args.wait_budget is None:
+        args.wait_budget = 60.0 if args.quick else 480.0
     wanted = QUICK_TARGETS if args.quick else GET_TARGETS
     if args.only:
         only = [n.strip() for n in args.only.split(",") if n.strip()]

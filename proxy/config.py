@@ -184,7 +184,8 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         host=host,
         port=port,
         trusted_proxies=trusted,
-        surfaces=tuple(surfaces),
+        # Longest base path first, so /api/v1 wins over a broader /api.
+        surfaces=tuple(sorted(surfaces, key=lambda s: -len(s.base_parts))),
         keystore_backend=ks_backend,
         keystore_path=ks_path,
         keystore_url=ks_url,

@@ -35,6 +35,8 @@ class Decision:
 
 
 def surface_for(surfaces: Sequence[Surface], segments: Sequence[str]) -> Surface | None:
+    """The surface with the longest base path that prefixes the path (``surfaces`` is
+    ordered longest first by :func:`proxy.config.load_config`)."""
     for surface in surfaces:
         n = len(surface.base_parts)
         if tuple(segments[:n]) == surface.base_parts:

@@ -105,10 +105,20 @@ def client_address(
     hops = [*chain, peer]
     client = peer
     for hop in reversed(hops):
+        if not _is_ip(hop):
+            break  # garbage from the trusted proxy to its right: believe that proxy
         client = hop
         if not _is_trusted(hop, trusted):
             break
     return client, hops
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def build_forwarding(
@@ -142,18 +152,18 @@ def upstream_request_headers(
 ) -> list[tuple[str, str]]:
     named = _connection_named(headers) if any(n == b"connection" for n, _ in headers) else None
     out: list[tuple[str, str]] = []
-    via = ""
+    vias: list[str] = []
     for name, value in headers:
         if name in _REQUEST_DROP or (named and name in named):
             if name == b"via":
-                via = value.decode("latin-1")
+                vias.append(value.decode("latin-1"))
             continue
         out.append((name.decode("latin-1"), value.decode("latin-1")))
     out.append(("x-forwarded-for", fwd.xff))
     out.append(("x-forwarded-proto", fwd.proto))
     if fwd.host:
         out.append(("x-forwarded-host", fwd.host))
-    out.append(("via", f"{via}, {_VIA}" if via else _VIA))
+    out.append(("via", ", ".join([*vias, _VIA])))
     out.append(("x-request-id", fwd.request_id))
     out.extend(extra)
     return out

@@ -33,8 +33,8 @@ def parse_permission(text: str) -> tuple[str, Access]:
 
 
 def grants_allow(permissions: Mapping[str, Access], resource: str, access: Access) -> bool:
-    """``write`` implies ``read``."""
-    held = permissions.get(resource)
+    """``write`` implies ``read``; a ``*`` grant (JWT ``admin``) covers every resource."""
+    held = permissions.get(resource) or permissions.get("*")
     return held == "write" or (held == "read" and access == "read")
 
 

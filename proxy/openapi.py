@@ -9,6 +9,7 @@ on writes. Denied routes are left out: they are not part of the API.
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from .policy import Mount, Route, Surface
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["openapi_document"]
 
 _ANY_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+_VARIABLE = re.compile(r"\{[^}]+\}")
 _cache: dict[tuple[int, int], bytes] = {}
 
 
@@ -145,6 +147,10 @@ def build(surface: Surface) -> dict[str, Any]:
         else:
             op["security"] = []
         paths.setdefault(_oas_path(endpoint.pattern.text), {})[endpoint.method.lower()] = op
+    # OpenAPI 3.1 §4.8.8: paths that differ only in parameter names are the same path.
+    # Magento names one position differently across methods (categories/:categoryId vs
+    # categories/:id), so the first name seen for a shape is used for all of them.
+    canonical: dict[str, str] = {}
     for mount in surface.mounts:
         seen_ops: set[tuple[str, str]] = set()
         for route in surface.tables[mount.routes]:
@@ -152,6 +158,7 @@ def build(surface: Surface) -> dict[str, Any]:
                 continue
             pattern = route.pattern.bulk_form() if mount.form == "bulk" else route.pattern
             path = _oas_path(mount.pattern.text.rstrip("/") + pattern.text)
+            path = canonical.setdefault(_VARIABLE.sub("{}", path), path)
             methods = _ANY_METHODS if route.method == "*" else (route.method,)
             for method in methods:
                 if mount.methods is not None and method not in mount.methods:

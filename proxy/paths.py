@@ -19,7 +19,7 @@ from .errors import BadRequest
 __all__ = ["split_path"]
 
 # RFC 3986 pchar without "%", which is checked as an escape: unreserved, sub-delims, ":" "@".
-_SAFE_SEGMENT = re.compile(r"^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*$")
+_SAFE_SEGMENT = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*")
 _MAX_DECODE_ROUNDS = 4
 
 
@@ -52,7 +52,7 @@ def _split_cached(raw_path: bytes) -> tuple[str, ...]:
 
 
 def _check_segment(segment: str) -> None:
-    if not _SAFE_SEGMENT.match(segment):
+    if not _SAFE_SEGMENT.fullmatch(segment):
         if "\\" in segment:
             raise BadRequest("The request path contains a backslash.")
         if "%" in segment and re.search(r"%(?![0-9A-Fa-f]{2})", segment):

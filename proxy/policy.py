@@ -338,7 +338,8 @@ def _load_tables(r: Reader, d: dict[str, Any], known: set[str]) -> dict[str, tup
             route = _load_route(r, w, table_name, i, e, known)
             if route is None:
                 continue
-            key = (route.method, route.pattern.sort_key, route.form)
+            # Same shape (variable names aside) is the same route: one would never match.
+            key = (route.method, str(route.pattern.parts) + str(route.pattern.tail), route.form)
             if key in seen:
                 r.problem(
                     w, f"duplicates {where}[{seen[key]}] ({route.method} {route.pattern.text})"

@@ -72,10 +72,14 @@ class Pattern:
         (``WebapiAsync/Model/BulkServiceConfig.php``)."""
         out: list[str] = []
         names = iter(self.names)
-        for part in self.parts:
+        last = len(self.parts) - 1
+        for i, part in enumerate(self.parts):
             if part is None:
                 name = next(names)
-                out.append("by" + name[:1].upper() + name[1:])
+                if self.tail and i == last:
+                    out.append("{" + name + ":path}")  # a tail stays a tail
+                else:
+                    out.append("by" + name[:1].upper() + name[1:])
             else:
                 out.append(part)
         return compile_pattern("/" + "/".join(out))

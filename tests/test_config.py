@@ -102,7 +102,7 @@ def test_spec_example_loads(confdir: Path) -> None:
     assert (acme.id, acme.name, acme.environment) == ("acme", "Acme Outdoor", "live")
     assert (acme.magento_url, acme.store_code) == ("http://127.0.0.1:9000", "default")
     assert acme.credential == BearerCredential(SECRET)
-    assert acme.timeouts == Timeouts(connect=2.0, read=30.0, write=30.0, pool=5.0)
+    assert acme.timeouts == Timeouts(connect=2.0, read=30.0, pool=5.0)
     panel = config.upstreams["panel"]
     assert (panel.name, panel.url) == ("panel", "http://127.0.0.1:9100")
     assert config.max_connections == 512
@@ -384,6 +384,14 @@ def test_policy_problems_are_named_by_their_relative_path(confdir: Path) -> None
     )
 
 
+def test_an_empty_policy_list_is_refused(confdir: Path) -> None:
+    text = SPEC_EXAMPLE.replace('["policies/storeoncloud.toml"]', "[]")
+    _one(
+        _problems(_write(confdir, text)),
+        r":4: server\.policies: must name at least one policy file",
+    )
+
+
 def test_missing_policy_file(confdir: Path) -> None:
     text = SPEC_EXAMPLE.replace('"policies/storeoncloud.toml"', '"policies/nope.toml"')
     (problem,) = _problems(_write(confdir, text))
@@ -416,16 +424,15 @@ def test_two_policies_with_distinct_base_paths(confdir: Path) -> None:
     assert [s.base_path for s in config.surfaces] == ["/api/v1", "/api/v9"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: proxy/config.py _check_surface_overlap only compares equal base paths; a "
-    "policy whose base path is a prefix of another's (/api before /api/v1) loads, and "
-    "decide.surface_for (first prefix match in file order) then routes every /api/v1 "
-    "request to the /api surface",
-)
-def test_a_base_path_nested_in_another_is_refused(confdir: Path) -> None:
+def test_a_nested_base_path_routes_to_the_longest_match(confdir: Path) -> None:
+    from proxy.decide import surface_for
+
     _policy_copy(confdir, "broad.toml", "/api")
     text = SPEC_EXAMPLE.replace(
         '["policies/storeoncloud.toml"]', '["policies/broad.toml", "policies/storeoncloud.toml"]'
     )
-    _one(_problems(_write(confdir, text)), r"server\.policies: .*base path")
+    config = load_config(_write(confdir, text), env={"ACME_MAGENTO_TOKEN": SECRET})
+    v1 = surface_for(config.surfaces, ("api", "v1", "stores"))
+    broad = surface_for(config.surfaces, ("api", "v2", "stores"))
+    assert v1 is not None and v1.base_path == "/api/v1"
+    assert broad is not None and broad.base_path == "/api"

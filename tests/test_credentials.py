@@ -15,12 +15,6 @@ import pytest
 from proxy.config import BearerCredential, OAuth1Credential
 from proxy.credentials import authorization_for, oauth1_authorization
 
-# oauthlib's sign_hmac_sha256 warns that it is deprecated (reported as a bug; see
-# test_signing_raises_no_deprecation_warning). The signature tests below check the value.
-_IGNORE_OAUTHLIB_DEPRECATION = pytest.mark.filterwarnings(
-    "ignore:use sign_hmac_sha256_with_client:DeprecationWarning"
-)
-
 CRED = OAuth1Credential(
     consumer_key="ck 1/x",
     consumer_secret="cs&secret+",
@@ -101,7 +95,6 @@ def test_bearer_value() -> None:
 # -- OAuth 1.0a -----------------------------------------------------------------------------
 
 
-@_IGNORE_OAUTHLIB_DEPRECATION
 @pytest.mark.parametrize("method", ["GET", "put", "DELETE"])
 def test_oauth1_signature_known_answer(method: str) -> None:
     header = oauth1_authorization(CRED, method, URL, nonce=NONCE, timestamp=TIMESTAMP)
@@ -111,7 +104,6 @@ def test_oauth1_signature_known_answer(method: str) -> None:
     assert fields["oauth_signature"] == expected
 
 
-@_IGNORE_OAUTHLIB_DEPRECATION
 def test_oauth1_known_answer_without_query_and_default_port() -> None:
     url = "HTTPS://Shop.Example:443/rest/all/V1/orders"
     header = oauth1_authorization(CRED, "POST", url, nonce=NONCE, timestamp=TIMESTAMP)
@@ -121,7 +113,6 @@ def test_oauth1_known_answer_without_query_and_default_port() -> None:
     assert _parse_header(header)["oauth_signature"] == expected
 
 
-@_IGNORE_OAUTHLIB_DEPRECATION
 def test_oauth1_header_lists_every_oauth_parameter() -> None:
     header = oauth1_authorization(CRED, "GET", URL, nonce=NONCE, timestamp=TIMESTAMP)
     fields = _parse_header(header)
@@ -143,7 +134,6 @@ def test_oauth1_header_lists_every_oauth_parameter() -> None:
     assert "searchCriteria" not in header
 
 
-@_IGNORE_OAUTHLIB_DEPRECATION
 def test_oauth1_signature_covers_path_query_and_method() -> None:
     def sig(method: str, url: str) -> str:
         header = oauth1_authorization(CRED, method, url, nonce=NONCE, timestamp=TIMESTAMP)
@@ -157,7 +147,6 @@ def test_oauth1_signature_covers_path_query_and_method() -> None:
     assert sig("GET", URL.split("?")[0]) != base
 
 
-@_IGNORE_OAUTHLIB_DEPRECATION
 def test_oauth1_nonce_and_timestamp_defaults() -> None:
     sign = authorization_for(CRED)
     first = _parse_header(sign("GET", URL))
@@ -175,12 +164,8 @@ def test_oauth1_never_needs_the_body() -> None:
     assert set(inspect.signature(authorization_for(CRED)).parameters) == {"method", "url"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=DeprecationWarning,
-    reason="BUG: proxy/credentials.py calls oauthlib's deprecated sign_hmac_sha256, which "
-    "warns on every signature (an error under -W error / filterwarnings=error)",
-)
 def test_signing_raises_no_deprecation_warning() -> None:
+    # Regression: oauthlib's sign_hmac_sha256 warns on every call; filterwarnings=error
+    # turns that into a failure here.
     header = oauth1_authorization(CRED, "GET", URL, nonce=NONCE, timestamp=TIMESTAMP)
     assert header.startswith("OAuth ")

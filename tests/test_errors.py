@@ -101,7 +101,7 @@ def test_extra_headers_are_carried_lower_cased() -> None:
         headers={"WWW-Authenticate": 'Bearer realm="magento-edge"', "Retry-After": "3"},
     )
     for style in ("problem", "envelope"):
-        status, headers, _ = render(err, style=style, request_id="r", type_base=TYPE_BASE)  # type: ignore[arg-type]
+        status, headers, _ = render(err, style=style, request_id="r", type_base=TYPE_BASE)
         assert status == 401
         assert _header(headers, b"www-authenticate") == [b'Bearer realm="magento-edge"']
         assert _header(headers, b"retry-after") == [b"3"]

@@ -219,12 +219,6 @@ def test_same_path_with_another_method_or_form_is_not_a_duplicate(tmp_path: Path
     assert len(load_policy(_write(tmp_path, text)).tables["magento"]) == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: proxy/policy.py _load_tables keys duplicates on sort_key, which includes "
-    "variable names, so two routes of one method and shape (/orders/{id}, /orders/{orderId}) "
-    "both load and the one that sorts first is silently dead",
-)
 def test_same_shape_with_other_variable_names_is_a_duplicate(tmp_path: Path) -> None:
     text = _with_routes(
         '{ method = "GET", path = "/orders/{id}", resource = "orders" }',

@@ -190,6 +190,17 @@ def test_variable_names_take_part_in_the_order() -> None:
         assert _pick(_table(order), "GET", "v/1/x") == "GET /v/{idx}/{w}"
 
 
+def test_a_literal_first_segment_is_tried_before_a_variable_one() -> None:
+    # Magento only considers routes whose URL starts with the path's leading segments
+    # (Config::getRestRoutes), so /1/{c} is the candidate for 1/b even though ":a/b" sorts
+    # after "1/:c" in bytes.
+    routes = [("GET", "/{a}/b"), ("GET", "/1/{c}")]
+    for order in (routes, routes[::-1]):
+        t = _table(order)
+        assert t.lookup("GET", ("1", "b")) == ("GET /1/{c}", {"c": "b"})
+        assert t.lookup("GET", ("2", "b")) == ("GET /{a}/b", {"a": "2"})
+
+
 def test_same_segment_count_only() -> None:
     t = _table([("GET", "/products/{sku}"), ("GET", "/products/{sku}/media")])
     assert _pick(t, "GET", "products/a") == "GET /products/{sku}"

@@ -52,9 +52,9 @@ def test_default_kind_is_live() -> None:
 
 def test_generated_tokens_parse_back_with_kind_and_sha256() -> None:
     for kind in ("live", "test"):
-        token = generate_token(kind)  # type: ignore[arg-type]
+        token = generate_token(kind)
         parsed = parse_token(token)
-        assert parsed == ParsedToken(kind, hashlib.sha256(token.encode()).hexdigest())  # type: ignore[arg-type]
+        assert parsed == ParsedToken(kind, hashlib.sha256(token.encode()).hexdigest())
         assert parsed is not None and parsed.hash == hash_token(token)
 
 
