@@ -62,8 +62,10 @@ async def authenticate(
     headers: Sequence[tuple[bytes, bytes]],
     keystore: CachedKeyStore,
     *,
+    client: str = "",
     clock: Callable[[], float] = time.time,
 ) -> Principal:
+    """The caller behind ``headers``; ``client`` is its address (for IP allowlists)."""
     token = bearer_token(headers)
     if token is None:
         raise _challenge(

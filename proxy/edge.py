@@ -26,7 +26,12 @@ from .config import Config, Store
 from .credentials import authorization_for
 from .decide import Decision, authorize, resolve, store_for, surface_for
 from .errors import EdgeError, NotFound, UpstreamNotConfigured, render
-from .headers import build_forwarding, request_id_from, upstream_request_headers
+from .headers import (
+    ForwardingContext,
+    build_forwarding,
+    request_id_from,
+    upstream_request_headers,
+)
 from .keystore import CachedKeyStore, KeyStore
 from .paths import split_path
 from .policy import Surface
@@ -97,6 +102,7 @@ class Edge:
         request_id = request_id_from(headers)
         surface = self._error_surface
         principal: Principal | None = None
+        answer_headers: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id.encode())]
         status = 0
         started = time.perf_counter()
         try:
@@ -107,22 +113,40 @@ class Edge:
                 raise NotFound("No API is served under this path.")
             method = scope["method"]
             decision = resolve(surface, method, segments)
+            fwd = build_forwarding(
+                scope.get("client"),
+                scope.get("scheme", "http"),
+                headers,
+                self.config.trusted_proxies,
+                request_id,
+            )
             if decision.endpoint is not None:
                 needs_auth = decision.endpoint.auth
             else:
                 assert decision.mount is not None
                 needs_auth = (decision.mount.auth or surface.auth) != "none"
             if needs_auth:
-                principal = await authenticate(headers, self.keystore, clock=self.clock)
+                principal = await authenticate(
+                    headers, self.keystore, client=fwd.client, clock=self.clock
+                )
+            # -- rate limit: every answer from here on carries its headers --
             if decision.endpoint is not None:
                 status = await endpoints.answer(
-                    decision.endpoint.handler, self, surface, principal, request_id, send
+                    decision.endpoint.handler,
+                    self,
+                    surface,
+                    principal,
+                    answer_headers,
+                    scope,
+                    receive,
+                    send,
                 )
                 return
             store = store_for(decision, principal, self.config.stores)
             if principal is not None:
                 authorize(decision, principal, method, store)
-            status = await self._forward(scope, receive, send, decision, store, request_id)
+            # -- idempotency wraps the forward when the client sent a key --
+            status = await self._forward(scope, receive, send, decision, store, fwd, answer_headers)
         except ClientGone:
             status = 499
         except UpstreamBroke as exc:
@@ -132,7 +156,7 @@ class Edge:
             log.warning("%s upstream broke off mid-answer: %s", request_id, exc.__cause__ or exc)
         except EdgeError as exc:
             status = exc.status
-            await self._send_error(send, exc, surface, request_id)
+            await self._send_error(send, exc, surface, request_id, answer_headers)
         finally:
             if self._access_log:
                 access_log.info(
@@ -152,7 +176,8 @@ class Edge:
         send: Send,
         decision: Decision,
         store: Store | None,
-        request_id: str,
+        fwd: ForwardingContext,
+        answer_headers: list[tuple[bytes, bytes]],
     ) -> int:
         mount = decision.mount
         route = decision.route
@@ -183,13 +208,6 @@ class Edge:
         if query:
             url += "?" + query.decode("latin-1")
 
-        fwd = build_forwarding(
-            scope.get("client"),
-            scope.get("scheme", "http"),
-            scope["headers"],
-            self.config.trusted_proxies,
-            request_id,
-        )
         method = scope["method"]
         extra = [("authorization", sign(method, url))] if sign is not None else []
         up_headers = upstream_request_headers(scope["headers"], fwd, extra)
@@ -201,11 +219,16 @@ class Edge:
             receive=receive,
             send=send,
             timeouts=timeouts,
-            extra_response_headers=[(b"x-request-id", request_id.encode())],
+            extra_response_headers=answer_headers,
         )
 
     async def _send_error(
-        self, send: Send, exc: EdgeError, surface: Surface | None, request_id: str
+        self,
+        send: Send,
+        exc: EdgeError,
+        surface: Surface | None,
+        request_id: str,
+        answer_headers: list[tuple[bytes, bytes]],
     ) -> None:
         status, headers, body = render(
             exc,
@@ -213,7 +236,7 @@ class Edge:
             request_id=request_id,
             type_base=surface.error_type_base if surface else "about:blank#",
         )
-        headers.append((b"x-request-id", request_id.encode()))
+        headers.extend(answer_headers)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
 

@@ -27,9 +27,12 @@ async def answer(
     edge: Edge,
     surface: Surface,
     principal: Principal | None,
-    request_id: str,
+    answer_headers: list[tuple[bytes, bytes]],
+    scope: MutableMapping[str, Any],
+    receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
     send: Send,
 ) -> int:
+    """Answer ``handler``; ``answer_headers`` (request id, rate-limit fields) go on it."""
     if handler == "stores":
         if principal is None:  # a policy that lists stores without auth is refused at load
             raise Unauthorized("This API needs a bearer token.")
@@ -46,7 +49,7 @@ async def answer(
                 (b"content-type", content_type),
                 (b"content-length", str(len(body)).encode()),
                 (b"cache-control", b"no-store" if handler == "stores" else b"max-age=300"),
-                (b"x-request-id", request_id.encode()),
+                *answer_headers,
             ],
         }
     )

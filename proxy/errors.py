@@ -11,7 +11,10 @@ the response has started.
     ├── Forbidden             403  forbidden          (token lacks the permission; route denied)
     ├── NotFound              404  not_found          (no such route, or store hidden)
     ├── MethodNotAllowed      405  method_not_allowed
+    ├── Conflict              409  idempotency_conflict (same key still in flight)
+    ├── Gone                  410  version_retired
     ├── PayloadTooLarge       413  payload_too_large
+    ├── UnprocessableContent  422  idempotency_mismatch (same key, different request)
     ├── TooManyRequests       429  rate_limited
     ├── UpstreamUnavailable   502  upstream_unavailable (refused, reset)
     ├── UpstreamNotConfigured 503  upstream_not_configured
@@ -28,14 +31,17 @@ ErrorStyle = Literal["problem", "envelope"]
 
 __all__ = [
     "BadRequest",
+    "Conflict",
     "EdgeError",
     "ErrorStyle",
     "Forbidden",
+    "Gone",
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
     "TooManyRequests",
     "Unauthorized",
+    "UnprocessableContent",
     "UpstreamNotConfigured",
     "UpstreamTimeout",
     "UpstreamUnavailable",
@@ -82,6 +88,18 @@ class NotFound(EdgeError):
 
 class MethodNotAllowed(EdgeError):
     status, code, title = 405, "method_not_allowed", "Method Not Allowed"
+
+
+class Conflict(EdgeError):
+    status, code, title = 409, "idempotency_conflict", "Conflict"
+
+
+class Gone(EdgeError):
+    status, code, title = 410, "version_retired", "Gone"
+
+
+class UnprocessableContent(EdgeError):
+    status, code, title = 422, "idempotency_mismatch", "Unprocessable Content"
 
 
 class PayloadTooLarge(EdgeError):

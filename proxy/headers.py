@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 
 __all__ = [
     "ForwardingContext",
+    "build_forwarding",
     "client_address",
     "request_id_from",
     "response_headers",

@@ -174,3 +174,13 @@ def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
 
 
 __all__ = ["Harness", "ThreadServer", "running_edge", "wait_for"]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server for the whole session; tests use distinct key prefixes or
+    FLUSHDB as they need."""
+    from tests.redis_server import redis_server
+
+    with redis_server() as url:
+        yield url
