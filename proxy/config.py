@@ -92,8 +92,9 @@ class Config:
     keystore_backend: Literal["sqlite", "redis"]
     keystore_path: Path | None
     keystore_url: str | None
-    ratelimit_backend: Literal["memory", "redis"]
+    ratelimit_backend: Literal["memory", "redis", "none"]
     ratelimit_url: str | None
+    ratelimit_on_backend_error: Literal["allow", "deny"]
     idempotency_backend: Literal["memory", "redis"]
     idempotency_url: str | None
     idempotency_ttl: int
@@ -156,9 +157,10 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
     ks_url = _redis_url(r, ks, "keystore") if ks_backend == "redis" else None
 
     rl = r.table(d, "ratelimit", "")
-    r.unknown_keys(rl, "ratelimit", ("backend", "url"))
-    rl_backend = r.string(rl, "backend", "ratelimit", "memory", choices=("memory", "redis"))
+    r.unknown_keys(rl, "ratelimit", ("backend", "url", "on_backend_error"))
+    rl_backend = r.string(rl, "backend", "ratelimit", "memory", choices=("memory", "redis", "none"))
     rl_url = _redis_url(r, rl, "ratelimit") if rl_backend == "redis" else None
+    rl_on_error = r.string(rl, "on_backend_error", "ratelimit", "allow", choices=("allow", "deny"))
 
     idem = r.table(d, "idempotency", "")
     r.unknown_keys(idem, "idempotency", ("backend", "url", "ttl_seconds"))
@@ -191,6 +193,7 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         keystore_url=ks_url,
         ratelimit_backend=rl_backend,
         ratelimit_url=rl_url,
+        ratelimit_on_backend_error=rl_on_error,
         idempotency_backend=idem_backend,
         idempotency_url=idem_url,
         idempotency_ttl=idem_ttl,

@@ -3,8 +3,9 @@
     raw path → paths.split_path            400 on anything ambiguous
              → decide.resolve              404 / 405 / 403 (denied route), no credential yet
              → auth.authenticate           401
+             → ratelimit                   429 (headers on every answer from here on)
              → decide.store_for/authorize  404 (store hidden) / 403 (permission)
-             → (rate limit, idempotency: later steps slot in here)
+             → idempotency                 replay / 409 / 422 (writes with a key)
              → upstream.forward            stream to Magento and back; 502 / 504
 
 The steps are plain functions called in order rather than a stack of middleware: each
@@ -16,6 +17,7 @@ surface's style, and only before the response has started.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -25,7 +27,14 @@ from .auth import Principal, authenticate
 from .config import Config, Store
 from .credentials import authorization_for
 from .decide import Decision, authorize, resolve, store_for, surface_for
-from .errors import EdgeError, NotFound, UpstreamNotConfigured, render
+from .errors import (
+    EdgeError,
+    LimiterUnavailable,
+    NotFound,
+    TooManyRequests,
+    UpstreamNotConfigured,
+    render,
+)
 from .headers import (
     ForwardingContext,
     build_forwarding,
@@ -35,6 +44,7 @@ from .headers import (
 from .keystore import CachedKeyStore, KeyStore
 from .paths import split_path
 from .policy import Surface
+from .ratelimit import BackendUnavailable, open_limiter, rate_limit_headers
 from .upstream import ClientGone, UpstreamBroke, UpstreamClient
 
 __all__ = ["Edge"]
@@ -66,6 +76,8 @@ class Edge:
         self._signers = {
             sid: authorization_for(store.credential) for sid, store in config.stores.items()
         }
+        self.limiter = open_limiter(config.ratelimit_backend, config.ratelimit_url)
+        self.limiter_errors = 0
         self._error_surface = config.surfaces[0] if config.surfaces else None
         self._access_log = config.access_log
 
@@ -92,6 +104,8 @@ class Edge:
             elif message["type"] == "lifespan.shutdown":
                 await self.upstream.close()
                 await self.keystore.close()
+                if self.limiter is not None:
+                    await self.limiter.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -130,6 +144,8 @@ class Edge:
                     headers, self.keystore, client=fwd.client, clock=self.clock
                 )
             # -- rate limit: every answer from here on carries its headers --
+            if self.limiter is not None:
+                await self._limit(surface, principal, fwd.client, answer_headers)
             if decision.endpoint is not None:
                 status = await endpoints.answer(
                     decision.endpoint.handler,
@@ -168,6 +184,43 @@ class Edge:
                     (time.perf_counter() - started) * 1000,
                     extra={"request_id": request_id},
                 )
+
+    async def _limit(
+        self,
+        surface: Surface,
+        principal: Principal | None,
+        client: str,
+        answer_headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        assert self.limiter is not None
+        if principal is None:
+            key = f"{surface.name}:ip:{client}"
+            tier = surface.tiers[surface.default_tier]
+        else:
+            account = principal.record.account_id
+            if surface.limit_key == "account" and account:
+                key = f"{surface.name}:acct:{account}"
+            else:
+                key = f"{surface.name}:tok:{principal.token_id}"
+            tier = surface.tiers.get(principal.tier or "") or surface.tiers[surface.default_tier]
+        try:
+            result = await self.limiter.hit(key, tier)
+        except BackendUnavailable:
+            self.limiter_errors += 1
+            if self.config.ratelimit_on_backend_error == "deny":
+                raise LimiterUnavailable(
+                    "Rate limits cannot be checked right now; retry shortly.",
+                    headers={"Retry-After": "1"},
+                ) from None
+            return  # fail open, as configured; logged and counted by the backend
+        answer_headers.extend(
+            rate_limit_headers(result, surface.header_style, ietf=surface.ietf_headers)
+        )
+        if not result.allowed:
+            raise TooManyRequests(
+                f"Rate limit exceeded for this {'token' if principal else 'address'}; "
+                f"retry after {max(1, math.ceil(result.retry_after))} s."
+            )
 
     async def _forward(
         self,

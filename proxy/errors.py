@@ -18,6 +18,7 @@ the response has started.
     ├── TooManyRequests       429  rate_limited
     ├── UpstreamUnavailable   502  upstream_unavailable (refused, reset)
     ├── UpstreamNotConfigured 503  upstream_not_configured
+    ├── LimiterUnavailable    503  rate_limiter_unavailable (on_backend_error = "deny")
     └── UpstreamTimeout       504  upstream_timeout
 """
 
@@ -36,6 +37,7 @@ __all__ = [
     "ErrorStyle",
     "Forbidden",
     "Gone",
+    "LimiterUnavailable",
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
@@ -116,6 +118,10 @@ class UpstreamUnavailable(EdgeError):
 
 class UpstreamNotConfigured(EdgeError):
     status, code, title = 503, "upstream_not_configured", "Service Unavailable"
+
+
+class LimiterUnavailable(EdgeError):
+    status, code, title = 503, "rate_limiter_unavailable", "Service Unavailable"
 
 
 class UpstreamTimeout(EdgeError):

@@ -135,6 +135,8 @@ class Surface:
     error_style: ErrorStyle
     error_type_base: str
     header_style: HeaderStyle
+    ietf_headers: bool  # also send RateLimit-Policy / RateLimit (draft-ietf-httpapi-ratelimit)
+    limit_key: Literal["token", "account"]
     default_tier: str
     tiers: Mapping[str, Tier]
     resources: tuple[str, ...]
@@ -212,10 +214,12 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
     type_base = r.string(err, "type_base", "errors", "about:blank#")
 
     rl = r.table(d, "ratelimit", "")
-    r.unknown_keys(rl, "ratelimit", ("headers", "default_tier", "tiers"))
+    r.unknown_keys(rl, "ratelimit", ("headers", "default_tier", "tiers", "ietf_headers", "key"))
     header_style: HeaderStyle = r.string(
         rl, "headers", "ratelimit", "ratelimit", choices=("ratelimit", "x-rate-limit")
     )
+    ietf_headers = r.boolean(rl, "ietf_headers", "ratelimit", False)
+    limit_key = r.string(rl, "key", "ratelimit", "token", choices=("token", "account"))
     tiers = _load_tiers(r, rl)
     default_tier = r.string(rl, "default_tier", "ratelimit", next(iter(tiers), ""))
     if tiers and default_tier not in tiers:
@@ -247,6 +251,8 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
         error_style=error_style,
         error_type_base=type_base,
         header_style=header_style,
+        ietf_headers=ietf_headers,
+        limit_key=limit_key,
         default_tier=default_tier,
         tiers=tiers,
         resources=resources,

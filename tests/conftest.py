@@ -56,6 +56,7 @@ class Harness:
         kind: Literal["live", "test"] = "live",
         expires_at: float | None = None,
         name: str = "test",
+        tier: str | None = None,
     ) -> str:
         token = generate_token(kind)
         record = TokenRecord(
@@ -65,6 +66,7 @@ class Harness:
             stores=stores,
             permissions={p.split(":")[0]: p.split(":")[1] for p in permissions},  # type: ignore[misc]
             expires_at=expires_at,
+            tier=tier,
         )
         store = SQLiteKeyStore(self.config.keystore_path or "")
         asyncio.run(store.create(record, hash_token(token)))
@@ -77,7 +79,23 @@ class Harness:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
 
 
-def write_config(directory: Path, magento: str, panel: str | None, extra: str = "") -> Path:
+def tiered_policy(directory: Path, tiers: str) -> Path:
+    """The shipped v1 policy plus extra ``[ratelimit.tiers.*]`` tables (test tiers)."""
+    text = (REPO / "policies" / "storeoncloud.toml").read_text() + "\n" + tiers
+    path = directory / "policy.toml"
+    path.write_text(text)
+    return path
+
+
+def write_config(
+    directory: Path,
+    magento: str,
+    panel: str | None,
+    extra: str = "",
+    *,
+    policy: Path | None = None,
+    ratelimit: str = "",
+) -> Path:
     panel_block = (
         f'[upstreams.panel]\nurl = "{panel}"\ntimeouts = {{ connect = 1.0, read = 0.5 }}\n'
         if panel
@@ -88,7 +106,9 @@ def write_config(directory: Path, magento: str, panel: str | None, extra: str = 
 [server]
 host = "127.0.0.1"
 port = 0
-policies = ["{REPO / "policies" / "storeoncloud.toml"}"]
+policies = ["{policy or REPO / "policies" / "storeoncloud.toml"}"]
+
+{ratelimit}
 
 [keystore]
 backend = "sqlite"
@@ -139,7 +159,14 @@ def env() -> dict[str, str]:
 
 
 @contextmanager
-def running_edge(directory: Path, *, panel: bool = True, extra: str = "") -> Iterator[Harness]:
+def running_edge(
+    directory: Path,
+    *,
+    panel: bool = True,
+    extra: str = "",
+    policy: Path | None = None,
+    ratelimit: str = "",
+) -> Iterator[Harness]:
     from proxy.magento_standin import create_standin
 
     standin = create_standin(
@@ -150,7 +177,14 @@ def running_edge(directory: Path, *, panel: bool = True, extra: str = "") -> Ite
     with ExitStack() as stack:
         magento = stack.enter_context(serving(standin))
         panel_srv = stack.enter_context(serving(panel_app)) if panel else None
-        path = write_config(directory, magento.url, panel_srv.url if panel_srv else None, extra)
+        path = write_config(
+            directory,
+            magento.url,
+            panel_srv.url if panel_srv else None,
+            extra,
+            policy=policy,
+            ratelimit=ratelimit,
+        )
         config = load_config(path, env=env())
         edge_app = Edge(config, SQLiteKeyStore(config.keystore_path or ""))
         server = stack.enter_context(serving(edge_app))

@@ -242,7 +242,7 @@ def test_unknown_top_level_key(confdir: Path) -> None:
             r"server\.policies: must be a list of strings",
         ),
         ("ttl_seconds = 86400", "ttl_seconds = 0", r"idempotency\.ttl_seconds: must be at least 1"),
-        ('backend = "memory"', 'backend = "memcached"', r'ratelimit\.backend: unknown value "memcached" \(known: memory, redis\)'),
+        ('backend = "memory"', 'backend = "memcached"', r'ratelimit\.backend: unknown value "memcached" \(known: memory, redis, none\)'),
         ('environment = "live"', 'environment = "prod"', r'stores\.acme\.environment: unknown value "prod" \(known: live, sandbox\)'),
         ('store_code = "default"', 'store_code = "de-fault"', r'stores\.acme\.store_code: "de-fault" is not a Magento store code'),
         ("connect = 2.0", "connect = 0", r"stores\.acme\.timeouts\.connect: must be at least 0\.001, got 0"),

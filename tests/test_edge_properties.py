@@ -97,7 +97,7 @@ _TOKENS: dict[int, str] = {}
 
 def _token(h: Harness) -> str:
     if id(h) not in _TOKENS:
-        _TOKENS[id(h)] = h.token("products:read", stores=("acme",))
+        _TOKENS[id(h)] = h.token("products:read", stores=("acme",), tier="internal")
     return _TOKENS[id(h)]
 
 

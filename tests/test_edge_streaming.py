@@ -96,6 +96,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EdgeProces
             [
                 sys.executable, "-m", "proxy", "tokens", "create", "--config", str(config),
                 "--store", "acme", "--permission", "backups:write", "--name", "stream",
+                "--tier", "internal",
             ],
             env={**os.environ, **env()},
             capture_output=True,

@@ -1,0 +1,154 @@
+"""Rate limits through the edge over real HTTP: headers on every answer after
+authentication, 429s that reach nothing upstream, exact bursts under concurrency in one
+process (memory) and across two edge processes (Redis), and the backend-down choice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import MAGENTO_TOKEN, Harness, env, running_edge, tiered_policy, write_config
+from tests.servers import free_port, serving
+from tests.test_edge_streaming import EdgeProcess
+
+TIERS = """
+[ratelimit.tiers.tight]          # 50 requests, then one an hour
+rate = 1
+period = 3600
+burst = 50
+
+[ratelimit.tiers.quick]          # 5 requests, then one every 100 ms
+rate = 10
+period = 1
+burst = 5
+"""
+PRODUCT = "/api/v1/stores/acme/commerce/products/MB-01"
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    directory = tmp_path_factory.mktemp("limited")
+    with running_edge(directory, policy=tiered_policy(directory, TIERS)) as h:
+        yield h
+
+
+def test_headers_on_upstream_answers_and_edge_errors_after_auth(limited: Harness) -> None:
+    token = limited.token("products:read")
+    with limited.client(token) as c:
+        ok = c.get(PRODUCT)
+        missing = c.get("/api/v1/stores/acme/commerce/products/NOPE")  # Magento's 404
+        forbidden = c.get("/api/v1/stores/acme/commerce/orders/1")  # the edge's 403
+    assert ok.status_code == 200 and missing.status_code == 404 and forbidden.status_code == 403
+    # default tier "standard": 60/min, burst 120
+    assert [r.headers["ratelimit-limit"] for r in (ok, missing, forbidden)] == ["120"] * 3
+    assert [r.headers["ratelimit-remaining"] for r in (ok, missing, forbidden)] == [
+        "119",
+        "118",
+        "117",
+    ]
+    assert all(int(r.headers["ratelimit-reset"]) >= 1 for r in (ok, missing, forbidden))
+    with limited.client() as anonymous:
+        unauthenticated = anonymous.get(PRODUCT)
+    assert unauthenticated.status_code == 401
+    assert "ratelimit-limit" not in unauthenticated.headers  # before authentication
+
+
+def test_429_problem_with_retry_after_and_nothing_upstream(limited: Harness) -> None:
+    token = limited.token("products:read", tier="quick")
+    with limited.client(token) as c:
+        passed = [c.get(PRODUCT).status_code for _ in range(5)]
+        hits = sum(limited.standin.hits.values())
+        refused = c.get(PRODUCT)
+        assert sum(limited.standin.hits.values()) == hits  # nothing sent upstream
+        time.sleep(float(refused.headers["retry-after"]))  # the edge's own promise: 1 s
+        again = c.get(PRODUCT)
+    assert passed == [200] * 5
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.headers["retry-after"] == "1"
+    assert refused.headers["ratelimit-remaining"] == "0"
+    assert refused.json()["status"] == 429
+    assert again.status_code == 200
+
+
+def test_tokens_have_separate_buckets(limited: Harness) -> None:
+    a = limited.token("products:read", tier="quick")
+    b = limited.token("products:read", tier="quick")
+    with limited.client(a) as ca, limited.client(b) as cb:
+        assert [ca.get(PRODUCT).status_code for _ in range(6)][-1] == 429
+        assert cb.get(PRODUCT).status_code == 200
+
+
+async def _burst(urls: list[str], token: str, n: int) -> list[int]:
+    limits = httpx.Limits(max_connections=100)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        headers = {"Authorization": f"Bearer {token}"}
+        responses = await asyncio.gather(
+            *(client.get(urls[i % len(urls)] + PRODUCT, headers=headers) for i in range(n))
+        )
+    return [r.status_code for r in responses]
+
+
+def test_200_concurrent_against_burst_50_exactly_50_pass_memory(limited: Harness) -> None:
+    token = limited.token("products:read", tier="tight")
+    statuses = asyncio.run(_burst([limited.url], token, 200))
+    assert statuses.count(200) == 50
+    assert statuses.count(429) == 150
+
+
+@pytest.mark.redis
+def test_200_concurrent_against_burst_50_across_two_processes_redis(
+    tmp_path: Path, redis_url: str
+) -> None:
+    from proxy.magento_standin import create_standin
+
+    standin = create_standin(bearer_tokens=[MAGENTO_TOKEN])
+    with serving(standin) as magento:
+        policy = tiered_policy(tmp_path, TIERS)
+        config = write_config(
+            tmp_path,
+            magento.url,
+            None,
+            policy=policy,
+            ratelimit=f'[ratelimit]\nbackend = "redis"\nurl = "{redis_url}"\n',
+        )
+        out = subprocess.run(
+            [
+                sys.executable, "-m", "proxy", "tokens", "create", "--config", str(config),
+                "--store", "acme", "--permission", "products:read", "--tier", "tight",
+            ],
+            env={**os.environ, **env()},
+            capture_output=True,
+            text=True,
+            check=True,
+        )  # fmt: skip
+        token = out.stdout.strip().splitlines()[-1]
+        edges = [EdgeProcess(config, free_port()), EdgeProcess(config, free_port())]
+        try:
+            statuses = asyncio.run(_burst([e.url for e in edges], token, 200))
+        finally:
+            for e in edges:
+                e.stop()
+    assert statuses.count(200) == 50
+    assert statuses.count(429) == 150
+    assert sum(standin.hits.values()) == 50
+
+
+@pytest.mark.parametrize(("choice", "expected"), [("allow", 200), ("deny", 503)])
+def test_redis_down_follows_on_backend_error(tmp_path: Path, choice: str, expected: int) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    rl = f'[ratelimit]\nbackend = "redis"\nurl = "{dead}"\non_backend_error = "{choice}"\n'
+    with running_edge(tmp_path, ratelimit=rl) as h:
+        token = h.token("products:read")
+        with h.client(token) as c:
+            statuses = [c.get(PRODUCT).status_code for _ in range(3)]
+        assert h.edge.limiter_errors == 3  # counted on every request
+    assert statuses == [expected] * 3
