@@ -90,7 +90,7 @@ def run_demo(*, port: int, data_dir: Path) -> None:
 Try:
   curl -s {base}/stores {auth}
   curl -s {base}/stores/demo/commerce/products/MB-01 {auth}
-  curl -s '{base}/stores/demo/commerce/products?searchCriteria[pageSize]=2' {auth}
+  curl -sg '{base}/stores/demo/commerce/products?searchCriteria[pageSize]=2' {auth}
   curl -s -X POST {base}/stores/demo/commerce/products {auth} \\
        -H "Content-Type: application/json" \\
        -d '{{"product":{{"sku":"DEMO-1","name":"Demo","price":9}}}}'
