@@ -16,6 +16,7 @@ surface's style, and only before the response has started.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -173,6 +174,19 @@ class Edge:
         except EdgeError as exc:
             status = exc.status
             await self._send_error(send, exc, surface, request_id, answer_headers)
+        except Exception:
+            # A bug, not a client's fault: log it with the request id, answer a plain 500
+            # problem if the answer has not started (the server cuts it otherwise).
+            status = 500
+            log.exception("%s unexpected error", request_id)
+            with contextlib.suppress(Exception):
+                await self._send_error(
+                    send,
+                    EdgeError("The edge failed to handle this request; it has been logged."),
+                    surface,
+                    request_id,
+                    answer_headers,
+                )
         finally:
             if self._access_log:
                 access_log.info(

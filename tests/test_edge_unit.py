@@ -1,0 +1,69 @@
+"""The Edge app in process (no sockets): what no real upstream can provoke easily."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from proxy.config import load_config
+from proxy.edge import Edge
+from proxy.keystore_sqlite import SQLiteKeyStore
+from tests.conftest import env, write_config
+
+
+@pytest.fixture
+def edge(tmp_path: Path) -> Edge:
+    config = load_config(write_config(tmp_path, "http://127.0.0.1:9", None), env=env())
+    return Edge(config, SQLiteKeyStore(tmp_path / "edge.db"))
+
+
+async def test_an_unexpected_error_is_a_logged_500_problem(
+    edge: Edge, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from proxy import endpoints
+
+    async def failing(*args: Any, **kwargs: Any) -> int:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(endpoints, "answer", failing)
+    transport = httpx.ASGITransport(app=edge)
+    async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
+        r = await client.get("/api/v1/openapi.json", headers={"X-Request-Id": "bug-1"})
+    assert r.status_code == 500
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["request_id"] == "bug-1"
+    assert "boom" not in r.text  # no internals in the answer
+    assert any("bug-1 unexpected error" in rec.getMessage() for rec in caplog.records)
+
+
+async def test_websocket_scopes_are_not_served(edge: Edge) -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await edge({"type": "websocket", "path": "/", "headers": []}, receive, send)
+    assert sent == []  # nothing accepted; the server closes it
+
+
+async def test_lifespan_opens_and_closes_the_upstream_pool(edge: Edge) -> None:
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message["type"])
+        if message["type"] == "lifespan.startup.complete":
+            assert edge.upstream._session is not None
+
+    await edge({"type": "lifespan"}, receive, send)
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert edge.upstream._session is None
