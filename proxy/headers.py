@@ -98,6 +98,8 @@ def client_address(
     ``X-Forwarded-For`` is believed only hop by hop from the right while each hop is a
     trusted proxy (werkzeug ``ProxyFix``); the first untrusted address is the client.
     """
+    if not trusted:
+        return peer, [peer]  # the common case: no proxy in front is believed
     chain: list[str] = []
     if _is_trusted(peer, trusted):
         for name, value in headers:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from typing import Any
 
 from .policy import Tier
@@ -92,7 +91,7 @@ class RedisRateLimiter:
         if result.allowed != bool(allowed):  # pragma: no cover - float rounding at a boundary
             # The script's word is final; the numbers around it are within a microsecond.
             retry = 0.0 if allowed else max(result.retry_after, 0.001)
-            result = replace(result, allowed=bool(allowed), retry_after=retry)
+            result = result._replace(allowed=bool(allowed), retry_after=retry)
         return result
 
     async def close(self) -> None:

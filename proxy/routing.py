@@ -39,32 +39,32 @@ class Pattern:
     names: tuple[str, ...]
     tail: bool  # the last variable swallows the rest of the path
     sort_key: str  # Magento-form URL, for last-match-wins ordering
+    literals: tuple[tuple[int, str], ...]  # (index, literal), checked first
+    variables: tuple[tuple[int, str], ...]  # (index, name) of single-segment variables
 
     @property
     def literal_count(self) -> int:
         return sum(1 for p in self.parts if p is not None)
 
     def match(self, segments: Sequence[str]) -> dict[str, str] | None:
-        parts = self.parts
-        n = len(parts)
+        n = len(self.parts)
         if self.tail:
             if len(segments) < n:
                 return None
         elif len(segments) != n:
             return None
-        values: dict[str, str] = {}
-        names = iter(self.names)
-        for i, part in enumerate(parts):
-            seg = segments[i]
-            if part is None:
-                if self.tail and i == n - 1:
-                    values[next(names)] = "/".join(segments[i:])
-                    break
-                if not seg:
-                    return None
-                values[next(names)] = seg
-            elif part != seg:
+        # Literals first: most candidates fail on one, before any dict is built.
+        for i, literal in self.literals:
+            if segments[i] != literal:
                 return None
+        values: dict[str, str] = {}
+        for i, name in self.variables:
+            seg = segments[i]
+            if not seg:
+                return None
+            values[name] = seg
+        if self.tail:
+            values[self.names[-1]] = "/".join(segments[n - 1 :])
         return values
 
     def bulk_form(self) -> Pattern:
@@ -118,7 +118,17 @@ def compile_pattern(text: str) -> Pattern:
         else:
             parts.append(part)
             key.append(part)
-    return Pattern(text, tuple(parts), tuple(names), tail, "/".join(key))
+    literals = tuple((i, p) for i, p in enumerate(parts) if p is not None)
+    variables = tuple(zip([i for i, p in enumerate(parts) if p is None], names, strict=True))
+    return Pattern(
+        text,
+        tuple(parts),
+        tuple(names),
+        tail,
+        "/".join(key),
+        literals,
+        variables[:-1] if tail else variables,  # a tail variable is filled separately
+    )
 
 
 class RouteTable(Generic[T]):

@@ -171,7 +171,27 @@ def test_memory_backend_refills_with_the_injected_clock() -> None:
     results = asyncio.run(run())
     assert [r.allowed for r in results] == [True] * 5 + [False, True, True]
     assert results[-1].remaining == 4  # fully refilled, then one spent
-    assert len(limiter._tats) == 1
+    assert len(limiter) == 1
+
+
+def test_memory_backend_sweeps_full_buckets_and_ended_days() -> None:
+    clock = FakeClock()
+    limiter = MemoryRateLimiter(clock=clock, sweep_every=3)
+    tier = Tier("d", rate=10, period=1, burst=5, daily=100)
+
+    async def run() -> None:
+        await limiter.hit("a", tier)
+        await limiter.hit("b", tier)
+        clock.now += 60  # both buckets full again: nothing worth keeping
+        await limiter.hit("c", tier)  # the third decision sweeps
+        assert len(limiter) == 1
+        assert set(limiter._days) == {"a", "b", "c"}  # today's counts are still owed
+        clock.now += 86400  # a new UTC day: yesterday's counts are worthless
+        for key in ("d", "e", "f"):
+            await limiter.hit(key, tier)
+
+    asyncio.run(run())
+    assert set(limiter._days) == {"d", "e", "f"}
 
 
 @pytest.mark.redis
