@@ -3,11 +3,11 @@
     .venv/bin/pip install py-spy          # not part of scripts/setup.sh: optional tool
     .venv/bin/python benchmarks/profile.py [--proxy bare-aiohttp] [--seconds 15] [--native]
 
-Starts the upstream nginx and the proxy (pinned like in run.py), runs wrk at 32 connections
-for ``--seconds`` + 2 s, samples the proxy with ``py-spy record --format raw`` (collapsed
-stacks; py-spy itself on the load core), and prints the top functions by own samples (the
-leaf frame) and by total samples (anywhere on the stack). The summary is written to
-``benchmarks/results/profile-<proxy>.txt``.
+Starts the upstream nginx and the proxy (``--proxy edge-full``: the edge), pinned like in
+run.py, runs wrk at 32 connections for ``--seconds`` + 2 s, samples the proxy with
+``py-spy record --format raw`` (collapsed stacks; py-spy itself on the load core), and
+prints the top functions by own samples (the leaf frame) and by total samples (anywhere on
+the stack). The summary is written to ``benchmarks/results/profile-<proxy>.txt``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+import edge
 import peers
 from load import Request, run_wrk
 
@@ -58,7 +59,9 @@ def summarize(raw: str, top: int = 25) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description="py-spy profile of a Python proxy under load")
-    p.add_argument("--proxy", default="bare-aiohttp", choices=sorted(peers.PYTHON_PROXIES))
+    p.add_argument(
+        "--proxy", default="bare-aiohttp", choices=[*sorted(peers.PYTHON_PROXIES), "edge-full"]
+    )
     p.add_argument("--seconds", type=int, default=15)
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
@@ -73,16 +76,21 @@ def main() -> int:
     try:
         upstream = peers.start_upstream()
         procs.append(upstream)
-        proxy = peers.start_python_proxy(args.proxy, f"http://{peers.HOST}:{upstream.port}")
+        url = f"http://{peers.HOST}:{upstream.port}"
+        if args.proxy == "edge-full":
+            proxy, token = edge.start_edge("edge-full", url)
+            req = Request(path=edge.GET_PATH, token=token)
+        else:
+            proxy = peers.start_python_proxy(args.proxy, url)
+            req = Request(path=peers.PRODUCT_PATH)
         procs.append(proxy)
-        run_wrk(proxy.port, Request(path=peers.PRODUCT_PATH), connections=32, duration=2)
+        run_wrk(proxy.port, req, connections=32, duration=2)
         result: dict[str, object] = {}
 
         def load() -> None:
             result["wrk"] = run_wrk(
-                proxy.port, Request(path=peers.PRODUCT_PATH),
-                connections=args.connections, duration=seconds + 2,
-            )  # fmt: skip
+                proxy.port, req, connections=args.connections, duration=seconds + 2
+            )
 
         t = threading.Thread(target=load)
         t.start()

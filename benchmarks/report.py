@@ -13,6 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 Record = dict[str, Any]
 X = "\u00d7"  # multiplication sign
 REFS = {"x_nginx": "nginx", "x_caddy": "caddy", "x_bare": "bare-aiohttp"}
@@ -86,6 +88,8 @@ def summarize(cases: list[dict[str, Any]], records: list[Record]) -> list[Record
             else:
                 for key in ("rps", "p50_ms", "p90_ms", "p99_ms", "cpu_us", "background"):
                     row[key] = _median([r[key] for r in ok if r.get(key) is not None])
+                row["rps_min"] = min(r["rps"] for r in ok)
+                row["rps_max"] = max(r["rps"] for r in ok)
                 row["requests"] = sum(r["requests"] for r in ok)
                 row["errors"] = sum(r["errors"] for r in ok)
                 row["non_2xx"] = sum(r["non_2xx"] for r in ok)
@@ -209,6 +213,7 @@ def machine_facts(caddy: str) -> Record:
     wrk = _cmd(["wrk", "--version"]).splitlines()
     return {
         "cores": os.cpu_count(),
+        "memory": f"{psutil.virtual_memory().total / 2**30:.0f} GiB",
         "cpu": cpu,
         "kernel": platform.release(),
         "os": _cmd(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
@@ -216,7 +221,8 @@ def machine_facts(caddy: str) -> Record:
         "nginx": nginx,
         "caddy": _cmd([caddy, "version"]).split()[0] if caddy else "unavailable",
         "wrk": wrk[0].split(" Copyright")[0] if wrk else "unavailable",
-        "redis": _cmd(["redis-server", "--version"]).split(" sha=")[0],
+        "redis-server": _cmd(["redis-server", "--version"]).split(" sha=")[0],
+        "redis-py": _version("redis"),
         "curl": _cmd(["curl", "--version"]).splitlines()[0].split(" (")[0],
         **{
             name: _version(name)
@@ -230,7 +236,6 @@ def machine_facts(caddy: str) -> Record:
                 "anyio",
                 "sniffio",
                 "starlette",
-                "redis",
                 "magento-edge",
             )
         },
@@ -249,18 +254,20 @@ def _load_table(rows: list[Record], conns: int, latency_view: bool) -> list[str]
         head = ("| configuration | req/s | p50 ms | p90 ms | p99 ms | CPU µs/req | "
                 "+p50 vs direct, ms | \u00d7 bare | notes |")  # fmt: skip
     else:
-        head = ("| configuration | req/s | p50 ms | p90 ms | p99 ms | CPU µs/req | \u00d7 nginx | "
-                "\u00d7 Caddy | \u00d7 bare | p99 \u00d7 Caddy | notes |")  # fmt: skip
+        head = ("| configuration | req/s | rounds min\u2013max | p50 ms | p90 ms | p99 ms | "
+                "CPU µs/req | \u00d7 nginx | \u00d7 Caddy | \u00d7 bare | p99 \u00d7 Caddy | "
+                "notes |")  # fmt: skip
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         if r["conns"] != conns:
             continue
         if "rps" not in r:
-            blanks = 7 if latency_view else 10
+            blanks = 7 if latency_view else 11
             lines.append(f"| {r['case']} |" + " |" * blanks + f" skipped: {r['skipped']} |")
             continue
-        base = (f"| {r['case']} | {r['rps']:,.0f} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | "
-                f"{r['p99_ms']:.3f} | {_f(r['cpu_us'], '.0f')} |")  # fmt: skip
+        spread = "" if latency_view else f" {r['rps_min']:,.0f}\u2013{r['rps_max']:,.0f} |"
+        base = (f"| {r['case']} | {r['rps']:,.0f} |{spread} {r['p50_ms']:.3f} | "
+                f"{r['p90_ms']:.3f} | {r['p99_ms']:.3f} | {_f(r['cpu_us'], '.0f')} |")  # fmt: skip
         if latency_view:
             extra = f" {_f(r['added_p50_ms'], '+.3f')} | {_f(r['x_bare'], '.2f')} |"
         else:
@@ -416,3 +423,50 @@ def write_png(path: Path, rows: list[Record], conns: int = 32) -> None:
     fig.suptitle("magento-edge vs peers (one process each, same machine, same run)")
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def main() -> None:
+    """Re-render the Markdown and PNG of a results JSON (e.g. after a report change)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("json", type=Path, help="benchmarks/results/latest.json")
+    p.add_argument("--refresh-machine", action="store_true",
+                   help="re-collect the machine facts (same machine only)")  # fmt: skip
+    args = p.parse_args()
+    data = json.loads(args.json.read_text())
+    records = data["records"]
+    cases = data.get("cases") or [
+        {"target": t, "scenario": s, "group": g, "conns": c, **extra}
+        for (t, s, g, c, extra) in _cases_from(data)
+    ]
+    data["summary"] = summarize(cases, records)
+    data["targets"] = targets(data["summary"], records, data.get("streaming", []))
+    if args.refresh_machine:
+        from peers import caddy_binary
+
+        data["meta"]["machine"] = machine_facts(caddy_binary())
+        note = "Machine facts re-collected after the run by `report.py --refresh-machine`."
+        if note not in data["meta"]["notes"]:
+            data["meta"]["notes"].append(note)
+    write_json(args.json, data)
+    write_markdown(args.json.with_suffix(".md"), data)
+    write_png(args.json.with_suffix(".png"), data["summary"])
+
+
+def _cases_from(data: Record) -> list[tuple[str, str, str, list[int], Record]]:
+    """The cases of a run, rebuilt from its summary rows (order kept)."""
+    out: dict[tuple[str, str], tuple[str, list[int], Record]] = {}
+    for row in data["summary"]:
+        key = (row["target"], row["scenario"])
+        _, conns, extra = out.setdefault(key, (row["group"], [], {}))
+        conns.append(row["conns"])
+        if row.get("skipped"):
+            extra["skipped"] = row["skipped"]
+        kept = [n for n in (row.get("notes") or "").split("; ") if n.startswith("pass-through")]
+        extra.setdefault("notes", kept)
+    return [(t, s, g, c, e) for (t, s), (g, c, e) in out.items()]
+
+
+if __name__ == "__main__":
+    main()

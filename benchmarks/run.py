@@ -417,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "targets": report.targets(summary, records, stream_rows),
         "summary": summary,
+        "cases": cases,
         "streaming": stream_rows,
         "records": records,
     }

@@ -1,18 +1,26 @@
 """Step 3 of the request path: who is calling. A bearer token in, a :class:`Principal` out.
 
 Failures are 401 with ``WWW-Authenticate: Bearer`` (RFC 6750 §3): no error attribute when
-no credential was sent, ``error="invalid_token"`` when one was. The detail never echoes the
-token; a malformed token is refused by its checksum before any key-store lookup.
+no credential was sent, ``error="invalid_token"`` when one was (malformed, unknown, revoked,
+expired, rotated out). A valid token used from outside its IP allowlist is 403: the
+credential is fine, the place is not (RFC 6750 §3.1: do not refresh). Each case has its own
+detail, which never echoes the token nor reveals the allowlist; a malformed token is refused
+by its checksum before any key-store lookup.
+
+What the caller may do is computed here once: per store, the token's grants ∩ its
+account's current grants (:func:`proxy.keystore.effective_grants`).
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import Unauthorized
-from .keystore import CachedKeyStore, TokenRecord
+from .errors import Forbidden, Unauthorized
+from .keystore import AccountRecord, CachedKeyStore, TokenRecord, effective_grants
 from .policy import Access
 from .tokens import parse_token
 
@@ -23,14 +31,23 @@ _REALM = 'Bearer realm="magento-edge"'
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """An authenticated caller: its token's public id and what it may do."""
+    """An authenticated caller: its token's public id and what it may do now."""
 
     token_id: str
     kind: str
-    stores: frozenset[str]
-    permissions: Mapping[str, Access]
+    stores: frozenset[str]  # the stores it can reach now
+    permissions: Mapping[str, Access]  # the most it may do on any one store
     tier: str | None
     record: TokenRecord
+    # Per store, what it may do there; None: ``permissions`` on every store in ``stores``.
+    store_grants: Mapping[str, Mapping[str, Access]] | None = None
+    account: AccountRecord | None = None
+
+    def permissions_for(self, store_id: str | None) -> Mapping[str, Access]:
+        """The effective grants on ``store_id`` (``None``: a route without a store)."""
+        if store_id is None or self.store_grants is None:
+            return self.permissions
+        return self.store_grants.get(store_id, {})
 
 
 def _challenge(detail: str, *, sent: bool) -> Unauthorized:
@@ -80,14 +97,78 @@ async def authenticate(
     if record is None:
         raise _challenge("The bearer token is not known.", sent=True)
     if record.revoked:
+        if (record.revoked_reason or "").startswith("leaked"):
+            raise _challenge(
+                "The bearer token has been revoked because it was reported as leaked; "
+                "create a new one and keep it out of public places.",
+                sent=True,
+            )
         raise _challenge("The bearer token has been revoked.", sent=True)
-    if record.expires_at is not None and record.expires_at <= clock():
+    now = clock()
+    if record.expires_at is not None and record.expires_at <= now:
+        if record.replaced_by is not None:
+            raise _challenge(
+                "The bearer token was rotated and its grace period has ended; "
+                "use the token that replaced it.",
+                sent=True,
+            )
         raise _challenge("The bearer token has expired.", sent=True)
-    return Principal(
-        token_id=record.id,
-        kind=record.kind,
-        stores=frozenset(record.stores),
-        permissions=record.permissions,
-        tier=record.tier,
-        record=record,
-    )
+    if record.allow_ips and not _address_allowed(client, record.allow_ips):
+        raise Forbidden("This token may not be used from this network address.")
+    account: AccountRecord | None = None
+    if record.account_id is None:
+        principal = Principal(
+            token_id=record.id,
+            kind=record.kind,
+            stores=frozenset(record.stores),
+            permissions=record.permissions,
+            tier=record.tier,
+            record=record,
+        )
+    else:
+        account = await keystore.get_account(record.account_id)
+        if account is None:
+            raise _challenge("The bearer token's account no longer exists.", sent=True)
+        grants = effective_grants(record, account)
+        widest: dict[str, Access] = {}
+        for perms in grants.values():
+            for resource, access in perms.items():
+                if widest.get(resource) != "write":
+                    widest[resource] = access
+        principal = Principal(
+            token_id=record.id,
+            kind=record.kind,
+            stores=frozenset(grants),
+            permissions=widest,
+            tier=record.tier,
+            record=record,
+            store_grants=grants,
+            account=account,
+        )
+    keystore.note_use(record.id, now)
+    return principal
+
+
+@functools.lru_cache(maxsize=4096)
+def _networks(
+    cidrs: tuple[str, ...],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    out = []
+    for cidr in cidrs:
+        try:
+            out.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            continue  # the CLI never stores one; a hand-edited store must not widen access
+    return tuple(out)
+
+
+def _address_allowed(client: str, cidrs: tuple[str, ...]) -> bool:
+    """Whether ``client`` (from the socket or trusted proxies only) is in ``cidrs``; an
+    address that is not an IP (a Unix socket, "unknown") never is."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:192.0.2.1 is 192.0.2.1
+    return any(address in network for network in _networks(cidrs))

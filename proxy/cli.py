@@ -1,28 +1,25 @@
-"""``magento-edge``: serve, check, tokens, demo. The commands and flags in SPEC §2 are a
-public contract (operators' scripts rely on them): add, never rename.
+"""``magento-edge``: serve, check, tokens, accounts, demo. The commands and flags in SPEC §2
+are a public contract (operators' scripts rely on them): add, never rename.
 
 Every command that creates something prints the new thing's identifier alone on the last
-line of stdout, so scripts can take it with ``tail -n 1``.
+line of stdout, so scripts can take it with ``tail -n 1``. This module is the parser; the
+key-store commands themselves are in :mod:`proxy.admin`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
-import json
 import re
-import secrets
 import sys
-import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 from ._toml import ConfigError
-from .config import Config, load_config
-from .keystore import KeyStore, TokenRecord, parse_permission
-from .tokens import generate_token, hash_token
+from .admin import UsageError, accounts_command, tokens_command
+from .config import load_config
+from .errors import KeyStoreUnavailable
 
 __all__ = ["main"]
 
@@ -35,6 +32,30 @@ def parse_duration(text: str) -> int:
     if not m or int(m.group(1)) == 0:
         raise argparse.ArgumentTypeError(f'"{text}" is not a duration like 30d, 12h, 15m or 90s')
     return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_grace(text: str) -> int:
+    """A duration that may be zero: ``0`` (the old token stops at once), ``90s``, ``1h``."""
+    if text.strip() == "0":
+        return 0
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f'"{text}" is not a grace period like 0, 15m or 1h')
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_date(text: str) -> float:
+    """``2026-01-31`` (00:00 UTC that day) or an ISO 8601 time (``2026-01-31T18:00:00Z``,
+    an offset, or no zone for UTC) → epoch seconds."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'"{text}" is not a date like 2026-01-31 or 2026-01-31T18:00:00Z'
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--data-dir", default=".edge-demo")
 
-    tokens = sub.add_parser("tokens", help="create, list and revoke personal access tokens")
+    tokens = sub.add_parser("tokens", help="create, list, show, rotate and revoke tokens")
     tsub = tokens.add_subparsers(dest="tokens_command", required=True)
     create = tsub.add_parser("create", help="create a token; prints it alone on the last line")
     create.add_argument("--config", required=True)
@@ -63,10 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--name", default="")
     create.add_argument("--sandbox", action="store_true", help="a soc_pat_test_ token")
-    create.add_argument("--account")
+    create.add_argument("--account", help="owner account id (its grants cap the token)")
     create.add_argument("--tier")
-    create.add_argument("--expires-in", type=parse_duration)
-    create.add_argument("--allow-ip", action="append", default=[])
+    expiry = create.add_mutually_exclusive_group()
+    expiry.add_argument("--expires-in", type=parse_duration, help="30d, 12h, 15m, 90s")
+    expiry.add_argument("--expires-at", type=parse_date, help="2026-01-31[T18:00:00Z]")
+    create.add_argument("--allow-ip", action="append", default=[], help="CIDR (repeat)")
     lst = tsub.add_parser("list", help="list tokens (never secrets)")
     lst.add_argument("--config", required=True)
     lst.add_argument("--json", action="store_true")
@@ -76,6 +99,46 @@ def _parser() -> argparse.ArgumentParser:
     revoke = tsub.add_parser("revoke", help="revoke a token by id")
     revoke.add_argument("--config", required=True)
     revoke.add_argument("token_id")
+    revoke.add_argument("--reason", help="recorded and shown by tokens show")
+    rotate = tsub.add_parser(
+        "rotate", help="a new secret, same grants; prints the new token alone on the last line"
+    )
+    rotate.add_argument("--config", required=True)
+    rotate.add_argument("token_id")
+    rotate.add_argument(
+        "--grace", type=parse_grace, default=0, help="how long the old token keeps working (0)"
+    )
+    rexpiry = rotate.add_mutually_exclusive_group()
+    rexpiry.add_argument("--expires-in", type=parse_duration, help="default: the old expiry")
+    rexpiry.add_argument("--expires-at", type=parse_date)
+
+    accounts = sub.add_parser("accounts", help="accounts: owners of tokens and their ceilings")
+    asub = accounts.add_subparsers(dest="accounts_command", required=True)
+    acreate = asub.add_parser("create", help="create an account; prints its id on the last line")
+    acreate.add_argument("--config", required=True)
+    acreate.add_argument("--name", required=True)
+    acreate.add_argument("--store", action="append", default=[], help="store id (repeat)")
+    acreate.add_argument(
+        "--permission", action="append", default=[], help="RESOURCE:read|write (repeat)"
+    )
+    grant = asub.add_parser("grant", help="add permissions on stores to an account")
+    grant.add_argument("--config", required=True)
+    grant.add_argument("account_id")
+    grant.add_argument("--store", action="append", required=True)
+    grant.add_argument("--permission", action="append", required=True)
+    arevoke = asub.add_parser(
+        "revoke", help="take permissions back (all of them, without --store/--permission)"
+    )
+    arevoke.add_argument("--config", required=True)
+    arevoke.add_argument("account_id")
+    arevoke.add_argument("--store", action="append", default=[])
+    arevoke.add_argument("--permission", action="append", default=[])
+    alist = asub.add_parser("list", help="list accounts")
+    alist.add_argument("--config", required=True)
+    alist.add_argument("--json", action="store_true")
+    ashow = asub.add_parser("show", help="one account, its grants and its tokens")
+    ashow.add_argument("--config", required=True)
+    ashow.add_argument("account_id")
     return p
 
 
@@ -94,20 +157,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_demo(port=args.port, data_dir=Path(args.data_dir))
             return 0
-        if args.command == "tokens":
-            return asyncio.run(_tokens(args))
+        if args.command in ("tokens", "accounts"):
+            return asyncio.run(_keystore_command(args))
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
-    except _UsageError as exc:
+    except UsageError as exc:
         print(f"magento-edge: {exc}", file=sys.stderr)
         return 2
+    except KeyStoreUnavailable as exc:
+        print(f"magento-edge: {exc.detail}", file=sys.stderr)
+        return 1
     return 2
 
 
-class _UsageError(Exception):
-    pass
+async def _keystore_command(args: argparse.Namespace) -> int:
+    from .server import open_keystore
+
+    # Managing tokens never talks to Magento: its credentials need not be in this shell.
+    config = load_config(args.config, secrets=False)
+    store = open_keystore(config)
+    try:
+        if args.command == "tokens":
+            return await tokens_command(config, store, args)
+        return await accounts_command(config, store, args)
+    finally:
+        await store.close()
 
 
 def _check(path: str) -> int:
@@ -117,91 +193,4 @@ def _check(path: str) -> int:
         f"{path}: valid ({len(config.surfaces)} policies, {routes} routes, "
         f"{len(config.stores)} stores)"
     )
-    return 0
-
-
-async def _tokens(args: argparse.Namespace) -> int:
-    from .server import open_keystore
-
-    config = load_config(args.config)
-    store = open_keystore(config)
-    try:
-        if args.tokens_command == "create":
-            return await _create(config, store, args)
-        if args.tokens_command == "list":
-            records = await store.list()
-            if args.json:
-                print(json.dumps([r.public() for r in records], indent=2))
-            else:
-                for r in records:
-                    state = "revoked" if r.revoked else "active"
-                    perms = ",".join(f"{k}:{v}" for k, v in sorted(r.permissions.items()))
-                    print(f"{r.id}\t{state}\t{r.name or '-'}\t{','.join(r.stores)}\t{perms}")
-            return 0
-        if args.tokens_command == "show":
-            record = await store.get(args.token_id)
-            if record is None:
-                raise _UsageError(f"no token with id {args.token_id}")
-            print(json.dumps(record.public(), indent=2))
-            return 0
-        if args.tokens_command == "revoke":
-            if not await store.revoke(args.token_id):
-                raise _UsageError(f"no token with id {args.token_id}")
-            print(f"revoked {args.token_id}")
-            return 0
-    finally:
-        await store.close()
-    return 2
-
-
-async def _create(config: Config, keystore: KeyStore, args: argparse.Namespace) -> int:
-    resources = set().union(*(s.resources for s in config.surfaces)) if config.surfaces else set()
-    permissions: dict[str, str] = {}
-    for text in args.permission:
-        try:
-            resource, access = parse_permission(text)
-        except ValueError as exc:
-            raise _UsageError(str(exc)) from None
-        if resource not in resources:
-            known = ", ".join(sorted(resources))
-            raise _UsageError(f'unknown resource "{resource}" (known: {known})')
-        if permissions.get(resource) != "write":
-            permissions[resource] = access
-    kind: Literal["live", "test"] = "test" if args.sandbox else "live"
-    for store_id in args.store:
-        s = config.stores.get(store_id)
-        if s is None:
-            raise _UsageError(f'unknown store "{store_id}" (known: {", ".join(config.stores)})')
-        if (s.environment == "sandbox") != (kind == "test"):
-            hint = (
-                "--sandbox tokens reach only sandbox stores"
-                if kind == "test"
-                else ("live tokens reach only live stores; use --sandbox for a sandbox store")
-            )
-            raise _UsageError(f'store "{store_id}" is {s.environment}: {hint}')
-    tiers = set().union(*(s.tiers for s in config.surfaces)) if config.surfaces else set()
-    if args.tier is not None and args.tier not in tiers:
-        raise _UsageError(f'unknown tier "{args.tier}" (known: {", ".join(sorted(tiers))})')
-    for cidr in args.allow_ip:
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            raise _UsageError(f'--allow-ip "{cidr}" is not an IP network (CIDR)') from None
-    token = generate_token(kind)
-    now = time.time()
-    record = TokenRecord(
-        id="tok_" + secrets.token_hex(8),
-        name=args.name,
-        kind=kind,
-        stores=tuple(dict.fromkeys(args.store)),
-        permissions=permissions,  # type: ignore[arg-type]
-        account_id=args.account,
-        tier=args.tier,
-        expires_at=now + args.expires_in if args.expires_in else None,
-        allow_ips=tuple(args.allow_ip),
-        created_at=now,
-    )
-    await keystore.create(record, hash_token(token))
-    print(f"created {record.id} ({kind}) for {', '.join(record.stores)}: shown once, store it now")
-    print(token)
     return 0

@@ -7,16 +7,21 @@ Secrets are never inline: credentials name environment variables, read at load.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
+import json
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from ._toml import ConfigError, Reader
 from .policy import Surface, load_policy
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
 __all__ = [
     "BearerCredential",
@@ -103,16 +108,45 @@ class Config:
     max_connections: int
     log_level: str
     access_log: bool
+    keystore_prefix: str = "edge:ks:"  # redis: key prefix (several deployments, one Redis)
+    # [secret_scanning]: key identifier → ECDSA P-256 public key (GitHub's format)
+    secret_scanning_keys: Mapping[str, EllipticCurvePublicKey] = field(default_factory=dict)
+    # [idempotency]: bytes a keyed request body may have (413 above), and an answer may
+    # have to be recorded (above: not replayable, see README "Idempotency")
+    idempotency_max_body_bytes: int = 1024 * 1024
+    idempotency_max_record_bytes: int = 1024 * 1024
 
 
-_TOP = ("server", "keystore", "ratelimit", "idempotency", "stores", "upstreams", "logging")
+_TOP = (
+    "server", "keystore", "ratelimit", "idempotency", "stores", "upstreams", "logging",
+    "secret_scanning",
+)  # fmt: skip
 
 
-def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
+class _Unloaded(Mapping[str, str]):
+    """Stands in for the environment when secrets are not needed (token and account
+    commands): every variable reads as a placeholder, so none has to be set."""
+
+    def __getitem__(self, key: str) -> str:
+        return "(not loaded)"
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def load_config(
+    path: str | Path, *, env: Mapping[str, str] | None = None, secrets: bool = True
+) -> Config:
     """Read ``config.toml`` and every policy it names; raise :class:`ConfigError` listing
-    every problem (file, key path, line where known)."""
+    every problem (file, key path, line where known). ``secrets=False`` skips reading the
+    upstream credentials (for commands that never talk to an upstream)."""
     path = Path(path)
-    environ = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
+    if not secrets:
+        environ = _Unloaded()
     r = Reader(path)
     if r.problems:
         raise ConfigError(r.problems)
@@ -149,12 +183,18 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
     _check_surface_overlap(r, surfaces)
 
     ks = r.table(d, "keystore", "")
-    r.unknown_keys(ks, "keystore", ("backend", "path", "url"))
+    r.unknown_keys(ks, "keystore", ("backend", "path", "url", "prefix"))
     ks_backend = r.string(ks, "backend", "keystore", "sqlite", choices=("sqlite", "redis"))
     ks_path = (
         (base / r.string(ks, "path", "keystore", "edge.db")) if ks_backend == "sqlite" else None
     )
     ks_url = _redis_url(r, ks, "keystore") if ks_backend == "redis" else None
+    ks_prefix = r.string(ks, "prefix", "keystore", "edge:ks:")
+    if ks_backend == "redis" and importlib.util.find_spec("redis") is None:
+        r.problem(
+            "keystore.backend",
+            "\"redis\" needs the redis package (pip install 'magento-edge[redis]')",
+        )
 
     rl = r.table(d, "ratelimit", "")
     r.unknown_keys(rl, "ratelimit", ("backend", "url", "on_backend_error"))
@@ -163,10 +203,21 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
     rl_on_error = r.string(rl, "on_backend_error", "ratelimit", "allow", choices=("allow", "deny"))
 
     idem = r.table(d, "idempotency", "")
-    r.unknown_keys(idem, "idempotency", ("backend", "url", "ttl_seconds"))
+    r.unknown_keys(
+        idem, "idempotency", ("backend", "url", "ttl_seconds", "max_body_bytes", "max_record_bytes")
+    )
     idem_backend = r.string(idem, "backend", "idempotency", "memory", choices=("memory", "redis"))
     idem_url = _redis_url(r, idem, "idempotency") if idem_backend == "redis" else None
     idem_ttl = r.number(idem, "ttl_seconds", "idempotency", 86400, integer=True, minimum=1)
+    idem_body = r.number(idem, "max_body_bytes", "idempotency", 1 << 20, integer=True, minimum=0)
+    idem_record = r.number(
+        idem, "max_record_bytes", "idempotency", 1 << 20, integer=True, minimum=0
+    )
+    if idem_backend == "redis" and importlib.util.find_spec("redis") is None:
+        r.problem(
+            "idempotency.backend",
+            "\"redis\" needs the redis package (pip install 'magento-edge[redis]')",
+        )
 
     stores = _stores(r, d, environ)
     upstreams = _upstreams(r, d)
@@ -177,6 +228,8 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         logging_t, "level", "logging", "info", choices=("debug", "info", "warning", "error")
     )
     access_log = r.boolean(logging_t, "access_log", "logging", True)
+
+    scanning_keys = _secret_scanning(r, d, base)
 
     problems = r.problems + policy_problems
     if problems:
@@ -197,11 +250,15 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         idempotency_backend=idem_backend,
         idempotency_url=idem_url,
         idempotency_ttl=idem_ttl,
+        idempotency_max_body_bytes=idem_body,
+        idempotency_max_record_bytes=idem_record,
         stores=stores,
         upstreams=upstreams,
         max_connections=max_connections,
         log_level=level,
         access_log=access_log,
+        keystore_prefix=ks_prefix,
+        secret_scanning_keys=scanning_keys,
     )
 
 
@@ -332,3 +389,56 @@ def _check_surface_overlap(r: Reader, surfaces: list[Surface]) -> None:
                     f'{s.source.name} and {seen[p]} both claim the base path "{p}"',
                 )
             seen[p] = s.source.name
+
+
+def _secret_scanning(r: Reader, d: dict[str, Any], base: Path) -> dict[str, EllipticCurvePublicKey]:
+    """``[secret_scanning]``: the keys leak reports are signed with, inline
+    (``public_keys = [{key_identifier, key}]``) and/or from ``public_keys_file`` (the JSON
+    GitHub serves at ``/meta/public_keys/secret_scanning``). Each must be ECDSA P-256."""
+    t = r.table(d, "secret_scanning", "")
+    r.unknown_keys(t, "secret_scanning", ("public_keys", "public_keys_file"))
+    entries: list[tuple[str, object]] = []
+    inline = t.get("public_keys", [])
+    if not isinstance(inline, list):
+        r.problem("secret_scanning.public_keys", "must be an array of tables")
+        inline = []
+    entries.extend((f"secret_scanning.public_keys[{i}]", e) for i, e in enumerate(inline))
+    rel = r.string(t, "public_keys_file", "secret_scanning", None)
+    if rel:
+        where = "secret_scanning.public_keys_file"
+        try:
+            doc = json.loads((base / rel).read_text())
+            listed = doc.get("public_keys") if isinstance(doc, dict) else None
+            if not isinstance(listed, list):
+                raise ValueError('no "public_keys" array')
+        except (OSError, ValueError) as exc:
+            r.problem(where, f"cannot read {rel}: {exc}", near=rel)
+        else:
+            entries.extend((f"{rel}: public_keys[{i}]", e) for i, e in enumerate(listed))
+    keys: dict[str, EllipticCurvePublicKey] = {}
+    for where, entry in entries:
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("key_identifier"), str)
+            or (not isinstance(entry.get("key"), str))
+        ):
+            r.problem(where, "must be a table with string key_identifier and key")
+            continue
+        try:
+            keys[entry["key_identifier"]] = _p256_key(entry["key"])
+        except ValueError as exc:
+            r.problem(f"{where}.key", str(exc))
+    return keys
+
+
+def _p256_key(pem: str) -> EllipticCurvePublicKey:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(pem.encode())
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a PEM public key ({exc})") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise ValueError("must be an ECDSA P-256 public key (ECDSA-NIST-P256V1-SHA256)")
+    return key

@@ -42,6 +42,14 @@ from .headers import (
     request_id_from,
     upstream_request_headers,
 )
+from .idempotency import (
+    KEYED_METHODS,
+    caller_of,
+    forward_idempotently,
+    open_idempotency,
+    parse_idempotency_key,
+    request_target,
+)
 from .keystore import CachedKeyStore, KeyStore
 from .paths import split_path
 from .policy import Surface
@@ -78,7 +86,9 @@ class Edge:
             sid: authorization_for(store.credential) for sid, store in config.stores.items()
         }
         self.limiter = open_limiter(config.ratelimit_backend, config.ratelimit_url)
+        self.idempotency = open_idempotency(config)
         self.limiter_errors = 0
+        self._prefixes: dict[tuple[str, str | None], str] = {}
         self._error_surface = config.surfaces[0] if config.surfaces else None
         self._access_log = config.access_log
 
@@ -107,6 +117,7 @@ class Edge:
                 await self.keystore.close()
                 if self.limiter is not None:
                     await self.limiter.close()
+                await self.idempotency.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -163,7 +174,29 @@ class Edge:
             if principal is not None:
                 authorize(decision, principal, method, store)
             # -- idempotency wraps the forward when the client sent a key --
-            status = await self._forward(scope, receive, send, decision, store, fwd, answer_headers)
+            if (
+                principal is not None
+                and method in KEYED_METHODS
+                and (key := parse_idempotency_key(headers)) is not None
+            ):
+                status = await forward_idempotently(
+                    self.idempotency,
+                    caller=caller_of(principal),
+                    key=key,
+                    method=method,
+                    target=request_target(scope, store),
+                    headers=headers,
+                    receive=receive,
+                    send=send,
+                    answer_headers=answer_headers,
+                    forward=lambda rcv, snd: self._forward(
+                        scope, rcv, snd, decision, store, fwd, answer_headers
+                    ),
+                )
+            else:
+                status = await self._forward(
+                    scope, receive, send, decision, store, fwd, answer_headers
+                )
         except ClientGone:
             status = 499
         except UpstreamBroke as exc:
@@ -265,7 +298,14 @@ class Edge:
             timeouts = upstream.timeouts
             sign = None
 
-        path = _target_path(mount.target, decision, store)
+        # The mount's upstream prefix depends only on the mount and the store (checked
+        # against config above), so it is built once per pair.
+        prefix_key = (mount.name, store.id if store is not None else None)
+        path = self._prefixes.get(prefix_key, "")
+        if not path:
+            path = _target_path(mount.target, decision, store)
+            if decision.mount_vars.keys() <= {"store"}:
+                self._prefixes[prefix_key] = path
         if route.target is not None:
             path += _fill(route.target, decision.route_vars, decision, store)
         elif decision.rest:

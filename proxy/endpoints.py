@@ -1,6 +1,7 @@
 """The few answers the edge gives itself (``[[endpoints]]`` in a policy):
-``GET /stores`` (the stores this token reaches, from config and its grants) and
-``GET /openapi.json`` (generated from the policy). Nothing else is answered at the edge.
+``GET /stores`` (the stores this token reaches, with its effective grants on each),
+``GET /openapi.json`` (generated from the policy) and ``POST`` leaked-token reports
+(:mod:`proxy.leaks`). Nothing else is answered at the edge.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from . import leaks
 from .auth import Principal
 from .errors import Unauthorized
 from .openapi import openapi_document
@@ -38,6 +40,11 @@ async def answer(
             raise Unauthorized("This API needs a bearer token.")
         body = json.dumps({"stores": _stores(edge, principal)}).encode()
         content_type = b"application/json"
+    elif handler == "leaked_tokens":
+        body = await leaks.handle_report(
+            edge.config.secret_scanning_keys, edge.keystore, scope["headers"], receive
+        )
+        content_type = b"application/json"
     else:
         body = openapi_document(surface, edge.config)
         content_type = b"application/json"
@@ -48,7 +55,7 @@ async def answer(
             "headers": [
                 (b"content-type", content_type),
                 (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store" if handler == "stores" else b"max-age=300"),
+                (b"cache-control", b"max-age=300" if handler == "openapi" else b"no-store"),
                 *answer_headers,
             ],
         }
@@ -58,9 +65,10 @@ async def answer(
 
 
 def _stores(edge: Edge, principal: Principal) -> list[dict[str, Any]]:
-    permissions = [f"{r}:{a}" for r, a in sorted(principal.permissions.items())]
     out = []
     for store_id in principal.record.stores:  # the token's order
+        if store_id not in principal.stores:
+            continue  # its account no longer has this store
         store = edge.config.stores.get(store_id)
         if store is None:
             continue  # a store removed from config since the token was made
@@ -71,7 +79,9 @@ def _stores(edge: Edge, principal: Principal) -> list[dict[str, Any]]:
                 "id": store.id,
                 "name": store.name,
                 "environment": store.environment,
-                "permissions": permissions,
+                "permissions": [
+                    f"{r}:{a}" for r, a in sorted(principal.permissions_for(store_id).items())
+                ],
             }
         )
     return out

@@ -12,6 +12,7 @@ the response has started.
     ├── NotFound              404  not_found          (no such route, or store hidden)
     ├── MethodNotAllowed      405  method_not_allowed
     ├── Conflict              409  idempotency_conflict (same key still in flight)
+    │   └── idempotency.AnswerNotRecorded  409  idempotency_answer_not_recorded
     ├── Gone                  410  version_retired
     ├── PayloadTooLarge       413  payload_too_large
     ├── UnprocessableContent  422  idempotency_mismatch (same key, different request)
@@ -19,6 +20,8 @@ the response has started.
     ├── UpstreamUnavailable   502  upstream_unavailable (refused, reset)
     ├── UpstreamNotConfigured 503  upstream_not_configured
     ├── LimiterUnavailable    503  rate_limiter_unavailable (on_backend_error = "deny")
+    ├── KeyStoreUnavailable   503  keystore_unavailable (token store unreachable)
+    ├── idempotency_store.IdempotencyUnavailable  503  idempotency_unavailable
     └── UpstreamTimeout       504  upstream_timeout
 """
 
@@ -37,6 +40,7 @@ __all__ = [
     "ErrorStyle",
     "Forbidden",
     "Gone",
+    "KeyStoreUnavailable",
     "LimiterUnavailable",
     "MethodNotAllowed",
     "NotFound",
@@ -122,6 +126,10 @@ class UpstreamNotConfigured(EdgeError):
 
 class LimiterUnavailable(EdgeError):
     status, code, title = 503, "rate_limiter_unavailable", "Service Unavailable"
+
+
+class KeyStoreUnavailable(EdgeError):
+    status, code, title = 503, "keystore_unavailable", "Service Unavailable"
 
 
 class UpstreamTimeout(EdgeError):

@@ -3,16 +3,23 @@ host (WAL mode); for replicas on many hosts use the Redis key store.
 
 Queries run on the event loop thread: an indexed lookup in a local file takes a few
 microseconds, less than a hop to a worker thread, and :class:`CachedKeyStore` keeps them
-off most requests anyway.
+off most requests anyway. The one periodic write from the request path (last-used times)
+runs in a worker thread on its own connection, so a writer holding the lock elsewhere
+(the CLI) never stalls the loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import builtins
+import contextlib
 import json
 import sqlite3
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from .keystore import TokenRecord
+from .errors import KeyStoreUnavailable
+from .keystore import AccountRecord, DuplicateError, Grants, TokenRecord
 
 __all__ = ["SQLiteKeyStore"]
 
@@ -32,11 +39,30 @@ CREATE TABLE IF NOT EXISTS tokens (
     last_used_at REAL,
     revoked INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS accounts (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    grants TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
 """
+# Columns added after the first release: added to an older file when it is opened.
+_ADDED = {"revoked_reason": "TEXT", "replaced_by": "TEXT"}
 _COLUMNS = (
     "id, name, kind, stores, permissions, account_id, tier, expires_at, allow_ips, "
-    "created_at, last_used_at, revoked"
+    "created_at, last_used_at, revoked, revoked_reason, replaced_by"
 )
+_ACCOUNT_COLUMNS = "id, name, grants, created_at"
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        raise DuplicateError(f"already exists: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise KeyStoreUnavailable(f"The key store cannot be read right now ({exc}).") from exc
 
 
 class SQLiteKeyStore:
@@ -45,60 +71,142 @@ class SQLiteKeyStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        with _translated():
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(tokens)")}
+            for column, kind in _ADDED.items():
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE tokens ADD COLUMN {column} {kind}")
+
+    # -- tokens -------------------------------------------------------------------------
 
     async def lookup(self, token_hash: str) -> TokenRecord | None:
-        row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM tokens WHERE hash = ?",  # noqa: S608 - fixed column list
-            (token_hash,),
-        ).fetchone()
+        with _translated():
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM tokens WHERE hash = ?",  # noqa: S608 - fixed column list
+                (token_hash,),
+            ).fetchone()
         return _record(row) if row else None
 
     async def create(self, record: TokenRecord, token_hash: str) -> None:
-        self._db.execute(
-            f"INSERT INTO tokens (hash, {_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608
-            (
-                token_hash,
-                record.id,
-                record.name,
-                record.kind,
-                json.dumps(list(record.stores)),
-                json.dumps(dict(record.permissions)),
-                record.account_id,
-                record.tier,
-                record.expires_at,
-                json.dumps(list(record.allow_ips)),
-                record.created_at,
-                record.last_used_at,
-                int(record.revoked),
-            ),
-        )
+        with _translated():
+            self._db.execute(
+                f"INSERT INTO tokens (hash, {_COLUMNS}) VALUES ({','.join('?' * 15)})",  # noqa: S608
+                (
+                    token_hash,
+                    record.id,
+                    record.name,
+                    record.kind,
+                    json.dumps(list(record.stores)),
+                    json.dumps(dict(record.permissions)),
+                    record.account_id,
+                    record.tier,
+                    record.expires_at,
+                    json.dumps(list(record.allow_ips)),
+                    record.created_at,
+                    record.last_used_at,
+                    int(record.revoked),
+                    record.revoked_reason,
+                    record.replaced_by,
+                ),
+            )
 
     async def get(self, token_id: str) -> TokenRecord | None:
-        row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM tokens WHERE id = ?",  # noqa: S608
-            (token_id,),
-        ).fetchone()
+        with _translated():
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM tokens WHERE id = ?",  # noqa: S608
+                (token_id,),
+            ).fetchone()
         return _record(row) if row else None
 
     async def list(self) -> list[TokenRecord]:
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM tokens ORDER BY created_at").fetchall()  # noqa: S608
+        with _translated():
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM tokens ORDER BY created_at, id"  # noqa: S608
+            ).fetchall()
         return [_record(row) for row in rows]
 
-    async def revoke(self, token_id: str) -> bool:
-        cur = self._db.execute("UPDATE tokens SET revoked = 1 WHERE id = ?", (token_id,))
+    async def revoke(self, token_id: str, reason: str | None = None) -> bool:
+        with _translated():
+            cur = self._db.execute(
+                "UPDATE tokens SET revoked = 1, revoked_reason = COALESCE(revoked_reason, ?) "
+                "WHERE id = ?",
+                (reason, token_id),
+            )
+        return cur.rowcount > 0
+
+    async def retire(self, token_id: str, *, expires_at: float, replaced_by: str) -> bool:
+        with _translated():
+            cur = self._db.execute(
+                "UPDATE tokens SET expires_at = MIN(COALESCE(expires_at, ?), ?), replaced_by = ? "
+                "WHERE id = ?",
+                (expires_at, expires_at, replaced_by, token_id),
+            )
+        return cur.rowcount > 0
+
+    async def record_use(self, uses: Mapping[str, float]) -> None:
+        if uses:
+            await asyncio.to_thread(self._write_uses, dict(uses))
+
+    def _write_uses(self, uses: dict[str, float]) -> None:
+        with _translated():
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(
+                    "UPDATE tokens SET last_used_at = ? "
+                    "WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+                    [(when, token_id, when) for token_id, when in uses.items()],
+                )
+                db.execute("COMMIT")
+            finally:
+                db.close()
+
+    # -- accounts -----------------------------------------------------------------------
+
+    async def create_account(self, account: AccountRecord) -> None:
+        with _translated():
+            self._db.execute(
+                f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) VALUES (?,?,?,?)",  # noqa: S608
+                (account.id, account.name, _grants_json(account.grants), account.created_at),
+            )
+
+    async def get_account(self, account_id: str) -> AccountRecord | None:
+        with _translated():
+            row = self._db.execute(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?",  # noqa: S608
+                (account_id,),
+            ).fetchone()
+        return _account(row) if row else None
+
+    async def list_accounts(self) -> builtins.list[AccountRecord]:
+        with _translated():
+            rows = self._db.execute(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts ORDER BY created_at, id"  # noqa: S608
+            ).fetchall()
+        return [_account(row) for row in rows]
+
+    async def set_account_grants(self, account_id: str, grants: Grants) -> bool:
+        with _translated():
+            cur = self._db.execute(
+                "UPDATE accounts SET grants = ? WHERE id = ?", (_grants_json(grants), account_id)
+            )
         return cur.rowcount > 0
 
     async def close(self) -> None:
         self._db.close()
 
 
+def _grants_json(grants: Grants) -> str:
+    return json.dumps({store: dict(perms) for store, perms in grants.items()}, sort_keys=True)
+
+
 def _record(row: tuple[object, ...]) -> TokenRecord:
     (id_, name, kind, stores, permissions, account_id, tier, expires_at, allow_ips, created_at,
-     last_used_at, revoked) = row  # fmt: skip
+     last_used_at, revoked, revoked_reason, replaced_by) = row  # fmt: skip
     return TokenRecord(
         id=str(id_),
         name=str(name),
@@ -112,4 +220,16 @@ def _record(row: tuple[object, ...]) -> TokenRecord:
         created_at=float(str(created_at)),
         last_used_at=None if last_used_at is None else float(str(last_used_at)),
         revoked=bool(revoked),
+        revoked_reason=None if revoked_reason is None else str(revoked_reason),
+        replaced_by=None if replaced_by is None else str(replaced_by),
+    )
+
+
+def _account(row: tuple[object, ...]) -> AccountRecord:
+    id_, name, grants, created_at = row
+    return AccountRecord(
+        id=str(id_),
+        name=str(name),
+        grants=json.loads(str(grants)),
+        created_at=float(str(created_at)),
     )

@@ -37,7 +37,9 @@ HeaderStyle = Literal["ratelimit", "x-rate-limit"]
 _READ_METHODS = frozenset({"GET", "HEAD"})
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _ACCESS: tuple[Access, ...] = ("read", "write")
-_HANDLERS = ("stores", "openapi")
+_HANDLERS = ("stores", "openapi", "leaked_tokens")
+# The method each handler answers: leak reports are POSTed (GitHub secret scanning).
+_HANDLER_METHODS = {"stores": "GET", "openapi": "GET", "leaked_tokens": "POST"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,9 +481,16 @@ def _load_endpoints(r: Reader, d: dict[str, Any]) -> tuple[Endpoint, ...]:
         auth = r.boolean(e, "auth", w, True)
         if handler == "stores" and not auth:
             r.problem(f"{w}.auth", 'the "stores" handler lists a token\'s stores: it needs auth')
+        if handler == "leaked_tokens" and auth:
+            r.problem(
+                f"{w}.auth",
+                'the "leaked_tokens" handler is called by GitHub, which sends no token: '
+                "set auth = false (reports are verified by their signature)",
+            )
+        want = _HANDLER_METHODS.get(handler, "GET")
         out.append(
             Endpoint(
-                method=r.string(e, "method", w, "GET", choices=("GET",)),
+                method=r.string(e, "method", w, want, choices=(want,)),
                 pattern=pattern,
                 handler=handler,
                 auth=auth,

@@ -13,6 +13,7 @@ from typing import Any
 
 import uvicorn
 
+from ._toml import ConfigError
 from .config import Config, load_config
 from .edge import Edge
 from .keystore import KeyStore
@@ -22,10 +23,22 @@ __all__ = ["build_app", "open_keystore", "serve", "uvicorn_config"]
 
 
 def open_keystore(config: Config) -> KeyStore:
-    if config.keystore_backend == "sqlite":
-        assert config.keystore_path is not None
-        return SQLiteKeyStore(config.keystore_path)
-    raise NotImplementedError("the redis key store lands with token governance")
+    """The configured key store (``[keystore] backend``); Redis is imported only here."""
+    if config.keystore_backend == "redis":
+        try:
+            from .keystore_redis import RedisKeyStore
+
+            return RedisKeyStore(config.keystore_url or "", prefix=config.keystore_prefix)
+        except ImportError:
+            raise ConfigError(
+                [
+                    f'{config.source}: keystore.backend: "redis" needs the redis package '
+                    "(pip install 'magento-edge[redis]')"
+                ]
+            ) from None
+    if config.keystore_path is None:  # pragma: no cover - load_config sets it for sqlite
+        raise ConfigError([f"{config.source}: keystore.path: not set"])
+    return SQLiteKeyStore(config.keystore_path)
 
 
 def build_app(config: Config) -> Edge:

@@ -95,9 +95,10 @@ def write_config(
     *,
     policy: Path | None = None,
     ratelimit: str = "",
+    panel_read: float = 0.5,
 ) -> Path:
     panel_block = (
-        f'[upstreams.panel]\nurl = "{panel}"\ntimeouts = {{ connect = 1.0, read = 0.5 }}\n'
+        f'[upstreams.panel]\nurl = "{panel}"\ntimeouts = {{ connect = 1.0, read = {panel_read} }}\n'
         if panel
         else ""
     )

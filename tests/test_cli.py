@@ -111,11 +111,18 @@ def test_tokens_create_prints_token_alone_on_last_line(
 def test_tokens_create_sandbox_and_options(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # --account names an existing account whose grants cover the token's (since accounts).
+    code, out, _ = _run(
+        capsys, "accounts", "create", "--config", str(config), "--name", "Partner",
+        "--store", "lab", "--permission", "products:read",
+    )  # fmt: skip
+    assert code == 0
+    account = out.strip().splitlines()[-1]
     code, out, _ = _run(
         capsys, "tokens", "create", "--config", str(config), "--store", "lab",
         "--permission", "products:read", "--sandbox", "--expires-in", "30d",
         "--allow-ip", "10.0.0.0/8", "--allow-ip", "192.0.2.1", "--tier", "internal",
-        "--account", "acct_1",
+        "--account", account,
     )  # fmt: skip
     assert code == 0
     token = out.strip().splitlines()[-1]
@@ -124,7 +131,7 @@ def test_tokens_create_sandbox_and_options(
     entry = json.loads(out)[0]
     assert entry["kind"] == "test"
     assert entry["allow_ips"] == ["10.0.0.0/8", "192.0.2.1"]
-    assert entry["tier"] == "internal" and entry["account"] == "acct_1"
+    assert entry["tier"] == "internal" and entry["account"] == account
     assert 29 * 86400 < entry["expires_at"] - time.time() <= 30 * 86400
 
 
@@ -197,3 +204,18 @@ def test_revoke_through_cli_stops_the_token_at_the_edge(
         time.sleep(0.05)
     assert status == 401
     assert _run(capsys, "tokens", "revoke", "--config", cfg, "tok_nope")[0] == 2
+
+
+def test_token_commands_need_no_upstream_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in env():
+        monkeypatch.delenv(name, raising=False)
+    config = write_config(tmp_path, "http://127.0.0.1:9", None)
+    code, out, _ = _run(
+        capsys, "tokens", "create", "--config", str(config), "--store", "acme",
+        "--permission", "products:read",
+    )  # fmt: skip
+    assert code == 0 and TOKEN_LINE.fullmatch(out.strip().splitlines()[-1])
+    code, _, err = _run(capsys, "check", "--config", str(config))
+    assert code == 1 and "ACME_MAGENTO_TOKEN is not set" in err  # serving still needs them

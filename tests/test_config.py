@@ -218,7 +218,7 @@ def test_unknown_top_level_key(confdir: Path) -> None:
     path = _write(confdir, "[servr]\nport = 1\n" + SPEC_EXAMPLE)
     assert _problems(path) == [
         f"{path}:1: servr: unknown key (known: idempotency, keystore, logging, ratelimit, "
-        "server, stores, upstreams)"
+        "secret_scanning, server, stores, upstreams)"
     ]
 
 

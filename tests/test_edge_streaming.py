@@ -91,7 +91,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EdgeProces
     directory = tmp_path_factory.mktemp("stream")
     panel = PanelApp()
     with serving(panel) as panel_srv:
-        config = write_config(directory, panel_srv.url, panel_srv.url)
+        # A generous read timeout: the panel shares this process (and its GIL) with the
+        # client pushing 200 MB, so its answer can be late on a busy machine.
+        config = write_config(directory, panel_srv.url, panel_srv.url, panel_read=30.0)
         out = subprocess.run(
             [
                 sys.executable, "-m", "proxy", "tokens", "create", "--config", str(config),

@@ -1,24 +1,40 @@
-"""Key stores (SPEC §5): one contract suite, parametrised over implementations (add
-"redis" to the ``keystore`` fixture's params), plus CachedKeyStore and the grant helpers."""
+"""Key stores (SPEC §5): one contract suite, parametrised over both implementations
+(SQLite, and Redis against a real redis-server), plus CachedKeyStore and the grant helpers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import secrets
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
 
-from proxy.keystore import CachedKeyStore, KeyStore, TokenRecord, grants_allow, parse_permission
+from proxy.errors import KeyStoreUnavailable
+from proxy.keystore import (
+    AccountRecord,
+    CachedKeyStore,
+    DuplicateError,
+    KeyStore,
+    TokenRecord,
+    grants_allow,
+    parse_permission,
+)
 from proxy.keystore_sqlite import SQLiteKeyStore
 from proxy.tokens import generate_token, hash_token
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 async def keystore(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[KeyStore]:
     if request.param == "sqlite":
         store: KeyStore = SQLiteKeyStore(tmp_path / "sub" / "edge.db")
-    else:  # pragma: no cover - new implementations go here
-        raise AssertionError(request.param)
+    else:
+        from proxy.keystore_redis import RedisKeyStore
+
+        url = request.getfixturevalue("redis_url")
+        # A fresh prefix per test: the session's redis-server is shared, never flushed.
+        store = RedisKeyStore(url, prefix=f"test:{secrets.token_hex(6)}:")
     yield store
     await store.close()
 
@@ -124,6 +140,132 @@ async def test_created_revoked_record_stays_revoked(keystore: KeyStore) -> None:
     assert got is not None and got.revoked is True
 
 
+async def test_new_fields_round_trip(keystore: KeyStore) -> None:
+    record = _record(revoked=True, revoked_reason="leaked: x", replaced_by="tok_9")
+    await keystore.create(record, "f" * 64)
+    assert await keystore.lookup("f" * 64) == record
+    assert await keystore.get("tok_1") == record
+
+
+async def test_duplicate_id_or_hash_is_refused(keystore: KeyStore) -> None:
+    await keystore.create(_record("tok_a"), "a" * 64)
+    with pytest.raises(DuplicateError):
+        await keystore.create(_record("tok_a"), "b" * 64)
+    with pytest.raises(DuplicateError):
+        await keystore.create(_record("tok_b"), "a" * 64)
+    assert [r.id for r in await keystore.list()] == ["tok_a"]
+    assert await keystore.lookup("b" * 64) is None
+
+
+async def test_revoke_records_the_first_reason(keystore: KeyStore) -> None:
+    await keystore.create(_record("tok_a"), "a" * 64)
+    await keystore.create(_record("tok_b"), "b" * 64)
+    assert await keystore.revoke("tok_a", reason="leaked: commit") is True
+    assert await keystore.revoke("tok_a", reason="by hand") is True
+    got = await keystore.get("tok_a")
+    assert got is not None and got.revoked and got.revoked_reason == "leaked: commit"
+    assert await keystore.revoke("tok_b") is True
+    got = await keystore.get("tok_b")
+    assert got is not None and got.revoked and got.revoked_reason is None
+    assert await keystore.revoke("tok_b", reason="later") is True
+    got = await keystore.get("tok_b")
+    assert got is not None and got.revoked_reason == "later"
+
+
+async def test_retire_expires_no_later_and_names_the_successor(keystore: KeyStore) -> None:
+    await keystore.create(_record("tok_a"), "a" * 64)
+    await keystore.create(_record("tok_b", expires_at=1_000.0), "b" * 64)
+    assert await keystore.retire("tok_a", expires_at=5_000.25, replaced_by="tok_n") is True
+    got = await keystore.lookup("a" * 64)
+    assert got is not None and (got.expires_at, got.replaced_by) == (5_000.25, "tok_n")
+    # A token that already expires sooner keeps its earlier expiry.
+    assert await keystore.retire("tok_b", expires_at=5_000.0, replaced_by="tok_m") is True
+    got = await keystore.get("tok_b")
+    assert got is not None and (got.expires_at, got.replaced_by) == (1_000.0, "tok_m")
+    assert got.revoked is False
+    assert await keystore.retire("tok_nope", expires_at=1.0, replaced_by="x") is False
+    assert await keystore.get("tok_nope") is None
+
+
+async def test_record_use_keeps_the_newest_time(keystore: KeyStore) -> None:
+    await keystore.create(_record("tok_a"), "a" * 64)
+    await keystore.create(_record("tok_b", last_used_at=50.0), "b" * 64)
+    await keystore.record_use({"tok_a": 100.5, "tok_b": 40.0, "tok_nope": 1.0})
+    a, b = await keystore.get("tok_a"), await keystore.get("tok_b")
+    assert a is not None and a.last_used_at == 100.5
+    assert b is not None and b.last_used_at == 50.0  # older than stored: ignored
+    await keystore.record_use({"tok_a": 99.0})
+    a = await keystore.lookup("a" * 64)
+    assert a is not None and a.last_used_at == 100.5
+    await keystore.record_use({})
+    assert await keystore.get("tok_nope") is None  # an unknown id is not created
+
+
+def _account(account_id: str = "acct_1", **kw: object) -> AccountRecord:
+    values: dict[str, object] = {
+        "id": account_id,
+        "name": "Partner Ltd",
+        "grants": {"acme": {"orders": "write", "products": "read"}, "lab": {"orders": "read"}},
+        "created_at": 1_700_000_000.5,
+    }
+    values.update(kw)
+    return AccountRecord(**values)  # type: ignore[arg-type]
+
+
+async def test_accounts_round_trip_and_list_in_creation_order(keystore: KeyStore) -> None:
+    assert await keystore.list_accounts() == []
+    assert await keystore.get_account("acct_1") is None
+    b = _account("acct_b", created_at=2.0, name="ünïcode")
+    a = _account("acct_a", created_at=1.0, grants={})
+    await keystore.create_account(b)
+    await keystore.create_account(a)
+    assert await keystore.get_account("acct_b") == b
+    assert await keystore.get_account("acct_a") == a
+    assert await keystore.list_accounts() == [a, b]
+    with pytest.raises(DuplicateError):
+        await keystore.create_account(_account("acct_a"))
+    # Accounts and tokens are separate namespaces.
+    assert await keystore.get("acct_a") is None
+    assert await keystore.list() == []
+
+
+async def test_account_grants_are_replaced_whole(keystore: KeyStore) -> None:
+    await keystore.create_account(_account())
+    shrunk: Mapping[str, Mapping[str, str]] = {"acme": {"orders": "read"}}
+    assert await keystore.set_account_grants("acct_1", shrunk) is True  # type: ignore[arg-type]
+    got = await keystore.get_account("acct_1")
+    assert got is not None and got.grants == shrunk and got.name == "Partner Ltd"
+    assert await keystore.set_account_grants("acct_nope", {}) is False
+    assert await keystore.get_account("acct_nope") is None
+
+
+async def test_cache_over_a_real_store_sees_account_changes(keystore: KeyStore) -> None:
+    clock = FakeClock()
+    cached = CachedKeyStore(keystore, ttl=1.0, clock=clock)
+    await keystore.create_account(_account())
+    first = await cached.get_account("acct_1")
+    assert first is not None and "lab" in first.grants
+    await keystore.set_account_grants("acct_1", {"acme": {"orders": "read"}})
+    second = await cached.get_account("acct_1")
+    assert second == first  # cached
+    clock.now += 1.0
+    third = await cached.get_account("acct_1")
+    assert third is not None and dict(third.grants) == {"acme": {"orders": "read"}}
+
+
+async def test_flush_writes_last_used_through_the_cache(keystore: KeyStore) -> None:
+    cached = CachedKeyStore(keystore)
+    await keystore.create(_record(), "9" * 64)
+    cached.note_use("tok_1", 1_700_000_100.0)
+    cached.note_use("tok_1", 1_700_000_050.0)  # older: the newer one stays
+    got = await keystore.get("tok_1")
+    assert got is not None and got.last_used_at is None  # not written per request
+    await cached.flush()
+    got = await keystore.get("tok_1")
+    assert got is not None and got.last_used_at == 1_700_000_100.0
+    await cached.flush()  # nothing pending: no write
+
+
 # -- SQLite specifics -----------------------------------------------------------------------
 
 
@@ -176,16 +318,29 @@ class FakeClock:
 
 
 class CountingStore:
-    """A KeyStore double that counts lookups."""
+    """A KeyStore double that counts lookups and records last-used writes."""
 
     def __init__(self) -> None:
         self.records: dict[str, TokenRecord] = {}
+        self.accounts: dict[str, AccountRecord] = {}
         self.lookups: list[str] = []
+        self.account_lookups: list[str] = []
+        self.uses: list[dict[str, float]] = []
+        self.fail_writes = False
         self.closed = False
 
     async def lookup(self, token_hash: str) -> TokenRecord | None:
         self.lookups.append(token_hash)
         return self.records.get(token_hash)
+
+    async def get_account(self, account_id: str) -> AccountRecord | None:
+        self.account_lookups.append(account_id)
+        return self.accounts.get(account_id)
+
+    async def record_use(self, uses: Mapping[str, float]) -> None:
+        if self.fail_writes:
+            raise KeyStoreUnavailable("down")
+        self.uses.append(dict(uses))
 
     async def close(self) -> None:
         self.closed = True
@@ -322,5 +477,194 @@ def test_public_view_has_no_secret_and_sorted_permissions() -> None:
     assert view["stores"] == ["acme", "beta"]
     assert set(view) == {
         "id", "name", "kind", "stores", "permissions", "account", "tier", "expires_at",
-        "allow_ips", "created_at", "last_used_at", "revoked",
+        "allow_ips", "created_at", "last_used_at", "revoked", "revoked_reason", "replaced_by",
     }  # fmt: skip
+
+
+# -- CachedKeyStore: accounts and last-used ---------------------------------------------------
+
+
+async def test_account_lookups_are_cached_for_the_ttl() -> None:
+    store, clock = CountingStore(), FakeClock()
+    store.accounts["acct_1"] = _account()
+    cached = CachedKeyStore(store, ttl=1.0, clock=clock)  # type: ignore[arg-type]
+    for _ in range(3):
+        assert await cached.get_account("acct_1") == _account()
+        assert await cached.get_account("acct_nope") is None
+    assert store.account_lookups == ["acct_1", "acct_nope"]
+    clock.now += 1.0
+    await cached.get_account("acct_1")
+    assert store.account_lookups == ["acct_1", "acct_nope", "acct_1"]
+
+
+async def test_forget_drops_one_cached_lookup() -> None:
+    store, clock = CountingStore(), FakeClock()
+    store.records["h"] = _record()
+    cached = CachedKeyStore(store, clock=clock)  # type: ignore[arg-type]
+    await cached.lookup("h")
+    store.records["h"] = _record().revoked_copy("leaked")
+    cached.forget("h")
+    cached.forget("never-cached")
+    got = await cached.lookup("h")
+    assert got is not None and got.revoked and got.revoked_reason == "leaked"
+
+
+async def test_uses_are_batched_and_kept_when_the_store_is_down() -> None:
+    store = CountingStore()
+    cached = CachedKeyStore(store, flush_interval=3600)  # type: ignore[arg-type]
+    cached.note_use("tok_a", 10.0)
+    cached.note_use("tok_b", 20.0)
+    cached.note_use("tok_a", 30.0)
+    store.fail_writes = True
+    await cached.flush()  # logged, not raised; kept for next time
+    cached.note_use("tok_b", 15.0)  # older than the kept one
+    store.fail_writes = False
+    await cached.flush()
+    assert store.uses == [{"tok_a": 30.0, "tok_b": 20.0}]
+    await cached.close()  # cancels the periodic task, flushes nothing new, closes the store
+    assert store.uses == [{"tok_a": 30.0, "tok_b": 20.0}] and store.closed
+
+
+async def test_the_periodic_flush_runs_on_its_own() -> None:
+    import asyncio
+
+    store = CountingStore()
+    cached = CachedKeyStore(store, flush_interval=0.01)  # type: ignore[arg-type]
+    cached.note_use("tok_a", 10.0)  # starts the task on this loop
+    for _ in range(500):  # bounded: at most 5 s
+        if store.uses:
+            break
+        await asyncio.sleep(0.01)
+    assert store.uses == [{"tok_a": 10.0}]
+    cached.note_use("tok_a", 11.0)
+    await cached.close()  # the last uses are written on close
+    assert store.uses[-1] == {"tok_a": 11.0}
+
+
+# -- backend failures -------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+async def test_redis_down_is_keystore_unavailable() -> None:
+    from proxy.keystore_redis import RedisKeyStore
+    from tests.servers import free_port
+
+    store = RedisKeyStore(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        with pytest.raises(KeyStoreUnavailable):
+            await store.lookup("0" * 64)
+        with pytest.raises(KeyStoreUnavailable):
+            await store.revoke("tok_1")
+        with pytest.raises(KeyStoreUnavailable):
+            await store.record_use({"tok_1": 1.0})
+    finally:
+        await store.close()
+
+
+@pytest.mark.redis
+async def test_redis_never_holds_the_token(redis_url: str) -> None:
+    import redis.asyncio as redis
+
+    from proxy.keystore_redis import RedisKeyStore
+
+    prefix = f"test:{secrets.token_hex(6)}:"
+    store = RedisKeyStore(redis_url, prefix=prefix)
+    token = generate_token()
+    await store.create(_record(), hash_token(token))
+    await store.revoke("tok_1", reason="x")
+    await store.close()
+    client = redis.Redis.from_url(redis_url)
+    dump = b""
+    async for key in client.scan_iter(match=prefix + "*"):
+        kind = await client.type(key)
+        if kind == b"hash":
+            dump += b"".join(k + v for k, v in (await client.hgetall(key)).items())
+        elif kind == b"string":
+            dump += await client.get(key) or b""
+        dump += key
+    await client.aclose()
+    assert hash_token(token).encode() in dump
+    assert token.encode() not in dump and token[13:43].encode() not in dump
+
+
+def test_sqlite_error_is_keystore_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "edge.db").mkdir()  # a directory where the file should be
+    with pytest.raises(KeyStoreUnavailable):
+        SQLiteKeyStore(tmp_path / "edge.db")
+
+
+async def test_sqlite_adds_new_columns_to_an_old_file(tmp_path: Path) -> None:
+    db = tmp_path / "edge.db"
+    old = sqlite3.connect(db)
+    old.executescript(
+        """CREATE TABLE tokens (id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+        kind TEXT NOT NULL, stores TEXT NOT NULL, permissions TEXT NOT NULL, account_id TEXT,
+        tier TEXT, expires_at REAL, allow_ips TEXT NOT NULL DEFAULT '[]',
+        created_at REAL NOT NULL, last_used_at REAL, revoked INTEGER NOT NULL DEFAULT 0);
+        INSERT INTO tokens (id, hash, name, kind, stores, permissions, created_at)
+        VALUES ('tok_old', 'h', 'n', 'live', '["acme"]', '{"orders": "read"}', 1.0);"""
+    )
+    old.close()
+    store = SQLiteKeyStore(db)
+    try:
+        got = await store.get("tok_old")
+        assert got is not None and (got.revoked_reason, got.replaced_by) == (None, None)
+        assert await store.revoke("tok_old", reason="r")
+        await store.create_account(_account())
+        assert await store.get_account("acct_1") == _account()
+    finally:
+        await store.close()
+
+
+# -- choosing the backend -----------------------------------------------------------------------
+
+
+def _redis_config(tmp_path: Path) -> Path:
+    from tests.governance import governed_config
+
+    return governed_config(tmp_path, "http://127.0.0.1:9", "redis", "redis://127.0.0.1:1/0")
+
+
+def test_redis_backend_without_the_package_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from proxy._toml import ConfigError
+    from proxy.config import load_config
+    from proxy.server import open_keystore
+    from tests.conftest import env
+
+    config = load_config(_redis_config(tmp_path), env=env())
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "redis" else real(name, *a)
+    )
+    with pytest.raises(ConfigError, match=r"keystore\.backend: \"redis\" needs the redis package"):
+        load_config(_redis_config(tmp_path), env=env())
+    # And where the store is opened (an install that lost the package after `check`).
+    monkeypatch.setitem(sys.modules, "redis", None)  # import redis → ImportError
+    monkeypatch.setitem(sys.modules, "redis.asyncio", None)
+    monkeypatch.delitem(sys.modules, "proxy.keystore_redis", raising=False)
+    with pytest.raises(ConfigError, match="needs the redis package"):
+        open_keystore(config)
+
+
+def test_open_keystore_picks_the_configured_backend(tmp_path: Path) -> None:
+    from proxy.config import load_config
+    from proxy.keystore_redis import RedisKeyStore
+    from proxy.server import open_keystore
+    from tests.conftest import env
+    from tests.governance import governed_config
+
+    redis = open_keystore(load_config(_redis_config(tmp_path), env=env()))
+    assert isinstance(redis, RedisKeyStore)
+    sqlite = open_keystore(
+        load_config(governed_config(tmp_path, "http://127.0.0.1:9", "sqlite"), env=env())
+    )
+    assert isinstance(sqlite, SQLiteKeyStore)
+    assert sqlite.path == tmp_path / "edge.db"
+    import asyncio
+
+    asyncio.run(sqlite.close())
+    asyncio.run(redis.close())

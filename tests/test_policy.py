@@ -99,6 +99,7 @@ def test_shipped_policy_loads() -> None:
     assert [(e.method, e.pattern.text, e.handler, e.auth) for e in s.endpoints] == [
         ("GET", "/stores", "stores", True),
         ("GET", "/openapi.json", "openapi", False),
+        ("POST", "/secret-scanning/leaks", "leaked_tokens", False),
     ]
     # 384 Magento routes plus the async bulk alias PUT /products.
     assert len(s.tables["magento"]) == 385
@@ -481,9 +482,28 @@ def test_endpoint_checks(tmp_path: Path) -> None:
     )
     problems = _problems(_write(tmp_path, text))
     _one(problems, r'endpoints\[0\]\.method: unknown value "POST" \(known: GET\)')
-    _one(problems, r'endpoints\[1\]\.handler: unknown value "graphql" \(known: stores, openapi\)')
+    _one(
+        problems,
+        r'endpoints\[1\]\.handler: unknown value "graphql" \(known: stores, openapi, leaked_tokens\)',
+    )
     _one(problems, r"endpoints\[1\]\.auth: must be true or false, got a string")
     _one(problems, r'endpoints\[2\]\.path: pattern "x" must start with "/"')
+
+
+def test_leaked_tokens_endpoint_is_a_post_without_token_auth(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        '\n[[endpoints]]\nmethod = "GET"\npath = "/leaks"\nhandler = "leaked_tokens"\n'
+        "auth = false\n"
+        '\n[[endpoints]]\nmethod = "POST"\npath = "/leaks2"\nhandler = "leaked_tokens"\n'
+    )
+    problems = _problems(_write(tmp_path, text))
+    _one(problems, r'endpoints\[0\]\.method: unknown value "GET" \(known: POST\)')
+    _one(problems, r"endpoints\[1\]\.auth: .*sends no token: set auth = false")
+    ok = MINIMAL + '\n[[endpoints]]\npath = "/leaks"\nhandler = "leaked_tokens"\nauth = false\n'
+    surface = load_policy(_write(tmp_path, ok))
+    assert [(e.method, e.handler, e.auth) for e in surface.endpoints] == [
+        ("POST", "leaked_tokens", False)
+    ]
 
 
 def test_version_checks(tmp_path: Path) -> None:

@@ -218,3 +218,28 @@ def test_any_random_part_with_its_checksum_parses(random_part: str, kind: str) -
 def test_hash_token_accepts_lone_surrogates() -> None:
     # Never raises, even on text that cannot be UTF-8 encoded.
     assert len(hash_token("\udc80")) == 64
+
+
+@given(
+    st.sampled_from(["live", "test"]),
+    st.data(),
+)
+def test_any_single_character_change_fails(kind: str, data: st.DataObject) -> None:
+    # SPEC §5 / GitHub's design: a mistyped token is refused offline. Every position,
+    # every replacement character (any code point, not only base62).
+    token = generate_token(kind)  # type: ignore[arg-type]
+    i = data.draw(st.integers(min_value=0, max_value=len(token) - 1))
+    sub = data.draw(
+        st.characters(codec=None, exclude_categories=()).filter(lambda c: c != token[i])
+    )
+    assert parse_token(token[:i] + sub + token[i + 1 :]) is None
+
+
+@given(st.sampled_from(["live", "test"]), st.data())
+def test_any_insertion_or_deletion_fails(kind: str, data: st.DataObject) -> None:
+    token = generate_token(kind)  # type: ignore[arg-type]
+    i = data.draw(st.integers(min_value=0, max_value=len(token)))
+    ch = data.draw(st.characters(codec=None, exclude_categories=()))
+    assert parse_token(token[:i] + ch + token[i:]) is None
+    j = min(i, len(token) - 1)
+    assert parse_token(token[:j] + token[j + 1 :]) is None

@@ -1,0 +1,415 @@
+"""Step 5 of the request path: ``Idempotency-Key`` makes a write safe to retry.
+
+For a caller's POST/PATCH (and PUT/DELETE) carrying a key, the first completed answer is
+recorded and every retry with the same key and the same request replays it, so the
+upstream runs the request once (draft-ietf-httpapi-idempotency-key-header-06, with
+Stripe's ``Idempotent-Replayed: true``):
+
+    key bad (not 1..255 visible ASCII, bare or quoted)      400
+    body over ``max_body_bytes``                            413, key untouched
+    key unknown                 claim it, forward, record 2xx-4xx / release on 5xx or failure
+    key recorded, same request  replay with ``Idempotent-Replayed: true``
+    key recorded or in flight, different request            422
+    key in flight, same request                             409 + ``Retry-After: 1``
+    key recorded, answer was over ``max_record_bytes``      409 ``idempotency_answer_not_recorded``
+
+"The same request" is the fingerprint: SHA-256 over method, store, raw path and query, and
+the body's SHA-256 (the body is hashed while it is read; a keyed body is buffered, which is
+why it is capped). A claim is a lease that expires (longest upstream timeouts + a margin)
+and is renewed while the answer streams, so a process that dies mid-request frees the key.
+
+Backends implement :class:`IdempotencyStore` (``idempotency_store``): ``idempotency_memory``
+(per process) and ``idempotency_redis`` (shared by replicas, survives restarts), chosen by
+``[idempotency] backend``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .errors import BadRequest, Conflict, PayloadTooLarge, UnprocessableContent
+from .idempotency_store import Answer, IdempotencyStore, IdempotencyUnavailable, Lease
+from .upstream import ClientGone
+
+if TYPE_CHECKING:
+    from .auth import Principal
+    from .config import Config, Store
+
+__all__ = [
+    "KEYED_METHODS",
+    "Answer",
+    "AnswerNotRecorded",
+    "Idempotency",
+    "IdempotencyStore",
+    "IdempotencyUnavailable",
+    "Lease",
+    "caller_of",
+    "forward_idempotently",
+    "open_idempotency",
+    "parse_idempotency_key",
+    "request_target",
+]
+
+log = logging.getLogger("magento_edge.idempotency")
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+KEYED_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+MAX_KEY_LENGTH = 255
+DEFAULT_MAX_BYTES = 1024 * 1024
+LEASE_MARGIN = 2.0  # seconds on top of the longest pool + connect + read timeout
+REPLAYED = (b"idempotent-replayed", b"true")
+# Fresh on every answer, so never recorded (the edge adds its own on a replay).
+_FRESH = frozenset(
+    {
+        b"x-request-id", b"ratelimit-limit", b"ratelimit-remaining", b"ratelimit-reset",
+        b"ratelimit", b"ratelimit-policy", b"x-rate-limit-limit", b"x-rate-limit-remaining",
+        b"x-rate-limit-reset", b"idempotent-replayed",
+    }
+)  # fmt: skip
+_BAD_KEY = (
+    "Idempotency-Key must be 1 to 255 visible ASCII characters, sent bare "
+    '(Idempotency-Key: 8e03978e-40d5) or as a quoted string (Idempotency-Key: "8e03978e-40d5").'
+)
+
+
+class AnswerNotRecorded(Conflict):
+    """The key's first request completed, but its answer was over ``max_record_bytes``."""
+
+    code = "idempotency_answer_not_recorded"
+
+
+class Idempotency:
+    """A store and the limits it is used with, one per edge; counters for metrics.
+    Trust model: a recorded answer is only ever replayed to the caller that caused it."""
+
+    def __init__(
+        self,
+        store: IdempotencyStore,
+        *,
+        ttl: float = 86400.0,
+        lease: float = 30.0 + LEASE_MARGIN,
+        max_body_bytes: int = DEFAULT_MAX_BYTES,
+        max_record_bytes: int = DEFAULT_MAX_BYTES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.lease = lease
+        self.max_body_bytes = max_body_bytes
+        self.max_record_bytes = max_record_bytes
+        self.clock = clock
+        self.replays = 0
+        self.conflicts = 0
+        self.mismatches = 0
+        self.backend_errors = 0
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+def open_idempotency(config: Config) -> Idempotency:
+    """The configured backend (``[idempotency] backend``); Redis is imported only here."""
+    store: IdempotencyStore
+    if config.idempotency_backend == "redis":
+        from .idempotency_redis import RedisIdempotencyStore
+
+        store = RedisIdempotencyStore(config.idempotency_url or "redis://127.0.0.1:6379/0")
+    else:
+        from .idempotency_memory import MemoryIdempotencyStore
+
+        store = MemoryIdempotencyStore()
+    return Idempotency(
+        store,
+        ttl=float(config.idempotency_ttl),
+        lease=lease_for(config),
+        max_body_bytes=config.idempotency_max_body_bytes,
+        max_record_bytes=config.idempotency_max_record_bytes,
+    )
+
+
+def lease_for(config: Config) -> float:
+    """Seconds a claim lasts without renewal: the longest a forward can go without a
+    message (pool wait + connect + one read), plus a margin. It is renewed on each answer
+    message after a third of it has passed, so only a dead process lets it lapse."""
+    timeouts = [s.timeouts for s in config.stores.values()]
+    timeouts += [u.timeouts for u in config.upstreams.values()]
+    longest = max((t.pool + t.connect + t.read for t in timeouts), default=37.0)
+    return longest + LEASE_MARGIN
+
+
+# -- the request ----------------------------------------------------------------------
+
+
+def parse_idempotency_key(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """The client's key, ``None`` without one; :class:`BadRequest` for a bad one.
+
+    An RFC 8941 string (``"..."``, the draft's form; ``\\"`` and ``\\\\`` escapes) and a
+    bare value (Stripe's form) are the same key. Parameters, several header lines,
+    empty, longer than 255 or anything outside visible ASCII (0x21-0x7E) are refused.
+    """
+    found: bytes | None = None
+    for name, value in headers:
+        if name == b"idempotency-key":
+            if found is not None:
+                raise BadRequest("Send one Idempotency-Key header, not several.")
+            found = value
+    if found is None:
+        return None
+    key = _key_from(found.strip(b" \t"))
+    if key is None:
+        raise BadRequest(_BAD_KEY)
+    return key
+
+
+def _key_from(raw: bytes) -> str | None:
+    if raw[:1] == b'"':
+        if len(raw) < 2 or raw[-1:] != b'"':
+            return None
+        out = bytearray()
+        inner = raw[1:-1]
+        i = 0
+        while i < len(inner):
+            c = inner[i]
+            if c == 0x5C:  # backslash: escapes only '"' and '\'
+                if i + 1 == len(inner) or inner[i + 1] not in (0x22, 0x5C):
+                    return None
+                out.append(inner[i + 1])
+                i += 2
+                continue
+            if c == 0x22:  # an unescaped quote ends the string early: parameters follow
+                return None
+            out.append(c)
+            i += 1
+        raw = bytes(out)
+    elif b'"' in raw:
+        return None
+    if not 0 < len(raw) <= MAX_KEY_LENGTH or not all(0x21 <= b <= 0x7E for b in raw):
+        return None
+    return raw.decode("ascii")
+
+
+def caller_of(principal: Principal) -> str:
+    """Whose keys these are: the token's account (every token of it shares keys, as
+    Stripe scopes keys to the account), else the token itself."""
+    account = principal.record.account_id
+    return f"acct:{account}" if account else f"tok:{principal.token_id}"
+
+
+def request_target(scope: MutableMapping[str, Any], store: Store | None) -> str:
+    """What besides method and body makes two requests "the same": the store and the
+    path and query exactly as the client sent them."""
+    raw = scope.get("raw_path") or scope["path"].encode()
+    query = scope.get("query_string", b"")
+    return f"{store.id if store else ''} {raw.decode('latin-1')}?{query.decode('latin-1')}"
+
+
+def store_key(caller: str, key: str) -> str:
+    """One fixed-length name per (caller, key): callers never share a key."""
+    return hashlib.sha256(f"{len(caller)}:{caller}:{key}".encode()).hexdigest()
+
+
+async def forward_idempotently(
+    idem: Idempotency,
+    *,
+    caller: str,
+    key: str,
+    method: str,
+    target: str,
+    headers: Sequence[tuple[bytes, bytes]],
+    receive: Receive,
+    send: Send,
+    answer_headers: Sequence[tuple[bytes, bytes]],
+    forward: Callable[[Receive, Send], Awaitable[int]],
+) -> int:
+    """Forward a keyed request at most once per (caller, key); returns the status sent.
+
+    ``forward(receive, send)`` is the plain forward: it gets the buffered body and a
+    ``send`` that passes every message through while recording the answer.
+    ``answer_headers`` (request id, rate limits) are fresh on every answer: never
+    recorded, and added to a replay.
+    """
+    body, digest = await _read_body(headers, receive, idem.max_body_bytes)
+    fp = hashlib.sha256(f"{method} {len(target)} {target} ".encode() + digest).hexdigest()
+    name = store_key(caller, key)
+    lease = Lease(secrets.token_hex(8), fp)
+    found = await _call(idem, idem.store.claim(name, lease, idem.lease))
+    if found is not None:
+        return await _answer_existing(idem, found, fp, send, answer_headers)
+
+    delivered = False
+
+    async def replay_receive() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()  # after the body: the disconnect watch
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    capture = _Capture(idem, name, lease, send, answer_headers)
+    try:
+        status = await forward(replay_receive, capture.send)
+    except BaseException:
+        # Edge errors (502/503/504), a client or upstream gone mid-way, cancellation:
+        # nothing trustworthy to replay, so the retry goes through.
+        await _quietly(idem, idem.store.release(name, lease))
+        raise
+    answer = capture.answer(fp)
+    if answer is None or answer.status >= 500:
+        await _quietly(idem, idem.store.release(name, lease))
+    elif not await _quietly(idem, idem.store.record(name, lease, answer, idem.ttl)):
+        log.warning("idempotency key lease lapsed before its answer was recorded")
+    return status
+
+
+async def _read_body(
+    headers: Sequence[tuple[bytes, bytes]], receive: Receive, cap: int
+) -> tuple[bytes, bytes]:
+    """The whole body and its SHA-256, hashed as it arrives; 413 as soon as it is over
+    ``cap`` (at once when ``Content-Length`` says so)."""
+    too_large = PayloadTooLarge(
+        f"A request with an Idempotency-Key may carry at most {cap} bytes; "
+        "send larger bodies without a key."
+    )
+    for name, value in headers:
+        if name == b"content-length":
+            if value.isdigit() and int(value) > cap:
+                raise too_large
+            break
+    digest = hashlib.sha256()
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > cap:
+                raise too_large
+            digest.update(chunk)
+            parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts), digest.digest()
+
+
+async def _answer_existing(
+    idem: Idempotency,
+    found: Lease | Answer,
+    fp: str,
+    send: Send,
+    answer_headers: Sequence[tuple[bytes, bytes]],
+) -> int:
+    if found.fingerprint != fp:
+        idem.mismatches += 1
+        raise UnprocessableContent(
+            "This Idempotency-Key was already used with a different request (method, path, "
+            "query or body); use a new key for a new request."
+        )
+    if isinstance(found, Lease):
+        idem.conflicts += 1
+        raise Conflict(
+            "A request with this Idempotency-Key is still in flight; retry shortly.",
+            headers={"Retry-After": "1"},
+        )
+    if found.body is None:
+        idem.conflicts += 1
+        raise AnswerNotRecorded(
+            f"The request with this Idempotency-Key completed with status {found.status}, "
+            "but its answer was too large to record; it is not run again. Use a new key "
+            "to run it again.",
+            extra={"original_status": found.status},
+        )
+    idem.replays += 1
+    fresh = {n for n, _ in answer_headers}
+    out = [(n, v) for n, v in found.headers if n not in fresh]
+    out.extend(answer_headers)
+    out.append(REPLAYED)
+    await send({"type": "http.response.start", "status": found.status, "headers": out})
+    await send({"type": "http.response.body", "body": found.body, "more_body": False})
+    return found.status
+
+
+class _Capture:
+    """The ``send`` the forward writes to: everything passes through to the client; the
+    answer is kept up to the record cap; the lease is renewed while it streams."""
+
+    __slots__ = (
+        "_fresh", "_idem", "_lease", "_name", "_renew_at", "_send", "body", "done", "headers",
+        "size", "status",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        idem: Idempotency,
+        name: str,
+        lease: Lease,
+        send: Send,
+        answer_headers: Sequence[tuple[bytes, bytes]],
+    ) -> None:
+        self._idem = idem
+        self._name = name
+        self._lease = lease
+        self._send = send
+        self._fresh = _FRESH.union(n for n, _ in answer_headers)
+        self._renew_at = idem.clock() + idem.lease / 3
+        self.status = 0
+        self.headers: tuple[tuple[bytes, bytes], ...] = ()
+        self.body: list[bytes] | None = []
+        self.size = 0
+        self.done = False
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+            self.headers = tuple((n, v) for n, v in message["headers"] if n not in self._fresh)
+        elif kind == "http.response.body":
+            chunk = message.get("body", b"")
+            if chunk and self.body is not None:
+                self.size += len(chunk)
+                if self.size > self._idem.max_record_bytes:
+                    self.body = None  # over the cap: keep the status only
+                else:
+                    self.body.append(chunk)
+            if not message.get("more_body", False):
+                self.done = True
+        idem = self._idem
+        if idem.clock() >= self._renew_at:
+            self._renew_at = idem.clock() + idem.lease / 3
+            await _quietly(idem, idem.store.renew(self._name, self._lease, idem.lease))
+        await self._send(message)
+
+    def answer(self, fp: str) -> Answer | None:
+        """The complete answer, or ``None`` if it never completed."""
+        if not self.done or not self.status:
+            return None
+        body = b"".join(self.body) if self.body is not None else None
+        return Answer(fp, self.status, self.headers, body)
+
+
+async def _call(idem: Idempotency, op: Awaitable[Any]) -> Any:
+    try:
+        return await op
+    except IdempotencyUnavailable:
+        idem.backend_errors += 1
+        raise
+
+
+async def _quietly(idem: Idempotency, op: Awaitable[Any]) -> Any:
+    """Once the answer is under way a backend failure cannot be told to the client:
+    count and log it (the lease then lapses on its own)."""
+    try:
+        return await op
+    except IdempotencyUnavailable as exc:
+        idem.backend_errors += 1
+        log.error("idempotency backend error after forwarding: %s", exc.detail)
+        return False

@@ -1,0 +1,122 @@
+"""The Redis idempotency backend (``[idempotency] backend = "redis"``): one key per
+(caller, Idempotency-Key), shared by every replica and kept across restarts.
+
+    edge:idem:{sha256}   string   b"L" owner fingerprint          a lease, PX = lease seconds
+                                  b"R" fingerprint status ...      an answer, PX = ttl
+
+Each operation is one Lua script (``EVALSHA``, reloaded on ``NOSCRIPT``), atomic on the
+server: a claim is "return what is there, or set my lease with an expiry"; renew, record
+and release act only while the key holds this request's lease (or, for record, nothing:
+a lapsed lease nobody took). A replica that dies mid-request leaves a lease that expires.
+Redis errors become :class:`proxy.idempotency.IdempotencyUnavailable` (503).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .idempotency_store import Answer, IdempotencyUnavailable, Lease
+
+__all__ = ["RedisIdempotencyStore"]
+
+_CLAIM = """
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RECORD = """
+local v = redis.call('GET', KEYS[1])
+if v and v ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def encode_lease(lease: Lease) -> bytes:
+    return b"L" + lease.owner.encode() + b" " + lease.fingerprint.encode()
+
+
+def encode_answer(answer: Answer) -> bytes:
+    headers = json.dumps(
+        [[n.decode("latin-1"), v.decode("latin-1")] for n, v in answer.headers],
+        separators=(",", ":"),
+    ).encode()
+    kept = b"B" if answer.body is not None else b"N"
+    head = f"{answer.fingerprint} {answer.status:03d} {len(headers):08d} ".encode()
+    return b"R" + head + kept + headers + (answer.body or b"")
+
+
+def decode(value: bytes) -> Lease | Answer:
+    if value[:1] == b"L":
+        owner, _, fingerprint = value[1:].decode("ascii").partition(" ")
+        return Lease(owner, fingerprint)
+    fp, status, size, rest = value[1:].split(b" ", 3)
+    end = 1 + int(size)
+    headers = tuple((n.encode("latin-1"), v.encode("latin-1")) for n, v in json.loads(rest[1:end]))
+    body = rest[end:] if rest[:1] == b"B" else None
+    return Answer(fp.decode("ascii"), int(status), headers, body)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+class RedisIdempotencyStore:
+    """Trust model: the Redis server is the operator's; it holds recorded answers (what
+    the callers were sent), so it is as sensitive as the API's own data."""
+
+    def __init__(self, url: str, *, prefix: str = "edge:idem:", max_connections: int = 32) -> None:
+        import redis.asyncio as redis  # imported only when this backend is selected
+
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=1.0,
+            socket_connect_timeout=1.0,
+            socket_timeout=2.0,
+            health_check_interval=30,
+        )
+        self._redis: Any = redis.Redis(connection_pool=pool)
+        self._claim = self._redis.register_script(_CLAIM)
+        self._renew = self._redis.register_script(_RENEW)
+        self._record = self._redis.register_script(_RECORD)
+        self._release = self._redis.register_script(_RELEASE)
+        self.prefix = prefix
+
+    async def _run(self, script: Any, key: str, *args: Any) -> Any:
+        from redis.exceptions import RedisError
+
+        try:
+            return await script(keys=[self.prefix + key], args=list(args))
+        except (RedisError, OSError) as exc:
+            raise IdempotencyUnavailable(
+                "Idempotency keys cannot be checked right now; retry shortly.",
+                headers={"Retry-After": "1"},
+            ) from exc
+
+    async def claim(self, key: str, lease: Lease, seconds: float) -> Lease | Answer | None:
+        found = await self._run(self._claim, key, encode_lease(lease), _ms(seconds))
+        return None if found is None else decode(found)
+
+    async def renew(self, key: str, lease: Lease, seconds: float) -> bool:
+        return bool(await self._run(self._renew, key, encode_lease(lease), _ms(seconds)))
+
+    async def record(self, key: str, lease: Lease, answer: Answer, ttl: float) -> bool:
+        value = encode_answer(answer)
+        return bool(await self._run(self._record, key, encode_lease(lease), value, _ms(ttl)))
+
+    async def release(self, key: str, lease: Lease) -> None:
+        await self._run(self._release, key, encode_lease(lease))
+
+    async def close(self) -> None:
+        await self._redis.aclose(close_connection_pool=True)

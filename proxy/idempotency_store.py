@@ -1,0 +1,57 @@
+"""The contract of an idempotency backend: what a claim on a key returns, and the
+operations each backend (``idempotency_memory``, ``idempotency_redis``) makes atomic per key.
+The request step that uses it is :mod:`proxy.idempotency`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from .errors import EdgeError
+
+__all__ = ["Answer", "IdempotencyStore", "IdempotencyUnavailable", "Lease"]
+
+
+class IdempotencyUnavailable(EdgeError):
+    """The idempotency backend cannot be asked: a keyed write is refused, never run
+    without its guarantee."""
+
+    status, code, title = 503, "idempotency_unavailable", "Service Unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A claim on a key while its first request is in flight; ``owner`` is per request."""
+
+    owner: str
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A recorded answer as the first client received it, minus per-answer headers.
+    ``body`` is ``None`` when it was over the record cap (only the status is kept)."""
+
+    fingerprint: str
+    status: int
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes | None
+
+
+class IdempotencyStore(Protocol):
+    """Where leases and answers live, each operation atomic per key. ``renew`` and
+    ``release`` act only while ``lease`` holds the key; ``record`` also when nothing does
+    (a lapsed lease nobody took), never over another request's lease or answer."""
+
+    async def claim(self, key: str, lease: Lease, seconds: float) -> Lease | Answer | None:
+        """Take ``key`` for ``seconds`` and return ``None``; or return what holds it."""
+        ...
+
+    async def renew(self, key: str, lease: Lease, seconds: float) -> bool: ...
+
+    async def record(self, key: str, lease: Lease, answer: Answer, ttl: float) -> bool: ...
+
+    async def release(self, key: str, lease: Lease) -> None: ...
+
+    async def close(self) -> None: ...

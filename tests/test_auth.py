@@ -1,0 +1,379 @@
+"""proxy.auth: who is calling, and what it may do now. Unit tests on a real SQLite store
+with an injected clock (no sleeping), a property test over any header and address, and
+the IP allowlist over real HTTP behind a trusted proxy, on both key stores."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from proxy.auth import Principal, authenticate, bearer_token
+from proxy.errors import EdgeError, Forbidden, Unauthorized
+from proxy.headers import client_address
+from proxy.keystore import AccountRecord, CachedKeyStore, TokenRecord
+from proxy.keystore_sqlite import SQLiteKeyStore
+from proxy.tokens import generate_token, hash_token
+from tests.governance import BACKENDS, GovernedEdge, governed_edge
+
+NOW = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Keys:
+    """A SQLite store behind a CachedKeyStore whose TTL clock the test drives."""
+
+    def __init__(self, store: SQLiteKeyStore) -> None:
+        self.store = store
+        self.ttl_clock = Clock(0.0)
+        self.cached = CachedKeyStore(store, clock=self.ttl_clock)
+        self.n = 0
+
+    async def token(self, **kw: object) -> tuple[str, TokenRecord]:
+        self.n += 1
+        values: dict[str, object] = {
+            "id": f"tok_{self.n}",
+            "name": "t",
+            "kind": "live",
+            "stores": ("acme", "oak"),
+            "permissions": {"orders": "write", "products": "read"},
+        }
+        values.update(kw)
+        record = TokenRecord(**values)  # type: ignore[arg-type]
+        token = generate_token(record.kind)
+        await self.store.create(record, hash_token(token))
+        return token, record
+
+    async def auth(
+        self, token: str | None, *, client: str = "192.0.2.10", now: float = NOW
+    ) -> Principal:
+        headers = [] if token is None else [(b"authorization", f"Bearer {token}".encode())]
+        return await authenticate(headers, self.cached, client=client, clock=Clock(now))
+
+
+@pytest.fixture
+async def keys(tmp_path: Path) -> AsyncIterator[Keys]:
+    store = SQLiteKeyStore(tmp_path / "edge.db")
+    k = Keys(store)
+    yield k
+    await k.cached.close()
+
+
+def _www(exc: pytest.ExceptionInfo[EdgeError]) -> str:
+    return exc.value.headers["WWW-Authenticate"]
+
+
+# -- 401: the credential ----------------------------------------------------------------------
+
+
+async def test_no_token_is_a_bare_challenge(keys: Keys) -> None:
+    with pytest.raises(Unauthorized) as exc:
+        await keys.auth(None)
+    assert _www(exc) == 'Bearer realm="magento-edge"'  # type: ignore[arg-type]
+
+
+async def test_malformed_and_unknown_are_distinct(keys: Keys) -> None:
+    with pytest.raises(Unauthorized, match="malformed") as exc:
+        await keys.auth("soc_pat_live_" + "A" * 36)
+    assert 'error="invalid_token"' in _www(exc)  # type: ignore[arg-type]
+    with pytest.raises(Unauthorized, match="not known"):
+        await keys.auth(generate_token())
+
+
+async def test_revoked_and_leaked_say_so(keys: Keys) -> None:
+    token, record = await keys.token()
+    await keys.store.revoke(record.id)
+    with pytest.raises(Unauthorized, match=r"has been revoked\.$"):
+        await keys.auth(token)
+    leaked, record = await keys.token()
+    await keys.store.revoke(record.id, reason="leaked: reported by GitHub secret scanning")
+    with pytest.raises(Unauthorized, match="reported as leaked") as exc:
+        await keys.auth(leaked)
+    assert leaked not in exc.value.detail
+
+
+async def test_expiry_is_checked_against_the_injected_clock(keys: Keys) -> None:
+    token, _ = await keys.token(expires_at=NOW + 10)
+    assert (await keys.auth(token, now=NOW + 9.999)).token_id == "tok_1"
+    for at in (NOW + 10, NOW + 11):
+        with pytest.raises(Unauthorized, match="has expired") as exc:
+            await keys.auth(token, now=at)
+        assert 'error="invalid_token"' in _www(exc)  # type: ignore[arg-type]
+
+
+async def test_rotated_token_works_in_its_grace_then_says_rotated(keys: Keys) -> None:
+    token, record = await keys.token()
+    await keys.store.retire(record.id, expires_at=NOW + 3600, replaced_by="tok_new")
+    keys.cached.forget(hash_token(token))
+    assert (await keys.auth(token, now=NOW + 3599)).token_id == record.id
+    with pytest.raises(Unauthorized, match="rotated and its grace period has ended"):
+        await keys.auth(token, now=NOW + 3600)
+
+
+# -- 403: the network -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("allow", "client", "ok"),
+    [
+        (("10.0.0.0/8",), "10.200.1.2", True),
+        (("10.0.0.0/8",), "11.0.0.1", False),
+        (("192.0.2.7",), "192.0.2.7", True),  # a bare address is a /32
+        (("192.0.2.7",), "192.0.2.8", False),
+        (("10.0.0.0/8", "2001:db8::/32"), "2001:db8::1", True),
+        (("10.0.0.0/8", "2001:db8::/32"), "2001:db9::1", False),
+        (("192.0.2.0/24",), "::ffff:192.0.2.9", True),  # IPv4-mapped is the IPv4 address
+        (("192.0.2.0/24",), "unknown", False),  # no socket address: never allowed
+        (("192.0.2.0/24",), "", False),
+        (("not-a-net",), "192.0.2.1", False),  # a broken entry never widens access
+        (("not-a-net", "192.0.2.0/24"), "192.0.2.1", True),
+    ],
+)
+async def test_ip_allowlist(keys: Keys, allow: tuple[str, ...], client: str, ok: bool) -> None:
+    token, _ = await keys.token(allow_ips=allow)
+    if ok:
+        assert (await keys.auth(token, client=client)).token_id == "tok_1"
+        return
+    with pytest.raises(Forbidden) as exc:
+        await keys.auth(token, client=client)
+    assert exc.value.status == 403
+    assert exc.value.detail == "This token may not be used from this network address."
+    assert not exc.value.headers  # not a credential problem: no challenge
+    for cidr in allow:
+        assert cidr not in exc.value.detail
+
+
+async def test_no_allowlist_means_any_address(keys: Keys) -> None:
+    token, _ = await keys.token()
+    assert (await keys.auth(token, client="unknown")).token_id == "tok_1"
+
+
+async def test_revoked_is_401_before_the_network_check(keys: Keys) -> None:
+    token, record = await keys.token(allow_ips=("10.0.0.0/8",))
+    await keys.store.revoke(record.id)
+    with pytest.raises(Unauthorized):
+        await keys.auth(token, client="192.0.2.1")
+
+
+def test_client_address_comes_through_trusted_proxies_only() -> None:
+    import ipaddress
+
+    trusted = [ipaddress.ip_network("10.0.0.0/8")]
+    spoof = [(b"x-forwarded-for", b"192.0.2.50")]
+    # An untrusted peer's X-Forwarded-For is not believed.
+    assert client_address("203.0.113.5", spoof, trusted)[0] == "203.0.113.5"
+    # Through a trusted proxy, read from the right: the first untrusted hop is the client.
+    chain = [(b"x-forwarded-for", b"192.0.2.50, 198.51.100.1, 10.0.0.9")]
+    assert client_address("10.0.0.1", chain, trusted)[0] == "198.51.100.1"
+
+
+# -- accounts: effective grants -----------------------------------------------------------------
+
+
+async def test_account_caps_the_token_per_store(keys: Keys) -> None:
+    await keys.store.create_account(
+        AccountRecord("acct_1", "P", {"acme": {"orders": "read", "products": "write"}})
+    )
+    token, _ = await keys.token(account_id="acct_1")
+    p = await keys.auth(token)
+    assert p.stores == frozenset({"acme"})  # the account has no oak
+    assert p.permissions_for("acme") == {"orders": "read", "products": "read"}
+    assert p.permissions_for("oak") == {}
+    assert p.permissions_for(None) == p.permissions == {"orders": "read", "products": "read"}
+    assert p.account is not None and p.account.id == "acct_1"
+    # The token's own grants are kept on the record (what it could hold again).
+    assert p.record.permissions == {"orders": "write", "products": "read"}
+
+
+async def test_shrinking_the_account_shrinks_the_token_after_the_cache_ttl(keys: Keys) -> None:
+    await keys.store.create_account(
+        AccountRecord("acct_1", "P", {"acme": {"orders": "write"}, "oak": {"orders": "write"}})
+    )
+    token, _ = await keys.token(account_id="acct_1")
+    assert (await keys.auth(token)).permissions_for("oak") == {"orders": "write"}
+    await keys.store.set_account_grants("acct_1", {"acme": {"orders": "read"}})
+    assert (await keys.auth(token)).permissions_for("oak") == {"orders": "write"}  # cached
+    keys.ttl_clock.now += 1.0  # CACHE_TTL_SECONDS
+    p = await keys.auth(token)
+    assert p.stores == frozenset({"acme"})
+    assert p.permissions_for("acme") == {"orders": "read"}
+
+
+async def test_missing_account_is_401(keys: Keys) -> None:
+    token, _ = await keys.token(account_id="acct_gone")
+    with pytest.raises(Unauthorized, match="account no longer exists"):
+        await keys.auth(token)
+
+
+async def test_token_without_account_keeps_its_own_grants(keys: Keys) -> None:
+    token, _ = await keys.token()
+    p = await keys.auth(token)
+    assert p.account is None and p.store_grants is None
+    assert p.stores == frozenset({"acme", "oak"})
+    assert p.permissions_for("acme") == {"orders": "write", "products": "read"}
+
+
+async def test_use_is_noted_in_memory_and_written_by_flush(keys: Keys) -> None:
+    token, record = await keys.token()
+    await keys.auth(token, now=NOW + 5)
+    await keys.auth(token, now=NOW + 7)
+    stored = await keys.store.get(record.id)
+    assert stored is not None and stored.last_used_at is None  # no write per request
+    await keys.cached.flush()
+    stored = await keys.store.get(record.id)
+    assert stored is not None and stored.last_used_at == NOW + 7
+
+
+# -- properties -------------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=st.binary(max_size=120),
+    client=st.one_of(st.ip_addresses().map(str), st.text(max_size=20)),
+)
+def test_any_authorization_value_and_address_is_a_4xx_or_a_principal(
+    value: bytes, client: str
+) -> None:
+    import asyncio
+
+    async def run() -> None:
+        store = _PROPERTY_STORE
+        cached = CachedKeyStore(store)  # type: ignore[arg-type]
+        try:
+            await authenticate([(b"authorization", value)], cached, client=client)
+        except EdgeError as exc:
+            assert 400 <= exc.status < 500
+        else:  # pragma: no cover - an arbitrary value is never a known token
+            raise AssertionError("accepted")
+
+    asyncio.run(run())
+
+
+class _NoTokens:
+    async def lookup(self, token_hash: str) -> None:
+        return None
+
+
+_PROPERTY_STORE = _NoTokens()
+
+
+def test_bearer_token_parsing() -> None:
+    assert bearer_token([]) is None
+    assert bearer_token([(b"authorization", b"Bearer abc")]) == "abc"
+    assert bearer_token([(b"authorization", b"bearer   abc ")]) == "abc"
+    assert bearer_token([(b"authorization", b"Basic abc")]) == ""
+    assert bearer_token([(b"authorization", b"Bearer \xff")]) == ""
+    two = [(b"authorization", b"Bearer a"), (b"authorization", b"Bearer b")]
+    assert bearer_token(two) == ""
+
+
+# -- over HTTP, behind a trusted proxy, on both key stores ----------------------------------------
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def proxied(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GovernedEdge]:
+    redis_url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    with governed_edge(
+        tmp_path_factory.mktemp("auth"),
+        request.param,
+        redis_url,
+        server='trusted_proxies = ["127.0.0.1/32"]',
+    ) as edge:
+        yield edge
+
+
+def test_allowlist_over_http_uses_the_forwarded_client(proxied: GovernedEdge) -> None:
+    token, _ = proxied.token("products:read", extra=("--allow-ip", "203.0.113.0/24"))
+    inside = proxied.get("/api/v1/stores", token, headers={"X-Forwarded-For": "203.0.113.9"})
+    assert inside.status_code == 200, inside.text
+    for xff in ("198.51.100.4", "203.0.113.9, 198.51.100.4"):  # read from the right
+        r = proxied.get("/api/v1/stores", token, headers={"X-Forwarded-For": xff})
+        assert r.status_code == 403
+        body = r.json()
+        assert body["detail"] == "This token may not be used from this network address."
+        assert "203.0.113" not in r.text and "www-authenticate" not in r.headers
+    # Without X-Forwarded-For the client is the socket peer, 127.0.0.1: not in the list.
+    assert proxied.get("/api/v1/stores", token).status_code == 403
+
+
+def test_allowlist_ignores_forwarded_for_from_an_untrusted_peer(tmp_path: Path) -> None:
+    with governed_edge(tmp_path, "sqlite") as edge:  # trusted_proxies = []
+        token, _ = edge.token("products:read", extra=("--allow-ip", "203.0.113.0/24"))
+        r = edge.get("/api/v1/stores", token, headers={"X-Forwarded-For": "203.0.113.9"})
+        assert r.status_code == 403
+        local, _ = edge.token("products:read", extra=("--allow-ip", "127.0.0.0/8"))
+        assert edge.get("/api/v1/stores", local).status_code == 200
+
+
+def test_expired_token_over_http_is_401_expired(proxied: GovernedEdge) -> None:
+    token, token_id = proxied.token("products:read", extra=("--expires-in", "1s"))
+    assert re.fullmatch(r"tok_[0-9a-f]{16}", token_id)
+
+    def expired() -> bool:
+        return proxied.get("/api/v1/stores", token).status_code == 401
+
+    from tests.governance import wait_until
+
+    assert wait_until(expired, timeout=5)
+    r = proxied.get("/api/v1/stores", token)
+    assert r.json()["detail"] == "The bearer token has expired."
+    assert 'error="invalid_token"' in r.headers["www-authenticate"]
+
+
+_XFF_TOKENS: dict[int, str] = {}
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    xff=st.one_of(
+        st.binary(max_size=60).filter(lambda b: b"\r" not in b and b"\n" not in b),
+        st.lists(
+            st.one_of(st.ip_addresses().map(str), st.sampled_from(["203.0.113.7", "unknown", ""])),
+            max_size=4,
+        ).map(lambda hops: ", ".join(hops).encode()),
+    )
+)
+def test_no_forwarded_for_value_is_a_5xx_or_a_way_in(proxied: GovernedEdge, xff: bytes) -> None:
+    import http.client
+    import ipaddress
+
+    if id(proxied) not in _XFF_TOKENS:
+        _XFF_TOKENS[id(proxied)] = proxied.token(
+            "products:read", extra=("--allow-ip", "203.0.113.0/24")
+        )[0]
+    token = _XFF_TOKENS[id(proxied)]
+    conn = http.client.HTTPConnection(proxied.url.removeprefix("http://"), timeout=10)
+    try:
+        conn.putrequest("GET", "/api/v1/stores")
+        conn.putheader("Authorization", f"Bearer {token}")
+        conn.putheader("X-Forwarded-For", xff)
+        conn.endheaders()
+        response = conn.getresponse()
+        response.read()
+    finally:
+        conn.close()
+    assert response.status in (200, 400, 403), response.status
+    if response.status == 400:  # the HTTP server refused the header line itself (NUL, ...)
+        return
+    trusted = [ipaddress.ip_network("127.0.0.1/32")]
+    client = client_address("127.0.0.1", [(b"x-forwarded-for", xff)], trusted)[0]
+    inside = ipaddress.ip_address(client) in ipaddress.ip_network("203.0.113.0/24")
+    assert (response.status == 200) == inside, (xff, client)
