@@ -25,8 +25,8 @@ rate = 1
 period = 3600
 burst = 50
 
-[ratelimit.tiers.quick]          # 5 requests, then one every 100 ms
-rate = 10
+[ratelimit.tiers.quick]          # 5 requests, then one a second
+rate = 1
 period = 1
 burst = 5
 """
