@@ -81,8 +81,7 @@ policies = ["{policy}"]
 trusted_proxies = []
 
 [keystore]
-backend = "sqlite"
-path = "edge.db"
+{keystore}
 
 [ratelimit]
 backend = "{backend}"
@@ -136,7 +135,19 @@ def _write(
 ) -> tuple[Path, int]:
     d = WORK / f"{mode}-{free_port()}"
     d.mkdir(parents=True, exist_ok=True)
-    if policy is None:
+    shipped = repo_policy()
+    if policy is None and shipped is not None:
+        # The shipped v1 policy (all 385 Magento routes): what an operator runs.
+        policy = shipped
+        if mode == "edge-pass":
+            # Pass-through: the same policy with authentication off; anonymous traffic is
+            # limited per address with the default tier, so make that the internal one.
+            text = shipped.read_text()
+            text = text.replace('kind = "pat"', 'kind = "none"', 1)
+            text = text.replace('default_tier = "standard"', 'default_tier = "internal"', 1)
+            policy = d / "pass-policy.toml"
+            policy.write_text(text)
+    elif policy is None:
         policy = d / "bench-policy.toml"
         policy.write_text(POLICY.format(auth="none" if mode == "edge-pass" else "pat"))
     port = free_port()
@@ -147,6 +158,11 @@ def _write(
             port=port,
             policy=policy,
             backend="redis" if redis_url else "memory",
+            keystore=(
+                f'backend = "redis"\nurl = "{redis_url}"\nprefix = "bench:{port}:"'
+                if redis_url
+                else 'backend = "sqlite"\npath = "edge.db"'
+            ),
             redis_url=f'url = "{redis_url}"\n' if redis_url else "",
             store=STORE,
             magento=magento_url,

@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip-streaming", action="store_true")
     p.add_argument("--skip-load", action="store_true")
     p.add_argument(
-        "--edge-policy", type=Path, help="policy for the auth modes (default: generated)"
+        "--edge-policy", type=Path, help="policy for the edge (default: the shipped v1 policy)"
     )
     p.add_argument(
         "--noise-limit",

@@ -2,14 +2,15 @@
 
 The script reads the bucket's ``tat`` and today's count, decides, and writes both only
 when the request passes, atomically; every replica sharing the server therefore shares
-exact limits. ``redis-py``'s :class:`~redis.commands.core.AsyncScript` sends ``EVALSHA``
-and re-loads the script when the server answers ``NOSCRIPT`` (after a restart or
-``SCRIPT FLUSH``). The arithmetic of the reported numbers is :func:`proxy.ratelimit.decide`,
-the same as the memory backend's.
+exact limits. Decisions asked for in the same event-loop turn travel as one pipeline of
+``EVALSHA`` calls; when the server answers ``NOSCRIPT`` (after a restart or ``SCRIPT
+FLUSH``) the script is loaded again and the batch re-sent. The arithmetic of the reported
+numbers is :func:`proxy.ratelimit.decide`, the same as the memory backend's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -67,35 +68,83 @@ class RedisRateLimiter:
             health_check_interval=30,
         )
         self._redis: Any = redis.Redis(connection_pool=pool)
-        self._script = self._redis.register_script(_SCRIPT)
+        self._sha: str | None = None
         self._prefix = prefix
         self._errors = _ErrorLog()
+        self._batch: list[tuple[str, Tier, asyncio.Future[LimitResult]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
 
     @property
     def errors(self) -> int:
         return self._errors.count
 
     async def hit(self, key: str, tier: Tier) -> LimitResult:
-        from redis.exceptions import RedisError
+        # Decisions asked for in the same event-loop turn go to Redis as one pipeline
+        # (each script still runs atomically on its own): measured on this machine,
+        # redis-py spends ~150 us of CPU per lone EVALSHA and ~33 us per EVALSHA in a
+        # pipeline of 32.
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[LimitResult] = loop.create_future()
+        self._batch.append((self._prefix + key, tier, future))
+        if len(self._batch) == 1:
+            loop.call_soon(self._dispatch)
+        return await future
 
-        interval = tier.period / tier.rate
-        k = self._prefix + key
+    def _dispatch(self) -> None:
+        batch, self._batch = self._batch, []
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[str, Tier, asyncio.Future[LimitResult]]]) -> None:
+        from redis.exceptions import NoScriptError, RedisError
+
         try:
-            allowed, tat, now, used = await self._script(
-                keys=[k, k + ":d:"], args=[repr(interval), tier.burst, tier.daily]
-            )
+            replies = await self._pipeline(batch)
+            lost = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+            if lost:
+                # The server lost its scripts (restart, SCRIPT FLUSH): load it again and
+                # re-send only the decisions that did not run.
+                self._sha = None
+                again = await self._pipeline([batch[i] for i in lost])
+                for i, reply in zip(lost, again, strict=True):
+                    replies[i] = reply
         except (RedisError, OSError) as exc:
-            self._errors.note(exc)
-            raise BackendUnavailable(str(exc)) from exc
-        result, _, _ = decide(float(tat), int(used), float(now), tier)
-        if result.allowed != bool(allowed):  # pragma: no cover - float rounding at a boundary
-            # The script's word is final; the numbers around it are within a microsecond.
-            retry = 0.0 if allowed else max(result.retry_after, 0.001)
-            result = result._replace(allowed=bool(allowed), retry_after=retry)
-        return result
+            replies = [exc] * len(batch)
+        for (_, tier, future), reply in zip(batch, replies, strict=True):
+            if future.done():
+                continue  # the request went away meanwhile
+            if isinstance(reply, BaseException):
+                self._errors.note(reply)
+                future.set_exception(BackendUnavailable(str(reply)))
+            else:
+                future.set_result(_result(reply, tier))
+
+    async def _pipeline(
+        self, batch: list[tuple[str, Tier, asyncio.Future[LimitResult]]]
+    ) -> list[Any]:
+        if self._sha is None:
+            self._sha = await self._redis.script_load(_SCRIPT)
+        pipe = self._redis.pipeline(transaction=False)
+        for key, tier, _ in batch:
+            interval = tier.period / tier.rate
+            pipe.evalsha(self._sha, 2, key, key + ":d:", repr(interval), tier.burst, tier.daily)
+        return list(await pipe.execute(raise_on_error=False))
 
     async def close(self) -> None:
+        for task in list(self._sending):
+            task.cancel()
         await self._redis.aclose(close_connection_pool=True)
+
+
+def _result(reply: Any, tier: Tier) -> LimitResult:
+    allowed, tat, now, used = reply
+    result, _, _ = decide(float(tat), int(used), float(now), tier)
+    if result.allowed != bool(allowed):  # pragma: no cover - float rounding at a boundary
+        # The script's word is final; the numbers around it are within a microsecond.
+        retry = 0.0 if allowed else max(result.retry_after, 0.001)
+        result = result._replace(allowed=bool(allowed), retry_after=retry)
+    return result
 
 
 class _ErrorLog:
