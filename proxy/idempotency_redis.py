@@ -13,10 +13,16 @@ Redis errors become :class:`proxy.idempotency.IdempotencyUnavailable` (503).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from .idempotency_store import Answer, IdempotencyUnavailable, Lease
+from .idempotency_store import (
+    Answer,
+    IdempotencyUnavailable,
+    Lease,
+    decode,
+    encode_answer,
+    encode_lease,
+)
 
 __all__ = ["RedisIdempotencyStore"]
 
@@ -40,31 +46,6 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-def encode_lease(lease: Lease) -> bytes:
-    return b"L" + lease.owner.encode() + b" " + lease.fingerprint.encode()
-
-
-def encode_answer(answer: Answer) -> bytes:
-    headers = json.dumps(
-        [[n.decode("latin-1"), v.decode("latin-1")] for n, v in answer.headers],
-        separators=(",", ":"),
-    ).encode()
-    kept = b"B" if answer.body is not None else b"N"
-    head = f"{answer.fingerprint} {answer.status:03d} {len(headers):08d} ".encode()
-    return b"R" + head + kept + headers + (answer.body or b"")
-
-
-def decode(value: bytes) -> Lease | Answer:
-    if value[:1] == b"L":
-        owner, _, fingerprint = value[1:].decode("ascii").partition(" ")
-        return Lease(owner, fingerprint)
-    fp, status, size, rest = value[1:].split(b" ", 3)
-    end = 1 + int(size)
-    headers = tuple((n.encode("latin-1"), v.encode("latin-1")) for n, v in json.loads(rest[1:end]))
-    body = rest[end:] if rest[:1] == b"B" else None
-    return Answer(fp.decode("ascii"), int(status), headers, body)
 
 
 def _ms(seconds: float) -> int:

@@ -5,12 +5,21 @@ The request step that uses it is :mod:`proxy.idempotency`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Protocol
 
 from .errors import EdgeError
 
-__all__ = ["Answer", "IdempotencyStore", "IdempotencyUnavailable", "Lease"]
+__all__ = [
+    "Answer",
+    "IdempotencyStore",
+    "IdempotencyUnavailable",
+    "Lease",
+    "decode",
+    "encode_answer",
+    "encode_lease",
+]
 
 
 class IdempotencyUnavailable(EdgeError):
@@ -55,3 +64,32 @@ class IdempotencyStore(Protocol):
     async def release(self, key: str, lease: Lease) -> None: ...
 
     async def close(self) -> None: ...
+
+
+# -- one byte encoding, for Redis values and for the memory backend (a bytes value is
+# invisible to the garbage collector, an object graph per answer is not) --
+
+
+def encode_lease(lease: Lease) -> bytes:
+    return b"L" + lease.owner.encode() + b" " + lease.fingerprint.encode()
+
+
+def encode_answer(answer: Answer) -> bytes:
+    headers = json.dumps(
+        [[n.decode("latin-1"), v.decode("latin-1")] for n, v in answer.headers],
+        separators=(",", ":"),
+    ).encode()
+    kept = b"B" if answer.body is not None else b"N"
+    head = f"{answer.fingerprint} {answer.status:03d} {len(headers):08d} ".encode()
+    return b"R" + head + kept + headers + (answer.body or b"")
+
+
+def decode(value: bytes) -> Lease | Answer:
+    if value[:1] == b"L":
+        owner, _, fingerprint = value[1:].decode("ascii").partition(" ")
+        return Lease(owner, fingerprint)
+    fp, status, size, rest = value[1:].split(b" ", 3)
+    end = 1 + int(size)
+    headers = tuple((n.encode("latin-1"), v.encode("latin-1")) for n, v in json.loads(rest[1:end]))
+    body = rest[end:] if rest[:1] == b"B" else None
+    return Answer(fp.decode("ascii"), int(status), headers, body)
