@@ -21,6 +21,8 @@ from .keystore_sqlite import SQLiteKeyStore
 
 __all__ = ["build_app", "open_keystore", "serve", "uvicorn_config"]
 
+log = logging.getLogger("magento_edge")
+
 
 def open_keystore(config: Config) -> KeyStore:
     """The configured key store (``[keystore] backend``); Redis is imported only here."""
@@ -68,6 +70,16 @@ def serve(config_path: str | Path, *, host: str | None = None, port: int | None 
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    for part, backend in (
+        ("rate limits", config.ratelimit_backend),
+        ("idempotency records", config.idempotency_backend),
+    ):
+        if backend == "memory":
+            log.warning(
+                "%s are kept in this process (memory backend): each process or replica "
+                "counts alone; use backend = \"redis\" when more than one runs",
+                part,
+            )
     app = build_app(config)
     server = uvicorn.Server(
         uvicorn_config(app, host or config.host, port or config.port, log_level=config.log_level)

@@ -67,3 +67,21 @@ async def test_lifespan_opens_and_closes_the_upstream_pool(edge: Edge) -> None:
     await edge({"type": "lifespan"}, receive, send)
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert edge.upstream._session is None
+
+
+def test_serve_says_when_limits_are_per_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import uvicorn
+
+    from proxy.server import serve
+
+    for name, value in env().items():
+        monkeypatch.setenv(name, value)
+    ran: list[bool] = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: ran.append(True))
+    serve(write_config(tmp_path, "http://127.0.0.1:9", None))
+    assert ran == [True]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(m.startswith("rate limits are kept in this process") for m in warnings)
+    assert any(m.startswith("idempotency records are kept in this process") for m in warnings)
