@@ -29,7 +29,7 @@ __all__ = ["Principal", "authenticate", "bearer_token"]
 _REALM = 'Bearer realm="magento-edge"'
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is built per request, and frozen init is slow
 class Principal:
     """An authenticated caller: its token's public id and what it may do now."""
 

@@ -13,6 +13,7 @@ so :func:`upstream_request_headers` decodes as latin-1 once.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import secrets
 from collections.abc import Iterable, Sequence
 
@@ -46,6 +47,8 @@ _REQUEST_DROP = HOP_BY_HOP | {
 }  # fmt: skip
 _RESPONSE_DROP = HOP_BY_HOP | {b"set-cookie", b"set-cookie2"}
 _VIA = "1.1 magento-edge"
+_ID_PREFIX = secrets.token_hex(8)
+_ID_COUNTER = itertools.count(1)
 _MAX_REQUEST_ID = 128
 
 
@@ -71,13 +74,18 @@ def _connection_named(headers: RawHeaders) -> frozenset[bytes]:
 
 
 def request_id_from(headers: RawHeaders) -> str:
-    """The client's ``X-Request-Id`` if it is short visible ASCII, else a fresh one."""
+    """The client's ``X-Request-Id`` if it is short visible ASCII, else a fresh one.
+
+    Fresh ids are a random per-process prefix and a counter: unique across processes and
+    replicas without a ``getrandom`` call per request (request ids need not be secret;
+    measured at ~2.5% of the edge's CPU under load with ``secrets.token_hex``).
+    """
     for name, value in headers:
         if name == b"x-request-id":
             if 0 < len(value) <= _MAX_REQUEST_ID and all(0x21 <= b <= 0x7E for b in value):
                 return value.decode("ascii")
             break
-    return secrets.token_hex(16)
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 def _is_trusted(addr: str, trusted: Sequence[Network]) -> bool:
