@@ -77,7 +77,7 @@ def serve(config_path: str | Path, *, host: str | None = None, port: int | None 
         if backend == "memory":
             log.warning(
                 "%s are kept in this process (memory backend): each process or replica "
-                "counts alone; use backend = \"redis\" when more than one runs",
+                'counts alone; use backend = "redis" when more than one runs',
                 part,
             )
     app = build_app(config)
