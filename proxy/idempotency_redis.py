@@ -23,6 +23,7 @@ from .idempotency_store import (
     encode_answer,
     encode_lease,
 )
+from .redis_client import connect
 
 __all__ = ["RedisIdempotencyStore"]
 
@@ -57,17 +58,7 @@ class RedisIdempotencyStore:
     the callers were sent), so it is as sensitive as the API's own data."""
 
     def __init__(self, url: str, *, prefix: str = "edge:idem:", max_connections: int = 32) -> None:
-        import redis.asyncio as redis  # imported only when this backend is selected
-
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=1.0,
-            socket_connect_timeout=1.0,
-            socket_timeout=2.0,
-            health_check_interval=30,
-        )
-        self._redis: Any = redis.Redis(connection_pool=pool)
+        self._redis: Any = connect(url, max_connections=max_connections, socket_timeout=2.0)
         self._claim = self._redis.register_script(_CLAIM)
         self._renew = self._redis.register_script(_RENEW)
         self._record = self._redis.register_script(_RECORD)

@@ -25,6 +25,7 @@ from typing import Any
 
 from .errors import KeyStoreUnavailable
 from .keystore import AccountRecord, DuplicateError, Grants, TokenRecord
+from .redis_client import connect
 
 __all__ = ["RedisKeyStore"]
 
@@ -92,18 +93,7 @@ class RedisKeyStore:
     tokens."""
 
     def __init__(self, url: str, *, prefix: str = "edge:ks:", max_connections: int = 32) -> None:
-        import redis.asyncio as redis  # imported only when this backend is selected
-
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=1.0,
-            socket_connect_timeout=1.0,
-            socket_timeout=1.0,
-            health_check_interval=30,
-            decode_responses=True,
-        )
-        self._redis: Any = redis.Redis(connection_pool=pool)
+        self._redis: Any = connect(url, max_connections=max_connections, decode=True)
         self._p = prefix
         self._create = self._redis.register_script(_CREATE)
         self._create_account = self._redis.register_script(_CREATE_ACCOUNT)

@@ -17,6 +17,7 @@ from typing import Any
 
 from .policy import Tier
 from .ratelimit import BackendUnavailable, LimitResult, decide
+from .redis_client import connect
 
 __all__ = ["RedisRateLimiter"]
 
@@ -55,19 +56,7 @@ class RedisRateLimiter:
     """Trust model: the Redis server is the operator's; keys hold no secrets (token ids)."""
 
     def __init__(self, url: str, *, prefix: str = "edge:rl:", max_connections: int = 32) -> None:
-        import redis.asyncio as redis  # imported only when this backend is selected
-
-        # A bounded pool that waits for a free connection: a burst of requests must not
-        # open a connection each.
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=1.0,
-            socket_connect_timeout=1.0,
-            socket_timeout=1.0,
-            health_check_interval=30,
-        )
-        self._redis: Any = redis.Redis(connection_pool=pool)
+        self._redis: Any = connect(url, max_connections=max_connections)
         self._sha: str | None = None
         self._prefix = prefix
         self._errors = _ErrorLog()
