@@ -148,7 +148,11 @@ class RouteTable(Generic[T]):
                 self._tails.setdefault(method, []).append((pattern, value))
                 continue
             if pattern.literal_count == len(pattern.parts):
+                # An all-literal pattern matches only its own segments, which the exact
+                # lookup answers first; keeping it out of the buckets saves a failed
+                # match per sibling on every request (products/types vs products/{sku}).
                 self._exact.setdefault(method, {})[tuple(p or "" for p in pattern.parts)] = value
+                continue
             key = (len(pattern.parts), pattern.parts[0] if pattern.parts else None)
             self._by_count.setdefault(method, {}).setdefault(key, []).append((pattern, value))
         for buckets in self._by_count.values():

@@ -6,6 +6,7 @@ uvicorn trusts ``X-Forwarded-For`` from 127.0.0.1 by default; the edge turns tha
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import logging
 from pathlib import Path
@@ -81,6 +82,12 @@ def serve(config_path: str | Path, *, host: str | None = None, port: int | None 
                 part,
             )
     app = build_app(config)
+    # Everything built so far (modules, policies, route tables, config) lives as long as
+    # the process: move it out of the collector's generations so that the frequent
+    # collections under load stop traversing it (measured: ~13% of the edge's CPU per
+    # request at 32 connections; README "Performance").
+    gc.collect()
+    gc.freeze()
     server = uvicorn.Server(
         uvicorn_config(app, host or config.host, port or config.port, log_level=config.log_level)
     )
