@@ -83,9 +83,10 @@ def serve(config_path: str | Path, *, host: str | None = None, port: int | None 
             )
     app = build_app(config)
     # Everything built so far (modules, policies, route tables, config) lives as long as
-    # the process: move it out of the collector's generations so that the frequent
-    # collections under load stop traversing it (measured: ~13% of the edge's CPU per
-    # request at 32 connections; README "Performance").
+    # the process: move it out of the collector's generations so that full collections
+    # under load stop traversing it. Measured with gc.callbacks over ~110k requests at 32
+    # connections: a full collection took ~14 ms before and ~2 ms after (a pause every
+    # request in flight waits for), GC time per request 5.8 -> 4.2 us.
     gc.collect()
     gc.freeze()
     server = uvicorn.Server(
