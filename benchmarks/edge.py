@@ -7,14 +7,15 @@ Modes (one edge process each, one worker, pinned like every other proxy):
 - ``edge-full``: bearer token + scope + rate limit, memory rate-limit/idempotency backends;
 - ``edge-full-log``: ``edge-full`` with the edge's access log on (its default; every other
   mode and every peer runs without an access log, so this row prices the log alone);
-- ``edge-redis``: the same with Redis rate-limit and idempotency backends (our own
-  redis-server on a free loopback port; the keystore stays SQLite in every mode: the Redis
-  key store is not implemented yet).
+- ``edge-redis``: the same with Redis rate-limit, idempotency and key-store backends
+  (our own redis-server on a free loopback port).
 
-Each mode gets its own directory under ``benchmarks/.work/`` with ``edge.toml``, the
-benchmark policy and the SQLite keystore, and a token made with ``magento-edge tokens
-create`` (the last line it prints). The generated policy exposes exactly the two routes the
-benchmark calls; ``--edge-policy`` in run.py swaps in another file (e.g. the shipped one).
+Each mode gets its own directory under ``benchmarks/.work/`` with ``edge.toml``, its key
+store and a token made with ``magento-edge tokens create`` (the last line it prints). The
+edge runs the shipped v1 policy (``policies/storeoncloud.toml``, all 385 Magento routes:
+what an operator runs); ``edge-pass`` gets a copy with authentication off. ``--edge-policy``
+in run.py swaps in another file; the small generated policy below (the two routes the
+benchmark calls) is used only when the shipped one is missing.
 """
 
 from __future__ import annotations
