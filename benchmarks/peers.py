@@ -283,8 +283,19 @@ def _nginx(name: str, server_block: str, port: int) -> Proc:
     )
 
 
+def require_tools(*names: str) -> None:
+    """Fail with a clear message when a tool the benchmark needs is not installed."""
+    missing = [n for n in names if shutil.which(n) is None]
+    if missing:
+        raise SystemExit(
+            f"{', '.join(missing)} not found: run `bash benchmarks/run.sh` (or "
+            "`bash scripts/setup.sh bench`), which installs what the benchmarks need"
+        )
+
+
 def start_upstream(cpu: str = LOAD_CPU) -> Proc:
     """The Magento stand-in: nginx answering a fixed ~1.2 KB JSON (GET and POST)."""
+    require_tools("nginx", "wrk")
     port = free_port()
     block = f"""\
   server {{
