@@ -7,6 +7,8 @@ Modes (one edge process each, one worker, pinned like every other proxy):
 - ``edge-full``: bearer token + scope + rate limit, memory rate-limit/idempotency backends;
 - ``edge-full-log``: ``edge-full`` with the edge's access log on (its default; every other
   mode and every peer runs without an access log, so this row prices the log alone);
+- ``edge-nolimit``: ``edge-full`` with rate limits off (``[ratelimit] backend = "none"``):
+  the reference that prices the limiter, memory (``edge-full``) and Redis (``edge-redis``);
 - ``edge-redis``: the same with Redis rate-limit, idempotency and key-store backends
   (our own redis-server on a free loopback port).
 
@@ -31,7 +33,7 @@ STORE = "acme"
 PUBLIC_PREFIX = f"/api/v1/stores/{STORE}/commerce/products"
 GET_PATH = PUBLIC_PREFIX + "/24-MB01"
 MAGENTO_TOKEN = "bench-magento-integration-token"  # noqa: S105 - a stand-in, never checked
-MODES = ("edge-pass", "edge-full", "edge-full-log", "edge-redis")
+MODES = ("edge-pass", "edge-full", "edge-full-log", "edge-nolimit", "edge-redis")
 
 POLICY = """\
 # Benchmark surface: the two product routes the benchmark calls, one generous tier.
@@ -85,7 +87,7 @@ trusted_proxies = []
 {keystore}
 
 [ratelimit]
-backend = "{backend}"
+backend = "{rl_backend}"
 {redis_url}
 [idempotency]
 backend = "{backend}"
@@ -159,6 +161,7 @@ def _write(
             port=port,
             policy=policy,
             backend="redis" if redis_url else "memory",
+            rl_backend="redis" if redis_url else ("none" if mode == "edge-nolimit" else "memory"),
             keystore=(
                 f'backend = "redis"\nurl = "{redis_url}"\nprefix = "bench:{port}:"'
                 if redis_url

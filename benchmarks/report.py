@@ -277,6 +277,31 @@ def _load_table(rows: list[Record], conns: int, latency_view: bool) -> list[str]
     return lines
 
 
+def _limit_cost_table(rows: list[Record], records: list[Record]) -> list[str]:
+    """What rate limiting costs: the edge with limits off, memory and Redis, GET at 32."""
+    off = _get(rows, "edge-nolimit", 32)
+    if not off or off.get("skipped"):
+        return []
+    out = [
+        "",
+        "## Rate limits: what they cost (GET, 32 connections)",
+        "",
+        f"| rate limits | configuration | req/s | CPU µs/req | p99 ms | {X} limits off |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, case in (("off", "edge-nolimit"), ("memory", "edge-full"),
+                        ("Redis (every backend on Redis)", "edge-redis")):  # fmt: skip
+        row = _get(rows, case, 32)
+        if not row or row.get("skipped"):
+            continue
+        r = _median(round_ratios(records, (case, "GET"), ("edge-nolimit", "GET"), 32))
+        out.append(
+            f"| {label} | {case} | {_f(row.get('rps'), ',.0f')} | {_f(row.get('cpu_us'), '.0f')} | "
+            f"{_f(row.get('p99_ms'), '.3f')} | {_f(r, '.3f')} |"
+        )
+    return out
+
+
 def _client_table(rows: list[Record], records: list[Record], conns_list: list[int]) -> list[str]:
     head = "| client (bare raw-ASGI proxy) |"
     head += "".join(f" req/s @{c} |" for c in conns_list)
@@ -352,6 +377,7 @@ def write_markdown(path: Path, data: Record) -> None:
             f"| {t['target']} | {t['goal']} | {shown(t['value'])} | {t['verdict']} | "
             f"{shown(t.get('bare'))} | {t['why']} |"
         )
+    lines += _limit_cost_table(rows, records)
     for conns in conns_list:
         latency = conns == 1
         title = f"## {conns} connection{'s' if conns > 1 else ''}"

@@ -33,7 +33,7 @@ from peers import POST_JSON, POST_PATH, PRODUCT_JSON, Proc
 RESULTS = peers.HERE / "results"
 GET_TARGETS = (
     "direct", "nginx", "caddy", "bare-aiohttp", "bare-httpx", "bare-httpx-aiohttp",
-    "naive-httpx", "edge-pass", "edge-full", "edge-full-log", "edge-redis",
+    "naive-httpx", "edge-pass", "edge-full", "edge-full-log", "edge-nolimit", "edge-redis",
 )  # fmt: skip
 POST_CASES = (
     ("direct", "POST"), ("nginx", "POST"), ("caddy", "POST"), ("bare-aiohttp", "POST"),
@@ -50,8 +50,9 @@ QUICK_TARGETS = (
 )
 STREAM_TARGETS = ("bare-aiohttp", "bare-httpx", "bare-httpx-aiohttp", "naive-httpx", "edge-full")
 GROUPS = {"direct": "reference", "nginx": "peer", "caddy": "peer", "edge-pass": "edge",
-          "edge-full": "edge", "edge-full-log": "edge", "edge-redis": "edge"}  # fmt: skip
-ONLY_AT_32 = ("edge-full-log",)  # priced at 32 connections only
+          "edge-full": "edge", "edge-full-log": "edge", "edge-nolimit": "edge",
+          "edge-redis": "edge"}  # fmt: skip
+ONLY_AT_32 = ("edge-full-log", "edge-nolimit")  # priced at 32 connections only
 
 
 @dataclass
