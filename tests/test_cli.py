@@ -145,8 +145,8 @@ def test_tokens_create_sandbox_and_options(
         (["--store", "lab", "--permission", "orders:read"], "is sandbox"),
         (["--store", "acme", "--permission", "orders:read", "--sandbox"], "is live"),
         (
-            ["--store", "acme", "--permission", "orders:read", "--tier", "gold"],
-            'unknown tier "gold"',
+            ["--store", "acme", "--permission", "orders:read", "--tier", "diamond"],
+            'unknown tier "diamond"',
         ),
         (
             ["--store", "acme", "--permission", "orders:read", "--allow-ip", "x"],

@@ -61,6 +61,28 @@ def test_headers_on_upstream_answers_and_edge_errors_after_auth(limited: Harness
     assert "ratelimit-limit" not in unauthenticated.headers  # before authentication
 
 
+@pytest.mark.parametrize(
+    ("tier", "burst", "daily"),
+    [(None, 120, 20000), ("standard", 120, 20000), ("gold", 240, 50000), ("platinum", 480, 100000)],
+)
+def test_seed_partner_tiers_on_the_shipped_policy(
+    limited: Harness, tier: str | None, burst: int, daily: int
+) -> None:
+    """Seed 001's tiers (60/120/20,000, 120/240/50,000, 240/480/100,000 per minute, burst,
+    day) as the shipped policy defines them; no tier means the default, standard."""
+    token = limited.token("products:read", tier=tier)
+    with limited.client(token) as c:
+        first, second = c.get(PRODUCT), c.get(PRODUCT)
+    assert first.headers["ratelimit-limit"] == str(burst)
+    assert [first.headers["ratelimit-remaining"], second.headers["ratelimit-remaining"]] == [
+        str(burst - 1),
+        str(burst - 2),
+    ]
+    (surface,) = limited.config.surfaces  # v1 only
+    t = surface.tiers[tier or surface.default_tier]
+    assert (t.rate * 60 / t.period, t.burst, t.daily) == (burst / 2, burst, daily)
+
+
 def test_429_problem_with_retry_after_and_nothing_upstream(limited: Harness) -> None:
     token = limited.token("products:read", tier="quick")
     with limited.client(token) as c:
