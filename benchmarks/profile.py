@@ -3,11 +3,12 @@
     .venv/bin/pip install py-spy          # not part of scripts/setup.sh: optional tool
     .venv/bin/python benchmarks/profile.py [--proxy bare-aiohttp] [--seconds 15] [--native]
 
-Starts the upstream nginx and the proxy (``--proxy edge-full``: the edge), pinned like in
-run.py, runs wrk at 32 connections for ``--seconds`` + 2 s, samples the proxy with
-``py-spy record --format raw`` (collapsed stacks; py-spy itself on the load core), and
-prints the top functions by own samples (the leaf frame) and by total samples (anywhere on
-the stack). The summary is written to ``benchmarks/results/profile-<proxy>.txt``.
+Starts the upstream nginx and the proxy (``--proxy edge-full`` or another edge mode; Redis
+too for ``edge-redis``), pinned like in run.py, runs wrk at 32 connections for
+``--seconds`` + 2 s, samples the proxy with ``py-spy record --format raw`` (collapsed
+stacks; py-spy itself on the load core), and prints the top functions by own samples (the
+leaf frame) and by total samples (anywhere on the stack). The summary is written to
+``benchmarks/results/profile-<proxy>.txt``.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def summarize(raw: str, top: int = 25) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description="py-spy profile of a Python proxy under load")
     p.add_argument(
-        "--proxy", default="bare-aiohttp", choices=[*sorted(peers.PYTHON_PROXIES), "edge-full"]
+        "--proxy", default="bare-aiohttp", choices=[*sorted(peers.PYTHON_PROXIES), *edge.MODES]
     )
     p.add_argument("--seconds", type=int, default=15)
     p.add_argument("--connections", type=int, default=32)
@@ -77,8 +78,15 @@ def main() -> int:
         upstream = peers.start_upstream()
         procs.append(upstream)
         url = f"http://{peers.HOST}:{upstream.port}"
-        if args.proxy == "edge-full":
-            proxy, token = edge.start_edge("edge-full", url)
+        if args.proxy in edge.MODES:
+            if args.proxy == "edge-redis":
+                redis = peers.start_redis()
+                procs.append(redis)
+                proxy, token = edge.start_edge(
+                    args.proxy, url, redis_url=f"redis://{peers.HOST}:{redis.port}/0"
+                )
+            else:
+                proxy, token = edge.start_edge(args.proxy, url)
             req = Request(path=edge.GET_PATH, token=token)
         else:
             proxy = peers.start_python_proxy(args.proxy, url)
