@@ -9,7 +9,7 @@ Modes (one edge process each, one worker, pinned like every other proxy):
   mode and every peer runs without an access log, so this row prices the log alone);
 - ``edge-nolimit``: ``edge-full`` with rate limits off (``[ratelimit] backend = "none"``):
   the reference that prices the limiter, memory (``edge-full``) and Redis (``edge-redis``);
-- ``edge-redis``: the same with Redis rate-limit, idempotency and key-store backends
+- ``edge-redis``: ``edge-full`` with Redis rate-limit, idempotency and key-store backends
   (our own redis-server on a free loopback port).
 
 Each mode gets its own directory under ``benchmarks/.work/`` with ``edge.toml``, its key
