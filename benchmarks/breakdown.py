@@ -16,7 +16,7 @@ row adds over the row before it:
 
 Run ``bash benchmarks/run.sh`` once first (it installs nginx and wrk). Writes
 ``benchmarks/results/breakdown.md``. The machine is noisy: read the differences, not the
-absolute figures, and expect a row to move by 10-30 µs between runs.
+absolute figures, and expect a row to move by tens of µs between runs.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bare_proxy import HOP, serve
+from bare_proxy import HOP, lifespan, serve
+from edge import MAGENTO_TOKEN
 
 from proxy.config import Timeouts
 from proxy.headers import (
@@ -37,7 +38,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-CREDENTIAL = ("authorization", "Bearer bench-magento-integration-token")
+CREDENTIAL = ("authorization", f"Bearer {MAGENTO_TOKEN}")  # what the edge modes send
 
 
 def make_app(upstream: str, steps: str) -> Any:
@@ -47,15 +48,8 @@ def make_app(upstream: str, steps: str) -> Any:
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await client.start()
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await client.close()
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await lifespan(receive, send, client.start, client.close)
+            return
         headers = scope["headers"]
         if steps == "client":
             up = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k not in HOP]
