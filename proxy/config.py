@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
 __all__ = [
+    "AdminCredential",
     "BearerCredential",
     "Config",
     "OAuth1Credential",
@@ -66,7 +67,21 @@ class OAuth1Credential:
         return "OAuth1Credential(***)"
 
 
-Credential = BearerCredential | OAuth1Credential
+@dataclass(frozen=True, slots=True)
+class AdminCredential:
+    """A Magento admin's username and password; the edge logs in with them at
+    ``POST /V1/integration/admin/token`` and keeps the token fresh (``admin_token.py``)."""
+
+    username: str
+    password: str
+    token_lifetime: float = 4 * 3600.0  # opaque tokens; a JWT's own "exp" wins
+    min_refresh_interval: float = 30.0  # never log in more often than this
+
+    def __repr__(self) -> str:
+        return "AdminCredential(***)"
+
+
+Credential = BearerCredential | OAuth1Credential | AdminCredential
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +93,9 @@ class Store:
     store_code: str
     credential: Credential
     timeouts: Timeouts
+    # Magento's web/secure/offloader_header: the header whose value "https" makes Magento
+    # treat a request as secure (and sign-check it as https://...).
+    offloader_header: str = "X-Forwarded-Proto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +303,9 @@ def _http_url(r: Reader, where: str, url: str) -> str:
         r.problem(where, f'"{url}" must be an http:// or https:// URL with a host', near=url)
     if parts.query or parts.fragment:
         r.problem(where, f'"{url}" must not carry a query or fragment', near=url)
+    if parts.username is not None or parts.password is not None:
+        # Never repeat the URL: it holds a secret.
+        r.problem(where, "must not carry a user or password; use the store's credential")
     return url.rstrip("/")
 
 
@@ -321,13 +342,35 @@ def _stores(r: Reader, d: dict[str, Any], environ: Mapping[str, str]) -> dict[st
         if not store_id.replace("-", "").replace("_", "").isalnum() or not store_id.isascii():
             r.problem(w, "store ids may use only ASCII letters, digits, '-' and '_'")
         r.unknown_keys(
-            s, w, ("name", "environment", "magento_url", "store_code", "credential", "timeouts")
-        )
+            s,
+            w,
+            (
+                "name", "environment", "magento_url", "store_code", "credential", "timeouts",
+                "magento_offloader_header",
+            ),
+        )  # fmt: skip
         cred_t = r.table(s, "credential", w)
         cw = f"{w}.credential"
-        kind = r.string(cred_t, "kind", cw, choices=("bearer", "oauth1"))
+        kind = r.string(cred_t, "kind", cw, choices=("bearer", "oauth1", "admin"))
         credential: Credential
-        if kind == "oauth1":
+        if kind == "admin":
+            r.unknown_keys(
+                cred_t,
+                cw,
+                ("kind", "username_env", "password_env", "token_lifetime_seconds",
+                 "min_refresh_seconds"),
+            )  # fmt: skip
+            credential = AdminCredential(
+                username=_env(r, cw, cred_t, "username_env", environ),
+                password=_env(r, cw, cred_t, "password_env", environ),
+                token_lifetime=float(
+                    r.number(cred_t, "token_lifetime_seconds", cw, 14400, minimum=60)
+                ),
+                min_refresh_interval=float(
+                    r.number(cred_t, "min_refresh_seconds", cw, 30, minimum=1)
+                ),
+            )
+        elif kind == "oauth1":
             r.unknown_keys(
                 cred_t,
                 cw,
@@ -356,8 +399,29 @@ def _stores(r: Reader, d: dict[str, Any], environ: Mapping[str, str]) -> dict[st
             store_code=code,
             credential=credential,
             timeouts=_timeouts(r, s, w),
-        )
+            offloader_header=_header_name(
+                r, f"{w}.magento_offloader_header",
+                r.string(s, "magento_offloader_header", w, "X-Forwarded-Proto"),
+            ),
+        )  # fmt: skip
     return stores
+
+
+# RFC 9110 §5.1 field-name token characters.
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# Headers the edge itself owns on the way to Magento: an offloader header cannot be one.
+_OWNED = frozenset(
+    {"host", "authorization", "content-length", "transfer-encoding", "connection", "cookie",
+     "x-forwarded-for", "x-forwarded-host", "x-request-id", "via", "forwarded"}
+)  # fmt: skip
+
+
+def _header_name(r: Reader, where: str, name: str) -> str:
+    if not name or not set(name) <= _TCHAR:
+        r.problem(where, f'"{name}" is not an HTTP header name', near=name)
+    elif name.lower() in _OWNED:
+        r.problem(where, f'"{name}" is set by the edge itself; name Magento\'s offloader header')
+    return name
 
 
 def _upstreams(r: Reader, d: dict[str, Any]) -> dict[str, Upstream]:

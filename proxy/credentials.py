@@ -1,15 +1,24 @@
 """Step 6b of the request path: the store's own Magento credential, replacing the client's.
 
-``bearer``: ``Authorization: Bearer <integration or admin token>``.
+``bearer``: ``Authorization: Bearer <integration token>``.
 ``oauth1``: OAuth 1.0a with HMAC-SHA256, Magento's default for integrations. The
 signature covers the method, the URL and its query parameters and the ``oauth_*``
 parameters, never a JSON body (RFC 5849 §3.4.1.3 includes only form-encoded bodies), so
 signing never buffers a request body.
+``admin``: a Magento admin token fetched with a username and password and refreshed
+before it expires (:mod:`proxy.admin_token`).
 
-The signature primitives are oauthlib's. Its request-level ``Client.sign`` is not used:
-it refuses query strings with raw ``[`` ``]``, which Magento's ``searchCriteria[...]``
-syntax is full of, so the query is parsed here with ``parse_qsl`` and handed to
-oauthlib's normalisation.
+What gets signed is what Magento will rebuild (``Oauth\\Helper\\Request::getRequestUrl``):
+the scheme Magento derives (``https`` when it sees TLS, or when its offloader header —
+``web/secure/offloader_header``, ``X-Forwarded-Proto`` by default — says exactly
+``https``), the ``Host`` header the edge sends, and the raw path and query as forwarded.
+:meth:`MagentoOrigin.target` decides all three once, for the signature and the headers
+alike, so they cannot drift apart.
+
+The HMAC and base-string primitives are oauthlib's. Parameter normalisation (RFC 5849
+§3.4.1.3.2) is done here on bytes: oauthlib's works on text and re-encodes as UTF-8, which
+would sign ``%E9`` (a Latin-1 query byte) as ``%C3%A9`` while Magento signs the byte as
+received.
 """
 
 from __future__ import annotations
@@ -17,21 +26,127 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from urllib.parse import parse_qsl, quote
+from typing import NamedTuple, Protocol
+from urllib.parse import quote, quote_from_bytes, unquote_to_bytes, urlsplit
 
 from oauthlib.oauth1.rfc5849 import signature as _sig
 
-from .config import BearerCredential, Credential, OAuth1Credential
+from .config import AdminCredential, BearerCredential, OAuth1Credential, Store
 
-__all__ = ["authorization_for", "oauth1_authorization"]
+__all__ = [
+    "MagentoOrigin",
+    "MagentoTarget",
+    "UpstreamAuth",
+    "auth_for",
+    "oauth1_authorization",
+]
 
 
-def authorization_for(credential: Credential) -> Callable[[str, str], str]:
-    """A function ``(method, url) -> Authorization header value`` for the credential."""
+class MagentoTarget(NamedTuple):
+    """One request's view of a store's Magento, decided once."""
+
+    url: str  # where the edge connects: magento_url + path [+ "?" + query]
+    signed_url: str  # what Magento rebuilds: derived scheme + Host + raw path [+ query]
+    host: str  # the Host header the edge sends
+    proto: str  # the offloader header's value (and X-Forwarded-Proto's)
+
+
+class MagentoOrigin:
+    """A store's Magento base URL and offloader header, parsed once."""
+
+    __slots__ = ("base", "base_path", "host", "offloader", "tls")
+
+    def __init__(self, magento_url: str, offloader_header: str = "X-Forwarded-Proto") -> None:
+        parts = urlsplit(magento_url)
+        self.base = magento_url.rstrip("/")
+        self.base_path = parts.path.rstrip("/")
+        self.host = parts.netloc  # config refuses userinfo: no secret can be here
+        self.tls = parts.scheme == "https"
+        self.offloader = offloader_header.lower()
+
+    def target(self, proto: str, path: str, query: str = "") -> MagentoTarget:
+        """``path`` is appended to the base URL as it is (raw, still percent-encoded);
+        ``proto`` is what the edge tells Magento the client used (``https`` or ``http``)."""
+        tail = path + "?" + query if query else path
+        # Magento's isSecure(): the connection itself, or its offloader header == "https".
+        scheme = "https" if self.tls or proto == "https" else "http"
+        return MagentoTarget(
+            url=self.base + tail,
+            signed_url=f"{scheme}://{self.host}{self.base_path}{tail}",
+            host=self.host,
+            proto=proto,
+        )
+
+
+class UpstreamAuth(Protocol):
+    """The store's credential as the request path uses it.
+
+    ``authorization`` is synchronous on the hot path; it returns ``None`` only when a
+    credential must first be fetched (an admin token), and the caller then awaits
+    ``refresh()`` once and asks again."""
+
+    def authorization(self, method: str, signed_url: str) -> str | None: ...
+
+    async def refresh(self) -> None: ...
+
+    def rejected(self) -> None:
+        """Magento answered 401 to a request that carried this credential."""
+
+    async def close(self) -> None: ...
+
+
+class BearerAuth:
+    __slots__ = ("_value",)
+
+    def __init__(self, credential: BearerCredential) -> None:
+        self._value = "Bearer " + credential.token
+
+    def authorization(self, method: str, signed_url: str) -> str:
+        return self._value
+
+    async def refresh(self) -> None:
+        return None
+
+    def rejected(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class OAuth1Auth:
+    __slots__ = ("_clock", "_credential")
+
+    def __init__(
+        self, credential: OAuth1Credential, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._credential = credential
+        self._clock = clock
+
+    def authorization(self, method: str, signed_url: str) -> str:
+        return oauth1_authorization(self._credential, method, signed_url, clock=self._clock)
+
+    async def refresh(self) -> None:
+        return None
+
+    def rejected(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def auth_for(store: Store, *, clock: Callable[[], float] = time.time) -> UpstreamAuth:
+    """The request path's credential object for one store."""
+    credential = store.credential
     if isinstance(credential, BearerCredential):
-        value = "Bearer " + credential.token
-        return lambda _method, _url: value
-    return lambda method, url: oauth1_authorization(credential, method, url)
+        return BearerAuth(credential)
+    if isinstance(credential, OAuth1Credential):
+        return OAuth1Auth(credential, clock=clock)
+    assert isinstance(credential, AdminCredential)
+    from .admin_token import AdminTokenAuth
+
+    return AdminTokenAuth(store, clock=clock)
 
 
 class _Secrets:
@@ -44,6 +159,31 @@ class _Secrets:
         self.resource_owner_secret = resource_owner_secret
 
 
+def _pct(raw: bytes) -> str:
+    """RFC 5849 §3.6: every byte outside ALPHA DIGIT ``-._~`` as ``%XX``."""
+    return quote_from_bytes(raw, safe=b"~")
+
+
+def _normalized(query: str, oauth_params: list[tuple[str, str]]) -> str:
+    """RFC 5849 §3.4.1.3: the query's pairs (form-decoded to bytes, ``+`` is a space) and
+    the ``oauth_*`` pairs, each percent-encoded, sorted, joined."""
+    pairs = [(_pct(k.encode()), _pct(v.encode())) for k, v in oauth_params]
+    if query:
+        raw = query.encode("latin-1")
+        for item in raw.split(b"&"):
+            if not item:
+                continue
+            name, _, value = item.partition(b"=")
+            pairs.append(
+                (
+                    _pct(unquote_to_bytes(name.replace(b"+", b" "))),
+                    _pct(unquote_to_bytes(value.replace(b"+", b" "))),
+                )
+            )
+    pairs.sort()
+    return "&".join(f"{k}={v}" for k, v in pairs)
+
+
 def oauth1_authorization(
     cred: OAuth1Credential,
     method: str,
@@ -53,7 +193,8 @@ def oauth1_authorization(
     timestamp: str | None = None,
     clock: Callable[[], float] = time.time,
 ) -> str:
-    """The ``Authorization: OAuth ...`` value signing ``method url`` with HMAC-SHA256."""
+    """The ``Authorization: OAuth ...`` value signing ``method url`` with HMAC-SHA256.
+    ``url`` is what Magento will rebuild (:attr:`MagentoTarget.signed_url`)."""
     oauth_params = [
         ("oauth_consumer_key", cred.consumer_key),
         ("oauth_nonce", nonce or secrets.token_hex(16)),
@@ -63,9 +204,8 @@ def oauth1_authorization(
         ("oauth_version", "1.0"),
     ]
     base_url, _, query = url.partition("?")
-    params = parse_qsl(query, keep_blank_values=True) + oauth_params
     base = _sig.signature_base_string(
-        method.upper(), _sig.base_string_uri(base_url), _sig.normalize_parameters(params)
+        method.upper(), _sig.base_string_uri(base_url), _normalized(query, oauth_params)
     )
     signature = _sig.sign_hmac_sha256_with_client(
         base, _Secrets(cred.consumer_secret, cred.access_token_secret)

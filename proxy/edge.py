@@ -26,13 +26,14 @@ from typing import Any
 from . import endpoints
 from .auth import Principal, authenticate
 from .config import Config, Store
-from .credentials import authorization_for
+from .credentials import MagentoOrigin, auth_for
 from .decide import Decision, authorize, resolve, store_for, surface_for
 from .errors import (
     EdgeError,
     LimiterUnavailable,
     NotFound,
     TooManyRequests,
+    UpstreamCredentialUnavailable,
     UpstreamNotConfigured,
     render,
 )
@@ -82,8 +83,10 @@ class Edge:
         self.keystore = CachedKeyStore(keystore)
         self.upstream = upstream or UpstreamClient(max_connections=config.max_connections)
         self.clock = clock
-        self._signers = {
-            sid: authorization_for(store.credential) for sid, store in config.stores.items()
+        self._auths = {sid: auth_for(store, clock=clock) for sid, store in config.stores.items()}
+        self._origins = {
+            sid: MagentoOrigin(store.magento_url, store.offloader_header)
+            for sid, store in config.stores.items()
         }
         self.limiter = open_limiter(config.ratelimit_backend, config.ratelimit_url)
         self.idempotency = open_idempotency(config)
@@ -114,6 +117,8 @@ class Edge:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.upstream.close()
+                for auth in self._auths.values():
+                    await auth.close()
                 await self.keystore.close()
                 if self.limiter is not None:
                     await self.limiter.close()
@@ -287,7 +292,6 @@ class Edge:
                 raise UpstreamNotConfigured("This route needs a store, and none is configured.")
             base_url = store.magento_url
             timeouts = store.timeouts
-            sign = self._signers[store.id]
         else:
             upstream = self.config.upstreams.get(mount.upstream)
             if upstream is None:
@@ -296,7 +300,6 @@ class Edge:
                 )
             base_url = upstream.url
             timeouts = upstream.timeouts
-            sign = None
 
         # The mount's upstream prefix depends only on the mount and the store (checked
         # against config above), so it is built once per pair.
@@ -310,17 +313,48 @@ class Edge:
             path += _fill(route.target, decision.route_vars, decision, store)
         elif decision.rest:
             path += "/" + "/".join(decision.rest)
-        url = base_url + path
-        query = scope.get("query_string", b"")
-        if query:
-            url += "?" + query.decode("latin-1")
-
+        raw_query = scope.get("query_string", b"")
+        query = raw_query.decode("latin-1") if raw_query else ""
         method = scope["method"]
-        extra = [("authorization", sign(method, url))] if sign is not None else []
-        up_headers = upstream_request_headers(scope["headers"], fwd, extra)
-        return await self.upstream.forward(
+
+        if mount.upstream != "magento":
+            url = base_url + path + ("?" + query if query else "")
+            up_headers = upstream_request_headers(scope["headers"], fwd)
+            return await self.upstream.forward(
+                method=method,
+                url=url,
+                headers=up_headers,
+                request_headers=scope["headers"],
+                receive=receive,
+                send=send,
+                timeouts=timeouts,
+                extra_response_headers=answer_headers,
+            )
+
+        assert store is not None
+        # Scheme, Host and path+query decided once, for the signature and the headers.
+        origin = self._origins[store.id]
+        target = origin.target(fwd.proto, path, query)
+        auth = self._auths[store.id]
+        credential = auth.authorization(method, target.signed_url)
+        if credential is None:
+            await auth.refresh()
+            credential = auth.authorization(method, target.signed_url)
+            if credential is None:
+                raise UpstreamCredentialUnavailable(
+                    "The store's Magento credential is not available right now; "
+                    "the edge's log says why."
+                )
+        extra = [("authorization", credential), ("host", target.host)]
+        drop: frozenset[bytes] = frozenset()
+        if origin.offloader != "x-forwarded-proto":
+            # Magento believes only its offloader header: the client's copy never passes.
+            drop = frozenset({origin.offloader.encode("latin-1")})
+            extra.append((origin.offloader, target.proto))
+        up_headers = upstream_request_headers(scope["headers"], fwd, extra, drop=drop)
+        status = await self.upstream.forward(
             method=method,
-            url=url,
+            url=target.url,
             headers=up_headers,
             request_headers=scope["headers"],
             receive=receive,
@@ -328,6 +362,9 @@ class Edge:
             timeouts=timeouts,
             extra_response_headers=answer_headers,
         )
+        if status == 401:
+            auth.rejected()  # an expired admin token: log in again (rate-limited)
+        return status
 
     async def _send_error(
         self,

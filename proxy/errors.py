@@ -19,6 +19,7 @@ the response has started.
     ├── TooManyRequests       429  rate_limited
     ├── UpstreamUnavailable   502  upstream_unavailable (refused, reset)
     ├── UpstreamNotConfigured 503  upstream_not_configured
+    ├── UpstreamCredentialUnavailable 503  upstream_credential_unavailable (no admin token)
     ├── LimiterUnavailable    503  rate_limiter_unavailable (on_backend_error = "deny")
     ├── KeyStoreUnavailable   503  keystore_unavailable (token store unreachable)
     ├── idempotency_store.IdempotencyUnavailable  503  idempotency_unavailable
@@ -48,6 +49,7 @@ __all__ = [
     "TooManyRequests",
     "Unauthorized",
     "UnprocessableContent",
+    "UpstreamCredentialUnavailable",
     "UpstreamNotConfigured",
     "UpstreamTimeout",
     "UpstreamUnavailable",
@@ -122,6 +124,10 @@ class UpstreamUnavailable(EdgeError):
 
 class UpstreamNotConfigured(EdgeError):
     status, code, title = 503, "upstream_not_configured", "Service Unavailable"
+
+
+class UpstreamCredentialUnavailable(EdgeError):
+    status, code, title = 503, "upstream_credential_unavailable", "Service Unavailable"
 
 
 class LimiterUnavailable(EdgeError):

@@ -159,13 +159,19 @@ def build_forwarding(
 
 
 def upstream_request_headers(
-    headers: RawHeaders, fwd: ForwardingContext, extra: Iterable[tuple[str, str]] = ()
+    headers: RawHeaders,
+    fwd: ForwardingContext,
+    extra: Iterable[tuple[str, str]] = (),
+    *,
+    drop: frozenset[bytes] = frozenset(),
 ) -> list[tuple[str, str]]:
+    """Headers for the upstream; ``drop`` names more client headers never to forward (a
+    store's offloader header, which ``extra`` then sets)."""
     named = _connection_named(headers) if any(n == b"connection" for n, _ in headers) else None
     out: list[tuple[str, str]] = []
     vias: list[str] = []
     for name, value in headers:
-        if name in _REQUEST_DROP or (named and name in named):
+        if name in _REQUEST_DROP or name in drop or (named and name in named):
             if name == b"via":
                 vias.append(value.decode("latin-1"))
             continue

@@ -13,7 +13,7 @@ from urllib.parse import unquote, unquote_plus
 import pytest
 
 from proxy.config import BearerCredential, OAuth1Credential
-from proxy.credentials import authorization_for, oauth1_authorization
+from proxy.credentials import BearerAuth, MagentoOrigin, OAuth1Auth, oauth1_authorization
 
 CRED = OAuth1Credential(
     consumer_key="ck 1/x",
@@ -87,9 +87,43 @@ def _parse_header(value: str) -> dict[str, str]:
 
 
 def test_bearer_value() -> None:
-    sign = authorization_for(BearerCredential("magento-integration-token"))
-    assert sign("GET", "http://m/rest/V1/products") == "Bearer magento-integration-token"
-    assert sign("POST", "http://other/") == "Bearer magento-integration-token"
+    auth = BearerAuth(BearerCredential("magento-integration-token"))
+    assert auth.authorization("GET", "http://m/rest/V1/products") == (
+        "Bearer magento-integration-token"
+    )
+    assert auth.authorization("POST", "http://other/") == "Bearer magento-integration-token"
+
+
+# -- what Magento rebuilds ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("magento_url", "proto", "signed"),
+    [
+        # Plain HTTP all the way: Magento sees http.
+        ("http://127.0.0.1:9000", "http", "http://127.0.0.1:9000/rest/V1/x?a=1"),
+        # A TLS ingress in front of the edge: Magento's offloader header says https.
+        ("http://127.0.0.1:9000", "https", "https://127.0.0.1:9000/rest/V1/x?a=1"),
+        # TLS from the edge to Magento: https whatever the client used.
+        ("https://shop.example", "http", "https://shop.example/rest/V1/x?a=1"),
+        # A base path under which Magento is installed is part of what it rebuilds.
+        ("http://m.example:8080/magento/", "https", "https://m.example:8080/magento/rest/V1/x?a=1"),
+    ],
+)
+def test_target_signs_the_scheme_magento_derives(magento_url: str, proto: str, signed: str) -> None:
+    target = MagentoOrigin(magento_url).target(proto, "/rest/V1/x", "a=1")
+    assert target.signed_url == signed
+    assert target.url == magento_url.rstrip("/") + "/rest/V1/x?a=1"  # where the edge connects
+    assert target.host == magento_url.split("://")[1].split("/")[0]
+    assert target.proto == proto
+
+
+def test_target_keeps_raw_path_and_query_bytes() -> None:
+    path = "/rest/default/V1/products/BAG%2F01"
+    query = "searchCriteria[filter_groups][0][filters][0][value]=%C3%A9t%C3%A9&x=%E9"
+    target = MagentoOrigin("http://m:1").target("https", path, query)
+    assert target.signed_url == f"https://m:1{path}?{query}"
+    assert target.url == f"http://m:1{path}?{query}"
 
 
 # -- OAuth 1.0a -----------------------------------------------------------------------------
@@ -147,10 +181,24 @@ def test_oauth1_signature_covers_path_query_and_method() -> None:
     assert sig("GET", URL.split("?")[0]) != base
 
 
+def test_oauth1_signs_query_bytes_as_received() -> None:
+    # %E9 is not UTF-8: Magento signs the byte as it came (%E9), never U+FFFD or %C3%A9.
+    url = "http://m:9000/rest/V1/products?q=%E9t%E9&r=%C3%A9+x"
+    header = oauth1_authorization(CRED, "GET", url, nonce=NONCE, timestamp=TIMESTAMP)
+    params = sorted(
+        [*((_pct(k), _pct(v)) for k, v in _oauth_params()), ("q", "%E9t%E9"), ("r", "%C3%A9%20x")]
+    )
+    normalized = "&".join(f"{k}={v}" for k, v in params)
+    base = "&".join(["GET", _pct("http://m:9000/rest/V1/products"), _pct(normalized)])
+    key = _pct(CRED.consumer_secret) + "&" + _pct(CRED.access_token_secret)
+    digest = hmac.new(key.encode(), base.encode(), hashlib.sha256).digest()
+    assert _parse_header(header)["oauth_signature"] == base64.b64encode(digest).decode()
+
+
 def test_oauth1_nonce_and_timestamp_defaults() -> None:
-    sign = authorization_for(CRED)
-    first = _parse_header(sign("GET", URL))
-    second = _parse_header(sign("GET", URL))
+    auth = OAuth1Auth(CRED)
+    first = _parse_header(auth.authorization("GET", URL))
+    second = _parse_header(auth.authorization("GET", URL))
     assert first["oauth_nonce"] != second["oauth_nonce"]
     assert re.fullmatch(r"[0-9a-f]{32}", first["oauth_nonce"])
     header = oauth1_authorization(CRED, "GET", URL, nonce=NONCE, clock=lambda: 1234.9)
@@ -161,7 +209,10 @@ def test_oauth1_never_needs_the_body() -> None:
     # The signature is a function of method and URL only: there is no way to pass a body.
     params = set(inspect.signature(oauth1_authorization).parameters)
     assert params == {"cred", "method", "url", "nonce", "timestamp", "clock"}
-    assert set(inspect.signature(authorization_for(CRED)).parameters) == {"method", "url"}
+    assert set(inspect.signature(OAuth1Auth(CRED).authorization).parameters) == {
+        "method",
+        "signed_url",
+    }
 
 
 def test_signing_raises_no_deprecation_warning() -> None:
