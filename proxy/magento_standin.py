@@ -36,9 +36,9 @@ Reproduced from Magento (file names are Magento's):
   HMAC-SHA256 only. The OAuth check is an independent RFC 5849 implementation
   (hashlib/hmac/urllib, never oauthlib, so the edge's oauthlib signing is really
   cross-checked). The base string URI is the request's scheme (``https`` when the
-  connection is TLS or ``X-Forwarded-Proto`` is exactly ``https``, as Magento's
-  ``isSecure()``), the ``Host`` header (lower-cased, default port dropped) and the raw
-  path as received; the parameters are the query string parsed with
+  connection is TLS or the offloader header, ``X-Forwarded-Proto`` by default, is exactly
+  ``https``, as Magento's ``isSecure()``), the ``Host`` header (lower-cased, default port
+  dropped) and the raw path as received; the parameters are the query string parsed with
   ``urllib.parse.parse_qsl(keep_blank_values=True)`` (so raw ``searchCriteria[...]``
   brackets are fine) plus the header's ``oauth_*`` parameters except
   ``oauth_signature``. Request bodies are never signed: Magento REST bodies are JSON.
@@ -107,12 +107,21 @@ as an object or ``[]`` when it has none, DELETE ``true``, POST and PUT the echoe
 single top-level object unwrapped, with the PUT path parameter written in) or ``true``
 without a body.
 
-Simplified or not reproduced: OAuth timestamps and nonces are not checked (no replay or
-clock window); OAuth parameters are read from the header only, never from the query or a
-form body; Magento's PHP ``parse_str`` nesting of bracketed query keys in the signature is
-not modelled (flat ``parse_qsl`` pairs are signed, as the edge signs them). All admins and
-integrations hold every ACL resource. Admin tokens are opaque (2.4.4+ issues JWTs),
-never expire, and Two-Factor Auth is not modelled; the customer token route never issues
+OAuth timestamps and nonces are checked as ``Nonce/Generator::validateNonce`` does: a
+timestamp more than 600 s ahead of Magento's clock is 400 ``Incorrect timestamp value in the
+oauth_timestamp parameter`` (a past one passes), a nonce seen before for the consumer is
+401 ``The nonce is already being used by the consumer with ID %1``. Admin tokens are JWTs
+(HS256, 2.4.4+) that expire after ``admin_token_minutes`` (60, ``webapi/jwtauth/
+admin_expiration``); an expired one makes the caller a guest. With ``two_factor=True``
+(Magento_TwoFactorAuth, bundled with 2.4) valid admin credentials get 401 ``Please use the
+2fa provider-specific endpoints to obtain a token.`` with ``active_providers``. The
+offloader header (``web/secure/offloader_header``) is configurable; every answer carries a
+``Date`` from the stand-in's clock, as the web server in front of Magento adds.
+
+Simplified or not reproduced: OAuth parameters are read from the header only, never from
+the query or a form body; Magento's PHP ``parse_str`` nesting of bracketed query keys in
+the signature is not modelled (flat ``parse_qsl`` pairs are signed, as the edge signs them). All admins and
+integrations hold every ACL resource; the customer token route never issues
 tokens (configure ``customer_tokens`` instead). XML is neither parsed nor rendered (XML
 bodies get the unsupported media type 400; XML-only ``Accept`` still gets JSON). Stores do
 not scope data. ``fields`` sparse fieldsets, input limits, reCAPTCHA and rate limits are
@@ -150,14 +159,18 @@ import re
 import secrets
 import string
 import sys
+import time
 import uuid
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from email.utils import formatdate
 from importlib import resources
 from typing import Any, Final, Literal, TypedDict
 from urllib.parse import parse_qsl, quote, unquote, unquote_plus
+
+import jwt
 
 __all__ = [
     "UNKNOWN_STORE_ANSWER",
@@ -201,6 +214,13 @@ _OAUTH_REQUIRED: Final = (
     "oauth_token",
 )
 _OAUTH_LENGTH: Final = 32  # Framework/Oauth/Helper/Oauth.php LENGTH_CONSUMER_KEY, LENGTH_TOKEN
+# Integration/Model/Oauth/Nonce/Generator.php: TIME_DEVIATION, and its messages.
+_OAUTH_TIME_DEVIATION: Final = 600
+_MSG_TIMESTAMP: Final = "Incorrect timestamp value in the oauth_timestamp parameter"
+_MSG_NONCE: Final = "The nonce is already being used by the consumer with ID %1"
+_MAX_NONCES: Final = 100_000
+# TwoFactorAuth/Model/AdminAccessTokenService.php (security-package), as of 2.4.6.
+_MSG_2FA: Final = "Please use the 2fa provider-specific endpoints to obtain a token."
 _CONTENT_TYPE_RE: Final = re.compile(r"^([a-z\d/\-+.]+?)(?:; *charset=(.+))?$", re.IGNORECASE)
 _SYNC_PATH_RE: Final = re.compile(r"^/V\d+")
 _ASYNC_PATH_RE: Final = re.compile(r"^/async(/V.+)")
@@ -1024,8 +1044,18 @@ class MagentoStandin:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_recorded: int = DEFAULT_MAX_RECORDED,
         seed: bool = True,
+        offloader_header: str = "X-Forwarded-Proto",
+        two_factor: bool = False,
+        admin_token_minutes: float = 60,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._bearer: set[str] = {t for t in bearer_tokens if t}
+        self._offloader = offloader_header.lower().encode("latin-1")
+        self.two_factor = two_factor
+        self.admin_token_minutes = admin_token_minutes
+        self.clock = clock
+        self._jwt_key = secrets.token_bytes(32)  # signs this instance's admin JWTs
+        self._nonces: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._oauth_by_key: dict[str, OAuth1Integration] = {}
         self._oauth_by_token: dict[str, OAuth1Integration] = {}
         for entry in oauth1:
@@ -1034,6 +1064,7 @@ class MagentoStandin:
             )
             self._oauth_by_key[integration.consumer_key] = integration
             self._oauth_by_token[integration.access_token] = integration
+        self._consumer_ids = {key: i for i, key in enumerate(self._oauth_by_key, start=1)}
         self._customer_tokens: dict[str, int] = dict(customer_tokens or {})
         self._admin_users: dict[str, str] = dict(admin_users or {})
         self._admin_tokens: set[str] = set()
@@ -1139,6 +1170,8 @@ class MagentoStandin:
                 "headers": [
                     (b"content-type", _RESPONSE_HEADERS),
                     (b"content-length", str(len(payload)).encode()),
+                    # What a web server in front of PHP adds; probes read Magento's clock here.
+                    (b"date", formatdate(self.clock(), usegmt=True).encode()),
                 ],
             }
         )
@@ -1166,7 +1199,7 @@ class MagentoStandin:
             elif k == b"host":
                 if host is None:
                     host = v.decode("latin-1")
-            elif k == b"x-forwarded-proto":
+            elif k == self._offloader:
                 if forwarded_proto is None:
                     forwarded_proto = v.decode("latin-1")
             elif k == b"accept" and accept is None:
@@ -1267,7 +1300,7 @@ class MagentoStandin:
             token = pieces[1]
             if token in self._bearer:
                 return _INTEGRATION
-            if token in self._admin_tokens:
+            if token in self._admin_tokens and self._admin_token_valid(token):
                 return _ADMIN
             customer_id = self._customer_tokens.get(token)
             if customer_id is not None:
@@ -1306,7 +1339,7 @@ class MagentoStandin:
         integration = self._oauth_by_key.get(consumer_key)
         if integration is None:
             raise _fail(401, "A consumer having the specified key does not exist")
-        # Nonce and timestamp (NonceGenerator::validateNonce) are deliberately not checked.
+        self._validate_nonce(consumer_key, params["oauth_nonce"], params["oauth_timestamp"])
         token_owner = self._oauth_by_token.get(params["oauth_token"])
         if token_owner is None:
             raise _fail(401, "Specified token does not exist")
@@ -1328,6 +1361,37 @@ class MagentoStandin:
         if not hmac.compare_digest(expected.encode(), params["oauth_signature"].encode()):
             raise _fail(401, "The signature is invalid. Verify and try again.")
         return _INTEGRATION
+
+    def _validate_nonce(self, consumer_key: str, nonce: str, timestamp: str) -> None:
+        """``Nonce/Generator::validateNonce``: a timestamp more than 10 minutes ahead of
+        Magento's clock (or not a positive integer) is refused; a past one is not. A nonce
+        is accepted once per consumer (kept in a bounded table here)."""
+        try:
+            value = int(timestamp)
+        except ValueError:
+            value = 0  # PHP's (int) cast of garbage
+        if value <= 0 or value > self.clock() + _OAUTH_TIME_DEVIATION:
+            raise _fail(400, _MSG_TIMESTAMP)
+        key = (consumer_key, nonce)
+        if key in self._nonces:
+            raise _fail(401, _MSG_NONCE, [self._consumer_ids[consumer_key]])
+        self._nonces[key] = None
+        if len(self._nonces) > _MAX_NONCES:
+            self._nonces.popitem(last=False)
+
+    def _admin_token_valid(self, token: str) -> bool:
+        """2.4.4+ admin tokens are JWTs; an expired one is swallowed (the caller is a
+        guest), as ``ExpirationValidator`` does."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._jwt_key,
+                algorithms=["HS256"],
+                options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
+            )
+        except jwt.PyJWTError:
+            return False
+        return bool(claims.get("exp", 0) > self.clock())
 
     def _accept_async(
         self, route: MagentoRoute, mode: str, params: Mapping[str, str], decoded: Any
@@ -1658,7 +1722,18 @@ class MagentoStandin:
         expected = self._admin_users.get(username)
         if expected is None or not hmac.compare_digest(expected.encode(), password.encode()):
             raise _fail(401, _MSG_SIGN_IN)
-        token = _random_alnum(_OAUTH_LENGTH)
+        if self.two_factor:
+            # Magento_TwoFactorAuth's plugin: valid credentials, and still no token.
+            raise _fail(401, _MSG_2FA, {"active_providers": ["google"]})
+        now = self.clock()
+        claims = {
+            "uid": sorted(self._admin_users).index(username) + 1,
+            "utypid": 2,  # UserContextInterface::USER_TYPE_ADMIN
+            "iat": int(now),
+            "exp": int(now + self.admin_token_minutes * 60),
+            "jti": secrets.token_hex(8),
+        }
+        token = jwt.encode(claims, self._jwt_key, algorithm="HS256")
         self._admin_tokens.add(token)
         return token
 
@@ -1802,12 +1877,20 @@ def create_standin(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_recorded: int = DEFAULT_MAX_RECORDED,
     seed: bool = True,
+    offloader_header: str = "X-Forwarded-Proto",
+    two_factor: bool = False,
+    admin_token_minutes: float = 60,
+    clock: Callable[[], float] = time.time,
 ) -> MagentoStandin:
     """A fresh stand-in with its own data. Credentials: ``bearer_tokens`` are accepted as
     an integration (all ACL resources); ``oauth1`` integrations (or 4-tuples consumer key,
     consumer secret, access token, access token secret) sign with HMAC-SHA256;
     ``customer_tokens`` maps Bearer tokens to customer ids (``self`` routes);
-    ``admin_users`` maps usernames to passwords for ``POST /V1/integration/admin/token``."""
+    ``admin_users`` maps usernames to passwords for ``POST /V1/integration/admin/token``.
+    ``offloader_header`` is Magento's ``web/secure/offloader_header``; ``two_factor``
+    installs Magento_TwoFactorAuth's refusal of admin tokens; ``admin_token_minutes`` is
+    ``webapi/jwtauth/admin_expiration``; ``clock`` is Magento's clock (token expiry, OAuth
+    timestamps, the ``Date`` header)."""
     return MagentoStandin(
         bearer_tokens=bearer_tokens,
         oauth1=oauth1,
@@ -1817,6 +1900,10 @@ def create_standin(
         max_body_bytes=max_body_bytes,
         max_recorded=max_recorded,
         seed=seed,
+        offloader_header=offloader_header,
+        two_factor=two_factor,
+        admin_token_minutes=admin_token_minutes,
+        clock=clock,
     )
 
 

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -84,14 +85,17 @@ def sign(
     signature_method: str = "HMAC-SHA256",
     scheme: str | None = None,
     drop: str | None = None,
+    nonce: str | None = None,
+    timestamp: str = "1700000000",
 ) -> httpx.Request:
     """Sign ``request`` in place the way the edge does: oauthlib primitives, query
-    parameters from ``parse_qsl(keep_blank_values=True)``, the Host header."""
+    parameters from ``parse_qsl(keep_blank_values=True)``, the Host header. A fresh nonce
+    each time unless given (Magento accepts a nonce once per consumer)."""
     oauth = {
         "oauth_consumer_key": integration.consumer_key,
-        "oauth_nonce": "a1b2c3d4e5",
+        "oauth_nonce": nonce or uuid.uuid4().hex,
         "oauth_signature_method": signature_method,
-        "oauth_timestamp": "1700000000",
+        "oauth_timestamp": timestamp,
         "oauth_token": integration.access_token,
         "oauth_version": "1.0",
     }
@@ -384,7 +388,7 @@ async def test_admin_token_endpoint(client: httpx.AsyncClient) -> None:
     )
     assert r.status_code == 200
     token = r.json()
-    assert isinstance(token, str) and len(token) == 32
+    assert isinstance(token, str) and token.count(".") == 2  # a JWT, as 2.4.4+ issues
     r = await client.get("/rest/V1/products/MB-01", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200
 
@@ -450,12 +454,12 @@ async def test_oauth_tampered_signature_is_rejected(client: httpx.AsyncClient) -
 
 
 async def test_oauth_signature_does_not_cover_another_request(client: httpx.AsyncClient) -> None:
-    signed = sign(client.build_request("GET", "/rest/V1/products/MB-01"))
     for method, url in [
         ("GET", "/rest/V1/products/MB-04"),
         ("DELETE", "/rest/V1/products/MB-01"),
         ("GET", "/rest/V1/products/MB-01?extra=1"),
     ]:
+        signed = sign(client.build_request("GET", "/rest/V1/products/MB-01"))
         other = client.build_request(method, url)
         other.headers["Authorization"] = signed.headers["Authorization"]
         r = await client.send(other)
@@ -1197,3 +1201,103 @@ def test_cli_refuses_a_missing_secret(capsys: pytest.CaptureFixture[str]) -> Non
         ms.main(["--bearer-token-env", env_name])
     assert exc.value.code == 2
     assert env_name in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- clocks, offloader
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_oauth_timestamp_ahead_of_magentos_clock_is_refused(
+    client: httpx.AsyncClient, standin: MagentoStandin
+) -> None:
+    now = int(standin.clock())
+    ahead = sign(client.build_request("GET", "/rest/V1/products/MB-01"), timestamp=str(now + 601))
+    r = await client.send(ahead)
+    assert r.status_code == 400
+    assert r.json() == {"message": "Incorrect timestamp value in the oauth_timestamp parameter"}
+    # Up to 600 s ahead passes, and so does any past time (Magento checks only the future).
+    for ts in (now + 590, now - 86400):
+        request = sign(client.build_request("GET", "/rest/V1/products/MB-01"), timestamp=str(ts))
+        assert (await client.send(request)).status_code == 200
+    garbage = sign(client.build_request("GET", "/rest/V1/products/MB-01"), timestamp="soon")
+    assert (await client.send(garbage)).status_code == 400
+
+
+async def test_oauth_nonce_is_accepted_once(client: httpx.AsyncClient) -> None:
+    first = sign(client.build_request("GET", "/rest/V1/products/MB-01"), nonce="n-1")
+    assert (await client.send(first)).status_code == 200
+    again = sign(client.build_request("GET", "/rest/V1/products/MB-01"), nonce="n-1")
+    r = await client.send(again)
+    assert r.status_code == 401
+    assert r.json() == {
+        "message": "The nonce is already being used by the consumer with ID %1",
+        "parameters": [1],
+    }
+    # Another consumer may use the same nonce.
+    other = sign(client.build_request("GET", "/rest/V1/products/MB-01"), OTHER, nonce="n-1")
+    assert (await client.send(other)).status_code == 200
+
+
+async def test_answers_carry_a_date_from_magentos_clock() -> None:
+    standin = create_standin(clock=FakeClock(1_700_000_000.0))
+    transport = httpx.ASGITransport(app=standin)
+    async with httpx.AsyncClient(transport=transport, base_url="http://m.test") as c:
+        r = await c.get("/rest/V1/directory/currency")
+    assert r.headers["date"] == "Tue, 14 Nov 2023 22:13:20 GMT"
+
+
+async def test_custom_offloader_header_decides_https() -> None:
+    standin = create_standin(oauth1=[INTEGRATION], offloader_header="X-Forwarded-Scheme")
+    transport = httpx.ASGITransport(app=standin)
+    async with httpx.AsyncClient(transport=transport, base_url="http://m.test") as c:
+        url = "/rest/V1/products/MB-01"
+        # Signed as https: only the configured header makes Magento rebuild https://.
+        for header, expected in (("X-Forwarded-Scheme", 200), ("X-Forwarded-Proto", 401)):
+            request = sign(c.build_request("GET", url), scheme="https")
+            request.headers[header] = "https"
+            assert (await c.send(request)).status_code == expected, header
+        # Exactly "https": Magento compares the value as it is.
+        request = sign(c.build_request("GET", url), scheme="https")
+        request.headers["X-Forwarded-Scheme"] = "HTTPS"
+        assert (await c.send(request)).status_code == 401
+
+
+async def test_admin_tokens_expire_on_magentos_clock() -> None:
+    clock = FakeClock(1_800_000_000.0)
+    standin = create_standin(admin_users={"ops": "pw"}, admin_token_minutes=60, clock=clock)
+    transport = httpx.ASGITransport(app=standin)
+    async with httpx.AsyncClient(transport=transport, base_url="http://m.test") as c:
+        r = await c.post(
+            "/rest/V1/integration/admin/token", json={"username": "ops", "password": "pw"}
+        )
+        token = r.json()
+        auth = {"Authorization": f"Bearer {token}"}
+        assert (await c.get("/rest/V1/products/MB-01", headers=auth)).status_code == 200
+        clock.now += 3599
+        assert (await c.get("/rest/V1/products/MB-01", headers=auth)).status_code == 200
+        clock.now += 2
+        r = await c.get("/rest/V1/products/MB-01", headers=auth)
+        assert (r.status_code, r.json()) == (401, DENIED_PRODUCTS)  # a guest now
+
+
+async def test_two_factor_auth_refuses_admin_tokens() -> None:
+    standin = create_standin(admin_users={"ops": "pw"}, two_factor=True)
+    transport = httpx.ASGITransport(app=standin)
+    async with httpx.AsyncClient(transport=transport, base_url="http://m.test") as c:
+        url = "/rest/V1/integration/admin/token"
+        r = await c.post(url, json={"username": "ops", "password": "pw"})
+        assert r.status_code == 401
+        assert r.json() == {
+            "message": "Please use the 2fa provider-specific endpoints to obtain a token.",
+            "parameters": {"active_providers": ["google"]},
+        }
+        # A wrong password is still the plain sign-in error.
+        r = await c.post(url, json={"username": "ops", "password": "no"})
+        assert r.status_code == 401 and "sign-in was incorrect" in r.json()["message"]
