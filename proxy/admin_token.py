@@ -142,7 +142,9 @@ class AdminTokenAuth:
     def _start_refresh(self, now: float) -> None:
         if self._inflight is not None:
             return
-        wait = min(self._credential.min_refresh_interval * 2**self._failures, _MAX_BACKOFF)
+        # After the n-th failure in a row: the interval times 2**(n-1), at most 30 minutes.
+        backoff = 2 ** max(self._failures - 1, 0)
+        wait = min(self._credential.min_refresh_interval * backoff, _MAX_BACKOFF)
         if now - self._last_attempt < wait:
             return
         self._last_attempt = now
