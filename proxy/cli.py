@@ -69,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate config and policies; exit 1 if invalid")
     check.add_argument("--config", required=True)
+    check.add_argument(
+        "--probe",
+        action="store_true",
+        help="also send one signed read to each store's Magento and report whether it "
+        "accepts the credential (exit 1 if any store does not)",
+    )
 
     demo = sub.add_parser("demo", help="the edge on embedded defaults before a Magento stand-in")
     demo.add_argument("--port", type=int, default=8080)
@@ -146,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "check":
-            return _check(args.config)
+            return _check(args.config, probe=args.probe)
         if args.command == "serve":
             from .server import serve
 
@@ -186,11 +192,20 @@ async def _keystore_command(args: argparse.Namespace) -> int:
         await store.close()
 
 
-def _check(path: str) -> int:
+def _check(path: str, *, probe: bool = False) -> int:
     config = load_config(path)
     routes = sum(len(t) for s in config.surfaces for t in s.tables.values())
     print(
         f"{path}: valid ({len(config.surfaces)} policies, {routes} routes, "
         f"{len(config.stores)} stores)"
     )
-    return 0
+    if not probe:
+        return 0
+    from .probe import probe_config
+
+    results = asyncio.run(probe_config(config))
+    for result in results.values():
+        print(f"store {result.store}: {'ok' if result.ok else 'FAILED'}: {result.verdict}")
+        for warning in result.warnings:
+            print(f"store {result.store}: warning: {warning}")
+    return 0 if all(r.ok for r in results.values()) else 1

@@ -120,9 +120,9 @@ offloader header (``web/secure/offloader_header``) is configurable; every answer
 
 Simplified or not reproduced: OAuth parameters are read from the header only, never from
 the query or a form body; Magento's PHP ``parse_str`` nesting of bracketed query keys in
-the signature is not modelled (flat ``parse_qsl`` pairs are signed, as the edge signs them). All admins and
-integrations hold every ACL resource; the customer token route never issues
-tokens (configure ``customer_tokens`` instead). XML is neither parsed nor rendered (XML
+the signature is not modelled (flat ``parse_qsl`` pairs are signed, as the edge signs
+them). All admins and integrations hold every ACL resource; the customer token route never
+issues tokens (configure ``customer_tokens`` instead). XML is neither parsed nor rendered (XML
 bodies get the unsupported media type 400; XML-only ``Accept`` still gets JSON). Stores do
 not scope data. ``fields`` sparse fieldsets, input limits, reCAPTCHA and rate limits are
 not reproduced. Error texts for sort directions and MSI validation are the stand-in's
