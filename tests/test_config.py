@@ -248,7 +248,7 @@ def test_unknown_top_level_key(confdir: Path) -> None:
         ("connect = 2.0", "connect = 0", r"stores\.acme\.timeouts\.connect: must be at least 0\.001, got 0"),
         ("read = 30.0", 'read = "30s"', r"stores\.acme\.timeouts\.read: must be a number, got a string"),
         ("read = 30.0", "read = 30.0, idle = 1", r"stores\.acme\.timeouts\.idle: unknown key"),
-        ('kind = "bearer"', 'kind = "basic"', r'stores\.acme\.credential\.kind: unknown value "basic" \(known: bearer, oauth1\)'),
+        ('kind = "bearer"', 'kind = "basic"', r'stores\.acme\.credential\.kind: unknown value "basic" \(known: bearer, oauth1, admin\)'),
         ('token_env = "ACME_MAGENTO_TOKEN"', 'token = "inline"', r"stores\.acme\.credential\.token: unknown key"),
         ('name = "Acme Outdoor"', "name = 3", r"stores\.acme\.name: must be a string, got an integer"),
         ("[upstreams.panel]\n", "[upstreams.panel]\ntimeout = 1\n", r"upstreams\.panel\.timeout: unknown key"),
