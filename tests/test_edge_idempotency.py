@@ -590,6 +590,8 @@ def test_a_killed_process_frees_its_key_when_the_lease_runs_out_redis(
                 statuses.append(r.status_code)
                 if r.status_code != 409:
                     break
+                # The lease is a Redis key expiry seen by a separate process: no clock of
+                # ours to move; poll it, bounded by the 15 s deadline above.
                 time.sleep(0.25)
         freed_after = time.monotonic() - started
     finally:
