@@ -355,18 +355,22 @@ def test_allowlist_ignores_forwarded_for_from_an_untrusted_peer(tmp_path: Path) 
 
 
 def test_expired_token_over_http_is_401_expired(proxied: GovernedEdge) -> None:
-    token, token_id = proxied.token("products:read", extra=("--expires-in", "1s"))
+    # The CLI stamps expires_at from the wall clock; the edge checks it against its own
+    # injected clock, which this test moves forward an hour instead of waiting.
+    token, token_id = proxied.token("products:read", extra=("--expires-in", "1h"))
     assert re.fullmatch(r"tok_[0-9a-f]{16}", token_id)
-
-    def expired() -> bool:
-        return proxied.get("/api/v1/stores", token).status_code == 401
-
-    from tests.governance import wait_until
-
-    assert wait_until(expired, timeout=5)
-    r = proxied.get("/api/v1/stores", token)
+    real = proxied.edge.clock
+    try:
+        proxied.edge.clock = lambda: real() + 3590
+        assert proxied.get("/api/v1/stores", token).status_code == 200
+        proxied.edge.clock = lambda: real() + 3600
+        r = proxied.get("/api/v1/stores", token)
+    finally:
+        proxied.edge.clock = real
+    assert r.status_code == 401
     assert r.json()["detail"] == "The bearer token has expired."
     assert 'error="invalid_token"' in r.headers["www-authenticate"]
+    assert proxied.get("/api/v1/stores", token).status_code == 200  # back on the real clock
 
 
 _XFF_TOKENS: dict[int, str] = {}
