@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -16,7 +16,7 @@ import pytest
 
 from proxy.config import Config, load_config
 from proxy.edge import Edge
-from proxy.keystore import TokenRecord
+from proxy.keystore import CachedKeyStore, TokenRecord
 from proxy.keystore_sqlite import SQLiteKeyStore
 from proxy.tokens import generate_token, hash_token
 from tests.panel_app import PanelApp
@@ -167,7 +167,10 @@ def running_edge(
     extra: str = "",
     policy: Path | None = None,
     ratelimit: str = "",
+    cache_clock: Callable[[], float] | None = None,
 ) -> Iterator[Harness]:
+    """``cache_clock``: the clock of the edge's key-store lookup cache, for tests that
+    drive its TTL (revocation seen after it) instead of sleeping through it."""
     from proxy.magento_standin import create_standin
 
     standin = create_standin(
@@ -188,6 +191,10 @@ def running_edge(
         )
         config = load_config(path, env=env())
         edge_app = Edge(config, SQLiteKeyStore(config.keystore_path or ""))
+        if cache_clock is not None:
+            # Edge wraps its store in a CachedKeyStore on the monotonic clock; swap in one on
+            # the same store with the test's clock before the edge serves anything.
+            edge_app.keystore = CachedKeyStore(edge_app.keystore.store, clock=cache_clock)
         server = stack.enter_context(serving(edge_app))
         yield Harness(server.url, path, config, standin, panel_app, edge_app)
 
@@ -196,6 +203,16 @@ def running_edge(
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     with running_edge(tmp_path_factory.mktemp("edge")) as h:
         yield h
+
+
+class FakeClock:
+    """A clock a test advances by hand (``clock.now += seconds``)."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
@@ -208,7 +225,7 @@ def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
     return bool(predicate())
 
 
-__all__ = ["Harness", "ThreadServer", "running_edge", "wait_for"]
+__all__ = ["FakeClock", "Harness", "ThreadServer", "running_edge", "wait_for"]
 
 
 @pytest.fixture(scope="session")

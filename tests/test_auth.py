@@ -4,6 +4,8 @@ the IP allowlist over real HTTP behind a trusted proxy, on both key stores."""
 
 from __future__ import annotations
 
+import http.client
+import ipaddress
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -166,16 +168,49 @@ async def test_revoked_is_401_before_the_network_check(keys: Keys) -> None:
         await keys.auth(token, client="192.0.2.1")
 
 
-def test_client_address_comes_through_trusted_proxies_only() -> None:
-    import ipaddress
+_TEN = ("10.0.0.0/8",)
 
-    trusted = [ipaddress.ip_network("10.0.0.0/8")]
-    spoof = [(b"x-forwarded-for", b"192.0.2.50")]
-    # An untrusted peer's X-Forwarded-For is not believed.
-    assert client_address("203.0.113.5", spoof, trusted)[0] == "203.0.113.5"
-    # Through a trusted proxy, read from the right: the first untrusted hop is the client.
-    chain = [(b"x-forwarded-for", b"192.0.2.50, 198.51.100.1, 10.0.0.9")]
-    assert client_address("10.0.0.1", chain, trusted)[0] == "198.51.100.1"
+
+@pytest.mark.parametrize(
+    ("trusted", "peer", "xff", "client", "sent_on"),
+    [
+        # No trusted proxies configured: X-Forwarded-For is never read.
+        ((), "203.0.113.5", [b"192.0.2.50"], "203.0.113.5", "203.0.113.5"),
+        # An untrusted peer's X-Forwarded-For is not believed, nor passed on.
+        (_TEN, "203.0.113.5", [b"192.0.2.50"], "203.0.113.5", "203.0.113.5"),
+        # A trusted peer without the header: the peer is the client.
+        (_TEN, "10.0.0.1", [], "10.0.0.1", "10.0.0.1"),
+        # Read from the right: the first untrusted hop is the client (ProxyFix).
+        (_TEN, "10.0.0.1", [b"192.0.2.50, 198.51.100.1, 10.0.0.9"], "198.51.100.1",
+         "192.0.2.50, 198.51.100.1, 10.0.0.9, 10.0.0.1"),
+        # Every hop trusted: the leftmost one is as far as the chain goes.
+        (_TEN, "10.0.0.1", [b"10.0.0.5, 10.0.0.9"], "10.0.0.5", "10.0.0.5, 10.0.0.9, 10.0.0.1"),
+        # Several header lines are one list, in order (RFC 9110 §5.3).
+        (_TEN, "10.0.0.1", [b"192.0.2.50", b"198.51.100.1"], "198.51.100.1",
+         "192.0.2.50, 198.51.100.1, 10.0.0.1"),
+        # Empty list elements and optional whitespace are not hops (RFC 9110 §5.6.1).
+        (_TEN, "10.0.0.1", [b" 192.0.2.50 ,, \t198.51.100.1 , "], "198.51.100.1",
+         "192.0.2.50, 198.51.100.1, 10.0.0.1"),
+        # Garbage written by a trusted proxy: believe that proxy, go no further left.
+        (_TEN, "10.0.0.1", [b"192.0.2.50, unknown, 10.0.0.9"], "10.0.0.9",
+         "192.0.2.50, unknown, 10.0.0.9, 10.0.0.1"),
+        (_TEN, "10.0.0.1", [b"198.51.100.1:4711"], "10.0.0.1", "198.51.100.1:4711, 10.0.0.1"),
+        # IPv6 hops and networks.
+        (("2001:db8::/32",), "2001:db8::1", [b"2606:4700::1111, 2001:db8::2"], "2606:4700::1111",
+         "2606:4700::1111, 2001:db8::2, 2001:db8::1"),
+        # Several trusted networks; an address just outside one is a client.
+        (("10.0.0.0/8", "192.168.0.0/16"), "192.168.1.1", [b"11.0.0.1, 10.255.255.255"],
+         "11.0.0.1", "11.0.0.1, 10.255.255.255, 192.168.1.1"),
+    ],
+)  # fmt: skip
+def test_client_address_comes_through_trusted_proxies_only(
+    trusted: tuple[str, ...], peer: str, xff: list[bytes], client: str, sent_on: str
+) -> None:
+    headers = [(b"x-forwarded-for", v) for v in xff]
+    networks = [ipaddress.ip_network(n) for n in trusted]
+    got_client, hops = client_address(peer, [(b"host", b"edge"), *headers], networks)
+    assert got_client == client
+    assert ", ".join(hops) == sent_on
 
 
 # -- accounts: effective grants -----------------------------------------------------------------
@@ -320,47 +355,57 @@ def test_allowlist_ignores_forwarded_for_from_an_untrusted_peer(tmp_path: Path) 
 
 
 def test_expired_token_over_http_is_401_expired(proxied: GovernedEdge) -> None:
-    token, token_id = proxied.token("products:read", extra=("--expires-in", "1s"))
+    # The CLI stamps expires_at from the wall clock; the edge checks it against its own
+    # injected clock, which this test moves forward an hour instead of waiting.
+    token, token_id = proxied.token("products:read", extra=("--expires-in", "1h"))
     assert re.fullmatch(r"tok_[0-9a-f]{16}", token_id)
-
-    def expired() -> bool:
-        return proxied.get("/api/v1/stores", token).status_code == 401
-
-    from tests.governance import wait_until
-
-    assert wait_until(expired, timeout=5)
-    r = proxied.get("/api/v1/stores", token)
+    real = proxied.edge.clock
+    try:
+        proxied.edge.clock = lambda: real() + 3590
+        assert proxied.get("/api/v1/stores", token).status_code == 200
+        proxied.edge.clock = lambda: real() + 3600
+        r = proxied.get("/api/v1/stores", token)
+    finally:
+        proxied.edge.clock = real
+    assert r.status_code == 401
     assert r.json()["detail"] == "The bearer token has expired."
     assert 'error="invalid_token"' in r.headers["www-authenticate"]
+    assert proxied.get("/api/v1/stores", token).status_code == 200  # back on the real clock
 
 
 _XFF_TOKENS: dict[int, str] = {}
+_ALLOWED = ipaddress.ip_network("203.0.113.0/24")  # the token's --allow-ip
 
-
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
+# Hops the HTTP property builds X-Forwarded-For from, each with what it is; the edge trusts
+# exactly 127.0.0.1 (the test client's socket address, so the peer is always trusted).
+_inside = st.ip_addresses(v=4, network="203.0.113.0/24").map(lambda a: ("inside", str(a)))
+_outside = (
+    st.ip_addresses()
+    .filter(lambda a: a not in _ALLOWED and str(a) != "127.0.0.1")
+    .filter(lambda a: a.version == 4 or a.ipv4_mapped is None)  # "::ffff:203.0.113.9"
+    .map(lambda a: ("outside", str(a)))
 )
-@given(
-    xff=st.one_of(
-        st.binary(max_size=60).filter(lambda b: b"\r" not in b and b"\n" not in b),
-        st.lists(
-            st.one_of(st.ip_addresses().map(str), st.sampled_from(["203.0.113.7", "unknown", ""])),
-            max_size=4,
-        ).map(lambda hops: ", ".join(hops).encode()),
-    )
+_trusted_hop = st.just(("trusted", "127.0.0.1"))
+_garbage = st.sampled_from(["unknown", "_hidden", "203.0.113.7:80", "203.0.113", "[::1]"]).map(
+    lambda g: ("garbage", g)
 )
-def test_no_forwarded_for_value_is_a_5xx_or_a_way_in(proxied: GovernedEdge, xff: bytes) -> None:
-    import http.client
-    import ipaddress
+_blank = st.sampled_from(["", " ", "\t"]).map(lambda b: ("blank", b))
+_hop = st.one_of(_inside, _outside, _trusted_hop, _garbage, _blank)
 
-    if id(proxied) not in _XFF_TOKENS:
-        _XFF_TOKENS[id(proxied)] = proxied.token(
-            "products:read", extra=("--allow-ip", "203.0.113.0/24")
-        )[0]
-    token = _XFF_TOKENS[id(proxied)]
-    conn = http.client.HTTPConnection(proxied.url.removeprefix("http://"), timeout=10)
+
+def _expected_inside(hops: list[tuple[str, str]]) -> bool:
+    """Walk right to left: blanks are not hops and trusted hops are passed through; the
+    first other hop decides (garbage: the trusted proxy to its right, 127.0.0.1, is the
+    client, which is outside the allowlist)."""
+    for kind, _ in reversed(hops):
+        if kind in ("blank", "trusted"):
+            continue
+        return kind == "inside"
+    return False  # every hop trusted: the client is 127.0.0.1
+
+
+def _get_stores(url: str, token: str, xff: bytes) -> int:
+    conn = http.client.HTTPConnection(url.removeprefix("http://"), timeout=10)
     try:
         conn.putrequest("GET", "/api/v1/stores")
         conn.putheader("Authorization", f"Bearer {token}")
@@ -370,10 +415,51 @@ def test_no_forwarded_for_value_is_a_5xx_or_a_way_in(proxied: GovernedEdge, xff:
         response.read()
     finally:
         conn.close()
-    assert response.status in (200, 400, 403), response.status
-    if response.status == 400:  # the HTTP server refused the header line itself (NUL, ...)
-        return
-    trusted = [ipaddress.ip_network("127.0.0.1/32")]
-    client = client_address("127.0.0.1", [(b"x-forwarded-for", xff)], trusted)[0]
-    inside = ipaddress.ip_address(client) in ipaddress.ip_network("203.0.113.0/24")
-    assert (response.status == 200) == inside, (xff, client)
+    return response.status
+
+
+def _xff_token(proxied: GovernedEdge) -> str:
+    if id(proxied) not in _XFF_TOKENS:
+        _XFF_TOKENS[id(proxied)] = proxied.token(
+            "products:read", extra=("--allow-ip", "203.0.113.0/24")
+        )[0]
+    return _XFF_TOKENS[id(proxied)]
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(hops=st.lists(_hop, max_size=5))
+def test_forwarded_for_chains_let_in_exactly_the_allowed_client(
+    proxied: GovernedEdge, hops: list[tuple[str, str]]
+) -> None:
+    xff = ",".join(text for _, text in hops).encode()
+    status = _get_stores(proxied.url, _xff_token(proxied), xff)
+    expected = 200 if _expected_inside(hops) else 403
+    assert status == expected, (xff, status)
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(xff=st.binary(max_size=60).filter(lambda b: b"\r" not in b and b"\n" not in b))
+def test_no_forwarded_for_value_is_a_5xx_or_a_way_in(proxied: GovernedEdge, xff: bytes) -> None:
+    status = _get_stores(proxied.url, _xff_token(proxied), xff)
+    # 400: the HTTP server refused the header line itself (NUL, ...).
+    assert status in (200, 400, 403), status
+    if status == 200:  # only an address inside the allowlist opens it
+        assert any(_in_allowlist(hop) for hop in xff.decode("latin-1").split(",")), xff
+
+
+def _in_allowlist(text: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return False
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip in _ALLOWED

@@ -8,14 +8,22 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import MAGENTO_TOKEN, Harness, env, running_edge, tiered_policy, write_config
+from proxy.ratelimit import MemoryRateLimiter
+from tests.conftest import (
+    MAGENTO_TOKEN,
+    FakeClock,
+    Harness,
+    env,
+    running_edge,
+    tiered_policy,
+    write_config,
+)
 from tests.servers import free_port, serving
 from tests.test_edge_streaming import EdgeProcess
 
@@ -33,10 +41,17 @@ burst = 5
 PRODUCT = "/api/v1/stores/acme/commerce/products/MB-01"
 
 
+# The memory limiter of the `limited` edge runs on this clock: buckets refill only when a
+# test advances it, so nothing here sleeps or depends on how fast the machine is.
+CLOCK = FakeClock()
+
+
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     directory = tmp_path_factory.mktemp("limited")
     with running_edge(directory, policy=tiered_policy(directory, TIERS)) as h:
+        assert isinstance(h.edge.limiter, MemoryRateLimiter)  # the config's default backend
+        h.edge.limiter = MemoryRateLimiter(clock=CLOCK)  # before any request reaches it
         yield h
 
 
@@ -90,7 +105,9 @@ def test_429_problem_with_retry_after_and_nothing_upstream(limited: Harness) -> 
         hits = sum(limited.standin.hits.values())
         refused = c.get(PRODUCT)
         assert sum(limited.standin.hits.values()) == hits  # nothing sent upstream
-        time.sleep(float(refused.headers["retry-after"]))  # the edge's own promise: 1 s
+        CLOCK.now += float(refused.headers["retry-after"]) * 0.95
+        early = c.get(PRODUCT)
+        CLOCK.now += float(refused.headers["retry-after"]) * 0.05  # the edge's own promise
         again = c.get(PRODUCT)
     assert passed == [200] * 5
     assert refused.status_code == 429
@@ -98,6 +115,7 @@ def test_429_problem_with_retry_after_and_nothing_upstream(limited: Harness) -> 
     assert refused.headers["retry-after"] == "1"
     assert refused.headers["ratelimit-remaining"] == "0"
     assert refused.json()["status"] == 429
+    assert early.status_code == 429
     assert again.status_code == 200
 
 

@@ -46,7 +46,7 @@ class EdgeProcess:
                 if self.proc.poll() is not None:
                     err = self.proc.stderr.read().decode() if self.proc.stderr else ""
                     raise RuntimeError(err) from None
-                time.sleep(0.05)
+                time.sleep(0.05)  # a real process binding its port: poll, bounded above
         raise RuntimeError("edge did not start")
 
     def rss(self) -> int:
@@ -75,7 +75,7 @@ class PeakRss:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.peak = max(self.peak, self.edge.rss())
-            time.sleep(0.02)
+            time.sleep(0.02)  # the sampling period of a real process's RSS, not a wait
 
     def __enter__(self) -> PeakRss:
         self._thread.start()
@@ -127,6 +127,7 @@ def _warm(edge: EdgeProcess, token: str) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)  # 200 MB through a real process on a shared 2-core machine
 def test_200mb_download_streams_with_bounded_memory(
     stack: tuple[EdgeProcess, PanelApp, str],
 ) -> None:
@@ -153,6 +154,7 @@ def test_200mb_download_streams_with_bounded_memory(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)  # 200 MB through a real process on a shared 2-core machine
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
 def test_200mb_upload_streams_with_bounded_memory(
     stack: tuple[EdgeProcess, PanelApp, str], declared: bool
@@ -184,6 +186,7 @@ def test_200mb_upload_streams_with_bounded_memory(
 def test_client_gone_mid_upload_cancels_upstream(stack: tuple[EdgeProcess, PanelApp, str]) -> None:
     edge, panel, token = stack
     before_aborted, before_done = panel.aborted, panel.completed_uploads
+    last = panel.requests[-1] if panel.requests else None
     port = int(edge.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(
@@ -192,7 +195,9 @@ def test_client_gone_mid_upload_cancels_upstream(stack: tuple[EdgeProcess, Panel
             + b"Content-Type: application/octet-stream\r\nContent-Length: 50000000\r\n\r\n"
         )
         s.sendall(b"y" * 2_000_000)
-        time.sleep(0.2)
+        # Hang up only once the upload has reached the panel: there is something to cancel.
+        assert wait_for(lambda: panel.requests and panel.requests[-1] is not last, timeout=10)
+        assert panel.requests[-1]["method"] == "POST"
     assert wait_for(lambda: panel.aborted > before_aborted, timeout=10)
     assert panel.completed_uploads == before_done
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +15,7 @@ import pytest
 from proxy.config import load_config
 from proxy.edge import Edge
 from proxy.keystore_sqlite import SQLiteKeyStore
-from tests.conftest import env, write_config
+from tests.conftest import REPO, env, write_config
 
 
 @pytest.fixture
@@ -69,19 +73,36 @@ async def test_lifespan_opens_and_closes_the_upstream_pool(edge: Edge) -> None:
     assert edge.upstream._session is None
 
 
-def test_serve_says_when_limits_are_per_process(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    import uvicorn
+_SERVE_STUBBED = """
+import gc, json, sys
+import uvicorn
+from proxy.server import serve
 
-    from proxy.server import serve
+ran = []
+uvicorn.Server.run = lambda self: ran.append(
+    {"port": self.config.port, "proxy_headers": self.config.proxy_headers}
+)
+serve(sys.argv[1], port=int(sys.argv[2]))
+print(json.dumps({"ran": ran, "frozen": gc.get_freeze_count()}))
+"""
 
-    for name, value in env().items():
-        monkeypatch.setenv(name, value)
-    ran: list[bool] = []
-    monkeypatch.setattr(uvicorn.Server, "run", lambda self: ran.append(True))
-    serve(write_config(tmp_path, "http://127.0.0.1:9", None))
-    assert ran == [True]
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert any(m.startswith("rate limits are kept in this process") for m in warnings)
-    assert any(m.startswith("idempotency records are kept in this process") for m in warnings)
+
+def test_serve_says_when_limits_are_per_process(tmp_path: Path) -> None:
+    """``serve()`` configures logging for the whole process and ``gc.freeze()``s its heap:
+    run it in its own interpreter (uvicorn's loop stubbed), never inside pytest's."""
+    config = write_config(tmp_path, "http://127.0.0.1:9", None)
+    done = subprocess.run(
+        [sys.executable, "-c", _SERVE_STUBBED, str(config), "8123"],
+        cwd=REPO,  # this checkout's proxy/, whatever the venv has installed
+        env={**os.environ, **env(), "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["ran"] == [{"port": 8123, "proxy_headers": False}]
+    assert result["frozen"] > 0  # the long-lived heap was moved out of the collector's way
+    warnings = [line for line in done.stderr.splitlines() if " WARNING " in line]
+    assert any("rate limits are kept in this process" in line for line in warnings)
+    assert any("idempotency records are kept in this process" in line for line in warnings)

@@ -534,6 +534,7 @@ async def test_the_periodic_flush_runs_on_its_own() -> None:
     for _ in range(500):  # bounded: at most 5 s
         if store.uses:
             break
+        # The task's own asyncio timer is what is under test: yield to the loop and poll.
         await asyncio.sleep(0.01)
     assert store.uses == [{"tok_a": 10.0}]
     cached.note_use("tok_a", 11.0)

@@ -23,7 +23,7 @@ from proxy.config import load_config
 from proxy.leaks import MAX_REPORT_BYTES
 from proxy.tokens import generate_token
 from tests.conftest import Harness, env
-from tests.governance import BACKENDS, GovernedEdge, governed_config, governed_edge, wait_until
+from tests.governance import BACKENDS, GovernedEdge, governed_config, governed_edge
 
 LEAKS = "/api/v1/secret-scanning/leaks"
 KEY = ec.generate_private_key(ec.SECP256R1())
@@ -229,30 +229,29 @@ def test_not_configured_is_404(harness: Harness) -> None:
 
 
 def test_revocation_reaches_another_replica_within_the_bound(edge: GovernedEdge) -> None:
-    # The other replica: a second edge app on the same key store, with its own cache.
+    # The other replica: a second edge app on the same key store, with its own cache, whose
+    # TTL clock the test moves (the bound itself is measured on real processes in
+    # tests/test_revocation_bound.py).
     from proxy.edge import Edge
+    from proxy.keystore import CACHE_TTL_SECONDS, CachedKeyStore
     from proxy.server import open_keystore
+    from tests.conftest import FakeClock
     from tests.servers import serving
 
+    clock = FakeClock()
     other = Edge(edge.config, open_keystore(edge.config))
-    with serving(other) as srv:
+    other.keystore = CachedKeyStore(other.keystore.store, clock=clock)
+    with serving(other) as srv, httpx.Client(base_url=srv.url, timeout=10) as replica:
         token, _ = edge.token("products:read")
-        assert (
-            httpx.get(
-                srv.url + "/api/v1/stores", headers={"Authorization": f"Bearer {token}"}
-            ).status_code
-            == 200
-        )
+        headers = {"Authorization": f"Bearer {token}"}
+        assert replica.get("/api/v1/stores", headers=headers).status_code == 200
         assert post(edge, report(token)).status_code == 200
-        assert wait_until(
-            lambda: (
-                httpx.get(
-                    srv.url + "/api/v1/stores", headers={"Authorization": f"Bearer {token}"}
-                ).status_code
-                == 401
-            ),
-            timeout=1.5,
-        )
+        clock.now += CACHE_TTL_SECONDS * 0.9
+        assert replica.get("/api/v1/stores", headers=headers).status_code == 200  # cached
+        clock.now += CACHE_TTL_SECONDS * 0.2
+        r = replica.get("/api/v1/stores", headers=headers)
+    assert r.status_code == 401
+    assert "reported as leaked" in r.json()["detail"]
 
 
 # -- config -------------------------------------------------------------------------------------

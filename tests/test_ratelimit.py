@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -112,10 +112,15 @@ def test_ietf_fields_list_both_policies() -> None:
 # -- the contract, over every backend -------------------------------------------------------
 
 
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[RateLimiter]:
+async def limiter(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[RateLimiter]:
     if request.param == "memory":
-        backend: RateLimiter = MemoryRateLimiter()
+        backend: RateLimiter = MemoryRateLimiter(clock=clock)
     else:
         from proxy.ratelimit_redis import RedisRateLimiter
 
@@ -123,6 +128,21 @@ async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[RateLimiter]:
         backend = RedisRateLimiter(url, prefix=f"test:{id(request)}:")
     yield backend
     await backend.close()
+
+
+@pytest.fixture
+def advance(limiter: RateLimiter, clock: FakeClock) -> Callable[[float], Awaitable[None]]:
+    """Let ``seconds`` pass for ``limiter``."""
+
+    async def by(seconds: float) -> None:
+        if isinstance(limiter, MemoryRateLimiter):
+            clock.now += seconds
+        else:
+            # Redis decides on the Redis server's clock (TIME inside its script), which a
+            # test cannot move: the real time passes, bounded by the caller (<= 0.5 s).
+            await asyncio.sleep(seconds)
+
+    return by
 
 
 async def test_contract_burst_is_exact_under_concurrency(limiter: RateLimiter) -> None:
@@ -139,12 +159,14 @@ async def test_contract_keys_are_independent(limiter: RateLimiter) -> None:
     assert (await limiter.hit("b", tier)).allowed
 
 
-async def test_contract_passes_again_after_retry_after(limiter: RateLimiter) -> None:
+async def test_contract_passes_again_after_retry_after(
+    limiter: RateLimiter, advance: Callable[[float], Awaitable[None]]
+) -> None:
     for _ in range(5):
         assert (await limiter.hit("k-retry", SMALL)).allowed
     refused = await limiter.hit("k-retry", SMALL)
     assert not refused.allowed and 0 < refused.retry_after <= 0.5 + 1e-6
-    await asyncio.sleep(refused.retry_after + 0.01)  # the limiter's own promise, <= 0.5 s
+    await advance(refused.retry_after + 0.01)  # the limiter's own promise, <= 0.5 s
     assert (await limiter.hit("k-retry", SMALL)).allowed
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import env
+from tests.conftest import env, wait_for
 from tests.governance import BACKENDS, governed_config, run_cli
 from tests.servers import free_port
 from tests.test_edge_streaming import EdgeProcess
@@ -124,12 +124,14 @@ def _measure(
         Poller(edges[0].url, token, _lists_acme) as a,
         Poller(edges[1].url, token, _lists_acme) as b,
     ):
-        time.sleep(0.05)  # both pollers running
+        assert wait_for(lambda: a.requests > 0 and b.requests > 0)  # both pollers running
         committed = _cli_commit_time(config, *argv)
-        deadline = time.monotonic() + 5  # bounded wait, well past the bound
-        while time.monotonic() < deadline and (a.first_refused is None or b.first_refused is None):
-            time.sleep(0.005)
-        time.sleep(0.1)  # a little longer: nothing is accepted again
+        # Real processes on their own clocks: this is the measurement, so poll with a
+        # deadline well past the bound (the pollers record the instant themselves).
+        wait_for(lambda: a.first_refused is not None and b.first_refused is not None, 5)
+        # Watch a few more answers from each: nothing is accepted again.
+        seen = a.requests, b.requests
+        wait_for(lambda: a.requests >= seen[0] + 5 and b.requests >= seen[1] + 5, 5)
     pollers = [a, b]
     delays = [(p.first_refused or float("inf")) - committed for p in pollers]
     return delays, pollers

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from proxy.routing import Pattern, PatternError, RouteTable, compile_pattern
+from proxy.routing import PatternError, RouteTable, compile_pattern
 
 # -- compile_pattern ----------------------------------------------------------------------
 
@@ -61,7 +61,7 @@ def test_compile_root_and_trailing_slash() -> None:
 def test_compile_errors(text: str, message: str) -> None:
     with pytest.raises(PatternError, match=message.replace("(", r"\(")) as info:
         compile_pattern(text)
-    assert isinstance(info.value, ValueError)
+    assert text in str(info.value)  # the message names the pattern it refuses
 
 
 # -- Pattern.match ------------------------------------------------------------------------
@@ -100,7 +100,6 @@ def test_tail_match_swallows_the_rest() -> None:
 )
 def test_bulk_form_replaces_params_with_by_param(text: str, bulk: str) -> None:
     b = compile_pattern(text).bulk_form()
-    assert isinstance(b, Pattern)
     assert b.text == bulk
     assert b.names == ()
     assert b.literal_count == len(b.parts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import string
 import zlib
 from collections import Counter
@@ -193,7 +194,10 @@ _any_char = st.characters(codec=None, exclude_categories=())
 @example(FIXED[:-1] + "\udfff")
 def test_parse_token_never_raises(text: str) -> None:
     result = parse_token(text)
-    assert result is None or isinstance(result, ParsedToken)
+    if result is not None:  # only ever a token of the exact published shape
+        assert re.fullmatch(r"soc_pat_(live|test)_[0-9A-Za-z]{36}", text)
+        assert result.kind == text[8:12]
+        assert result.hash == hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 @given(
