@@ -13,6 +13,7 @@ import pytest
 from proxy.cli import main, parse_duration
 from proxy.tokens import parse_token
 from tests.conftest import Harness, env, write_config
+from tests.governance import epoch
 
 TOKEN_LINE = re.compile(r"soc_pat_(live|test)_[0-9A-Za-z]{36}")
 
@@ -132,7 +133,8 @@ def test_tokens_create_sandbox_and_options(
     assert entry["kind"] == "test"
     assert entry["allow_ips"] == ["10.0.0.0/8", "192.0.2.1"]
     assert entry["tier"] == "internal" and entry["account"] == account
-    assert 29 * 86400 < entry["expires_at"] - time.time() <= 30 * 86400
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", entry["expires_at"])
+    assert 29 * 86400 < epoch(entry["expires_at"]) - time.time() <= 30 * 86400
 
 
 @pytest.mark.parametrize(
@@ -168,7 +170,8 @@ def test_expires_in_syntax() -> None:
     assert parse_duration("12h") == 43200
     assert parse_duration("15m") == 900
     assert parse_duration("90s") == 90
-    for bad in ("30", "d", "0d", "1w", "-1d", "1.5h"):
+    assert parse_duration("1w") == 7 * 86400
+    for bad in ("30", "d", "0d", "-1d", "1.5h", "abc", "1y", ""):
         with pytest.raises(Exception, match="duration"):
             parse_duration(bad)
 
@@ -203,7 +206,7 @@ def test_revoke_through_cli_stops_the_token_at_the_edge(
         status = httpx.get(url, headers=headers).status_code
         time.sleep(0.05)
     assert status == 401
-    assert _run(capsys, "tokens", "revoke", "--config", cfg, "tok_nope")[0] == 2
+    assert _run(capsys, "tokens", "revoke", "--config", cfg, "tok_nope")[0] == 3
 
 
 def test_token_commands_need_no_upstream_secrets(
