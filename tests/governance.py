@@ -64,11 +64,12 @@ def epoch(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-def run_cli(config: Path, *argv: str) -> tuple[int, str, str]:
-    """``magento-edge GROUP COMMAND --config CONFIG ARGS...`` in process."""
+def run_cli(config: Path, *argv: str, stdin: str = "") -> tuple[int, str, str]:
+    """``magento-edge GROUP COMMAND --config CONFIG ARGS...`` in process, ``stdin`` piped in."""
     out, err = io.StringIO(), io.StringIO()
     with (
         mock.patch.dict(os.environ, env()),
+        mock.patch("sys.stdin", io.StringIO(stdin)),
         contextlib.redirect_stdout(out),
         contextlib.redirect_stderr(err),
     ):
