@@ -4,16 +4,22 @@ anything is written: known stores and resources, live tokens on live stores only
 more than the token's account has (per store, ``write`` ⊇ ``read``).
 
 Output: anything created is printed alone on the last line of stdout (a token, an account
-id); JSON views never hold a secret or a hash.
+id), or as one JSON document with ``--json`` (a new token's ``secret`` is the only secret
+ever printed, and only there). Lists are tables with a header row, or JSON with ``--json``;
+single records are JSON. Times are ISO 8601 UTC (``2026-01-31T18:00:00Z``; ``null`` or
+``never`` when unset). Views never hold a hash, and revoking never prints a secret.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import ipaddress
 import json
 import secrets
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Literal
@@ -21,19 +27,30 @@ from typing import Literal
 from .config import Config
 from .keystore import AccountRecord, Grants, KeyStore, TokenRecord, parse_permission
 from .policy import Access
-from .tokens import generate_token, hash_token
+from .tokens import generate_token, hash_token, parse_token
 
-__all__ = ["UsageError", "accounts_command", "tokens_command"]
+__all__ = ["NotFound", "UsageError", "accounts_command", "tokens_command"]
+
+# A token is 49 characters; reading more than this from stdin only finds garbage.
+_STDIN_LIMIT = 4096
 
 
 class UsageError(Exception):
     """A refused command: printed as ``magento-edge: ...``, exit status 2."""
 
 
+class NotFound(Exception):
+    """A token or account that does not exist: printed as ``magento-edge: ...``, exit 3."""
+
+
 def _iso(when: float | None) -> str:
     if when is None:
         return "never"
     return datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _iso_or_null(when: float | None) -> str | None:
+    return None if when is None else _iso(when)
 
 
 def _state(record: TokenRecord, now: float) -> str:
@@ -44,6 +61,32 @@ def _state(record: TokenRecord, now: float) -> str:
     if record.replaced_by:
         return "grace"  # rotated; still accepted until its grace period ends
     return "active"
+
+
+def _token_view(record: TokenRecord, now: float) -> dict[str, object]:
+    return {
+        **record.public(),
+        "state": _state(record, now),
+        "expires_at": _iso_or_null(record.expires_at),
+        "created_at": _iso(record.created_at),
+        "last_used_at": _iso_or_null(record.last_used_at),
+    }
+
+
+def _account_view(account: AccountRecord) -> dict[str, object]:
+    return {**account.public(), "created_at": _iso(account.created_at)}
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Columns padded to their widest cell; an empty cell is ``-`` so every column stays."""
+    cells = [list(headers), *[[c or "-" for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _permissions(config: Config, texts: list[str]) -> dict[str, Access]:
@@ -73,6 +116,20 @@ def _future(when: float | None, now: float) -> float | None:
     return when
 
 
+async def _token(store: KeyStore, token_id: str) -> TokenRecord:
+    record = await store.get(token_id)
+    if record is None:
+        raise NotFound(f"no token with id {token_id}")
+    return record
+
+
+async def _account(store: KeyStore, account_id: str) -> AccountRecord:
+    account = await store.get_account(account_id)
+    if account is None:
+        raise NotFound(f'unknown account "{account_id}"')
+    return account
+
+
 # -- tokens -----------------------------------------------------------------------------------
 
 
@@ -82,31 +139,93 @@ async def tokens_command(config: Config, store: KeyStore, args: argparse.Namespa
         return await _create(config, store, args)
     if command == "rotate":
         return await _rotate(store, args)
+    if command == "revoke":
+        return await _revoke(store, args)
+    now = time.time()
     if command == "list":
-        now = time.time()
         records = await store.list()
         if args.json:
-            print(json.dumps([{**r.public(), "state": _state(r, now)} for r in records], indent=2))
+            _print_json([_token_view(r, now) for r in records])
         else:
-            for r in records:
-                perms = ",".join(f"{k}:{v}" for k, v in sorted(r.permissions.items()))
-                print(
-                    f"{r.id}\t{_state(r, now)}\t{r.name or '-'}\t{','.join(r.stores)}\t{perms}"
-                    f"\t{r.account_id or '-'}"
-                )
+            _print_table(
+                ("ID", "STATE", "NAME", "STORES", "PERMISSIONS", "ACCOUNT", "EXPIRES"),
+                [
+                    (
+                        r.id,
+                        _state(r, now),
+                        r.name,
+                        ",".join(r.stores),
+                        ",".join(f"{k}:{v}" for k, v in sorted(r.permissions.items())),
+                        r.account_id or "",
+                        _iso(r.expires_at),
+                    )
+                    for r in records
+                ],
+            )
         return 0
     if command == "show":
-        record = await store.get(args.token_id)
-        if record is None:
-            raise UsageError(f"no token with id {args.token_id}")
-        print(json.dumps({**record.public(), "state": _state(record, time.time())}, indent=2))
-        return 0
-    if command == "revoke":
-        if not await store.revoke(args.token_id, reason=args.reason or None):
-            raise UsageError(f"no token with id {args.token_id}")
-        print(f"revoked {args.token_id}")
+        _print_json(_token_view(await _token(store, args.token_id), now))
         return 0
     raise UsageError(f"unknown command tokens {command}")  # pragma: no cover - argparse
+
+
+def _read_secret() -> str:
+    """The token to revoke, from stdin: never from argv (it would sit in shell history and
+    in ``ps``), and never echoed, not even in an error."""
+    if sys.stdin is None:
+        raise UsageError("--secret-stdin: there is no stdin to read the token from")
+    if sys.stdin.isatty():
+        return getpass.getpass("token to revoke (not echoed): ").strip()
+    return sys.stdin.read(_STDIN_LIMIT).strip()
+
+
+async def _revoke(store: KeyStore, args: argparse.Namespace) -> int:
+    if args.secret_stdin:
+        secret = _read_secret()
+        if not secret:
+            raise UsageError("--secret-stdin: stdin is empty; pipe the token in")
+        parsed = parse_token(secret)
+        if parsed is None:
+            raise UsageError(
+                "--secret-stdin: stdin does not hold one magento-edge token (soc_pat_live_ "
+                "or soc_pat_test_ with a valid checksum); nothing was revoked"
+            )
+        found = await store.lookup(parsed.hash)
+        if found is None:
+            raise NotFound("no token in this key store matches the secret on stdin")
+        record = found
+    else:
+        record = await _token(store, args.token_id)
+    already = record.revoked
+    if not already and not await store.revoke(record.id, reason=args.reason or None):
+        raise NotFound(f"no token with id {record.id}")  # deleted in between
+    if already:
+        kept = f" (reason kept: {record.revoked_reason})" if record.revoked_reason else ""
+        message = f"{record.id} was already revoked; nothing changed{kept}"
+    else:
+        message = f"revoked {record.id}"
+    if args.json:
+        after = await store.get(record.id) or record.revoked_copy(args.reason or None)
+        _print_json({**_token_view(after, time.time()), "already_revoked": already})
+    elif args.secret_stdin:
+        # stdout: the public id alone (what a script holding a leaked token needs to log).
+        print(message, file=sys.stderr)
+        print(record.id)
+    else:
+        print(message)
+    return 0
+
+
+def _print_new(record: TokenRecord, token: str, args: argparse.Namespace, **extra: object) -> None:
+    """A new token: JSON with its ``secret``, or a note and the token alone on the last line."""
+    note = f"created {record.id} ({record.kind}) for {', '.join(record.stores)}: shown once"
+    if args.json:
+        print(f"{note}: the secret is in the JSON on stdout", file=sys.stderr)
+        view = {"id": record.id, "secret": token, **_token_view(record, time.time()), **extra}
+        _print_json(view)
+    else:
+        print(f"{note}, store it now")
+        print(token)
 
 
 async def _create(config: Config, store: KeyStore, args: argparse.Namespace) -> int:
@@ -123,11 +242,6 @@ async def _create(config: Config, store: KeyStore, args: argparse.Namespace) -> 
             )
             raise UsageError(f'store "{store_id}" is {s.environment}: {hint}')
     stores = tuple(dict.fromkeys(args.store))
-    if args.account is not None:
-        account = await store.get_account(args.account)
-        if account is None:
-            raise UsageError(f'unknown account "{args.account}"')
-        _within(account, stores, permissions)
     tiers = set().union(*(s.tiers for s in config.surfaces)) if config.surfaces else set()
     if args.tier is not None and args.tier not in tiers:
         raise UsageError(f'unknown tier "{args.tier}" (known: {", ".join(sorted(tiers))})')
@@ -136,6 +250,8 @@ async def _create(config: Config, store: KeyStore, args: argparse.Namespace) -> 
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             raise UsageError(f'--allow-ip "{cidr}" is not an IP network (CIDR)') from None
+    if args.account is not None:
+        _within(await _account(store, args.account), stores, permissions)
     now = time.time()
     expires_at = now + args.expires_in if args.expires_in else _future(args.expires_at, now)
     token = generate_token(kind)
@@ -152,8 +268,7 @@ async def _create(config: Config, store: KeyStore, args: argparse.Namespace) -> 
         created_at=now,
     )
     await store.create(record, hash_token(token))
-    print(f"created {record.id} ({kind}) for {', '.join(record.stores)}: shown once, store it now")
-    print(token)
+    _print_new(record, token, args)
     return 0
 
 
@@ -176,9 +291,7 @@ def _within(
 
 
 async def _rotate(store: KeyStore, args: argparse.Namespace) -> int:
-    old = await store.get(args.token_id)
-    if old is None:
-        raise UsageError(f"no token with id {args.token_id}")
+    old = await _token(store, args.token_id)
     now = time.time()
     state = _state(old, now)
     if state in ("revoked", "expired", "rotated"):
@@ -207,9 +320,9 @@ async def _rotate(store: KeyStore, args: argparse.Namespace) -> int:
     await store.create(new, hash_token(token))
     await store.retire(old.id, expires_at=now + args.grace, replaced_by=new.id)
     until = "now" if args.grace == 0 else f"until {_iso(now + args.grace)}"
-    print(f"rotated {old.id} into {new.id}; {old.id} is accepted {until}")
-    print(f"created {new.id} ({new.kind}) for {', '.join(new.stores)}: shown once, store it now")
-    print(token)
+    note = sys.stderr if args.json else sys.stdout  # with --json, stdout is the JSON alone
+    print(f"rotated {old.id} into {new.id}; {old.id} is accepted {until}", file=note)
+    _print_new(new, token, args, replaces=old.id, replaced_until=_iso(now + args.grace))
     return 0
 
 
@@ -226,36 +339,38 @@ async def accounts_command(config: Config, store: KeyStore, args: argparse.Names
             id="acct_" + secrets.token_hex(6), name=args.name, grants=grants, created_at=time.time()
         )
         await store.create_account(new)
-        print(f"created account {new.id} ({new.name})")
-        print(new.id)
+        if args.json:
+            _print_json(_account_view(new))
+        else:
+            print(f"created account {new.id} ({new.name})")
+            print(new.id)
         return 0
     if command == "list":
         accounts = await store.list_accounts()
         if args.json:
-            print(json.dumps([a.public() for a in accounts], indent=2))
+            _print_json([_account_view(a) for a in accounts])
         else:
-            for a in accounts:
-                stores = ",".join(sorted(a.grants)) or "-"
-                print(f"{a.id}\t{a.name}\t{stores}")
+            _print_table(
+                ("ID", "NAME", "STORES", "CREATED"),
+                [(a.id, a.name, ",".join(sorted(a.grants)), _iso(a.created_at)) for a in accounts],
+            )
         return 0
-    account = await store.get_account(args.account_id)
-    if account is None:
-        raise UsageError(f'unknown account "{args.account_id}"')
+    account = await _account(store, args.account_id)
     if command == "show":
         tokens = [t for t in await store.list() if t.account_id == account.id]
         now = time.time()
         view = {
-            **account.public(),
+            **_account_view(account),
             "tokens": [{"id": t.id, "name": t.name, "state": _state(t, now)} for t in tokens],
         }
-        print(json.dumps(view, indent=2))
+        _print_json(view)
         return 0
     if command == "grant":
         grants = _add(account.grants, config, args.store, args.permission)
     else:  # revoke
         grants = _remove(account.grants, config, args.store, args.permission)
     await store.set_account_grants(account.id, grants)
-    print(json.dumps(replace(account, grants=grants).public(), indent=2))
+    _print_json(_account_view(replace(account, grants=grants)))
     return 0
 
 

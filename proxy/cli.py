@@ -2,46 +2,82 @@
 are a public contract (operators' scripts rely on them): add, never rename.
 
 Every command that creates something prints the new thing's identifier alone on the last
-line of stdout, so scripts can take it with ``tail -n 1``. This module is the parser; the
-key-store commands themselves are in :mod:`proxy.admin`.
+line of stdout, so scripts can take it with ``tail -n 1``; with ``--json`` it prints one JSON
+document instead. Exit status: 0 ok, 1 invalid config or a failed backend, 2 usage error,
+3 not found. This module is the parser; the key-store commands are in :mod:`proxy.admin`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from . import __version__
 from ._toml import ConfigError
-from .admin import UsageError, accounts_command, tokens_command
+from .admin import NotFound, UsageError, accounts_command, tokens_command
 from .config import load_config
 from .errors import KeyStoreUnavailable
 
-__all__ = ["main"]
+__all__ = ["CONFIG_ENV", "main"]
 
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+CONFIG_ENV = "MAGENTO_EDGE_CONFIG"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
+
+_DURATION = re.compile(r"(-?\d+)([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_LIKE = "like 30d, 2w, 12h, 15m or 90s"
+# Beyond this an expiry is no expiry (and epoch arithmetic stops being a date): omit the flag.
+_MAX_SECONDS = 100 * 365 * 86400
+# Flags whose value may look like a negative number: argparse would take "-1d" for a flag
+# and say only "expected one argument", so main() glues them into "--flag=-1d" and the
+# parser below can say what is wrong with the value.
+_SIGNED_FLAGS = ("--expires-in", "--grace")
+
+_EPILOG = f"""\
+--config defaults to ${CONFIG_ENV} on every command that takes it.
+exit status: 0 ok; 1 invalid config or a failed backend (key store unreachable);
+2 usage error (bad flag or value, or a change the token's state does not allow);
+3 not found (unknown token id, unknown account, no token matches the secret)."""
+
+
+def _seconds(text: str, what: str) -> int:
+    m = _DURATION.fullmatch(text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f'"{text}" is not a {what} {_LIKE}')
+    seconds = int(m.group(1)) * _UNITS[m.group(2)]
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(
+            f'"{text}" is negative: a {what} is a number and a unit, {_LIKE}'
+        )
+    if seconds > _MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f'"{text}" is longer than 100 years')
+    return seconds
 
 
 def parse_duration(text: str) -> int:
-    m = _DURATION.match(text.strip())
-    if not m or int(m.group(1)) == 0:
-        raise argparse.ArgumentTypeError(f'"{text}" is not a duration like 30d, 12h, 15m or 90s')
-    return int(m.group(1)) * _UNITS[m.group(2)]
+    """``30d``, ``2w``, ``12h``, ``15m``, ``90s`` → seconds (more than zero)."""
+    seconds = _seconds(text, "duration")
+    if seconds == 0:
+        raise argparse.ArgumentTypeError(
+            f'"{text}" is not a usable duration: it must be more than zero, {_LIKE} '
+            "(to stop a token now, use tokens revoke)"
+        )
+    return seconds
 
 
 def parse_grace(text: str) -> int:
     """A duration that may be zero: ``0`` (the old token stops at once), ``90s``, ``1h``."""
     if text.strip() == "0":
         return 0
-    m = _DURATION.match(text.strip())
-    if not m:
-        raise argparse.ArgumentTypeError(f'"{text}" is not a grace period like 0, 15m or 1h')
-    return int(m.group(1)) * _UNITS[m.group(2)]
+    return _seconds(text, "grace period")
 
 
 def parse_date(text: str) -> float:
@@ -58,124 +94,262 @@ def parse_date(text: str) -> float:
     return when.timestamp()
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="magento-edge", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+class _Help(argparse.HelpFormatter):
+    """Shows each flag's default after its help where there is a value to show (a switch:
+    off); a flag without one says in its own help what leaving it out means."""
 
-    serve = sub.add_parser("serve", help="run the edge")
-    serve.add_argument("--config", required=True)
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or not action.option_strings:
+            return text
+        if action.nargs == 0 and action.default is False:  # store_true
+            return f"{text} (default: off)"
+        if action.default in (None, [], argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every subcommand's parser: its flags' help shows their defaults."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(**kwargs)
+
+
+def _command(
+    sub: argparse._SubParsersAction[_Parser], name: str, text: str
+) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=text, description=text)
+
+
+def _config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="PATH", help=f"config.toml (default: ${CONFIG_ENV})")
+    p.set_defaults(usage=p)  # the parser that reports a missing --config
+
+
+def _json(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--json", action="store_true", help=what)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="magento-edge",
+        description="An API edge in front of Magento 2: serve, check, tokens, accounts, demo.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    serve = _command(sub, "serve", "run the edge")
+    _config(serve)
+    serve.add_argument("--host", help="listen address (default: [server] host)")
+    serve.add_argument("--port", type=int, help="listen port (default: [server] port)")
 
     check = sub.add_parser("check", help="validate config and policies; exit 1 if invalid")
-    check.add_argument("--config", required=True)
+    _config(check)
     check.add_argument(
         "--probe",
         action="store_true",
         help="also send one signed read to each store's Magento and report whether it "
         "accepts the credential (exit 1 if any store does not)",
     )
+    _json(check, "print the result (and each store's probe) as one JSON document")
 
-    demo = sub.add_parser("demo", help="the edge on embedded defaults before a Magento stand-in")
-    demo.add_argument("--port", type=int, default=8080)
-    demo.add_argument("--data-dir", default=".edge-demo")
+    demo = _command(sub, "demo", "the edge on embedded defaults before a Magento stand-in")
+    demo.add_argument("--port", type=int, default=8080, help="the edge's port")
+    demo.add_argument("--data-dir", default=".edge-demo", help="where the demo keeps its files")
 
-    tokens = sub.add_parser("tokens", help="create, list, show, rotate and revoke tokens")
-    tsub = tokens.add_subparsers(dest="tokens_command", required=True)
-    create = tsub.add_parser("create", help="create a token; prints it alone on the last line")
-    create.add_argument("--config", required=True)
-    create.add_argument("--store", action="append", required=True, help="store id (repeat)")
+    tokens = _command(sub, "tokens", "create, list, show, rotate and revoke tokens")
+    tsub = tokens.add_subparsers(
+        dest="tokens_command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+    create = _command(tsub, "create", "create a token; prints it alone on the last line")
+    _config(create)
     create.add_argument(
-        "--permission", action="append", required=True, help="RESOURCE:read|write (repeat)"
+        "--store", action="append", required=True, metavar="ID", help="store id (repeat)"
     )
-    create.add_argument("--name", default="")
-    create.add_argument("--sandbox", action="store_true", help="a soc_pat_test_ token")
-    create.add_argument("--account", help="owner account id (its grants cap the token)")
-    create.add_argument("--tier")
+    create.add_argument(
+        "--permission", action="append", required=True, metavar="R:A",
+        help="RESOURCE:read|write (repeat)",
+    )  # fmt: skip
+    create.add_argument("--name", default="", help="a label for people (default: none)")
+    create.add_argument(
+        "--sandbox", action="store_true", help="a soc_pat_test_ token (default: live)"
+    )
+    create.add_argument(
+        "--account", metavar="ID",
+        help="owner account id; its grants cap the token (default: none, the operator's own)",
+    )  # fmt: skip
+    create.add_argument("--tier", help="rate-limit tier of the policy (default: its default)")
     expiry = create.add_mutually_exclusive_group()
-    expiry.add_argument("--expires-in", type=parse_duration, help="30d, 12h, 15m, 90s")
-    expiry.add_argument("--expires-at", type=parse_date, help="2026-01-31[T18:00:00Z]")
-    create.add_argument("--allow-ip", action="append", default=[], help="CIDR (repeat)")
-    lst = tsub.add_parser("list", help="list tokens (never secrets)")
-    lst.add_argument("--config", required=True)
-    lst.add_argument("--json", action="store_true")
-    show = tsub.add_parser("show", help="one token (never its secret)")
-    show.add_argument("--config", required=True)
-    show.add_argument("token_id")
-    revoke = tsub.add_parser("revoke", help="revoke a token by id")
-    revoke.add_argument("--config", required=True)
-    revoke.add_argument("token_id")
-    revoke.add_argument("--reason", help="recorded and shown by tokens show")
-    rotate = tsub.add_parser(
-        "rotate", help="a new secret, same grants; prints the new token alone on the last line"
+    expiry.add_argument(
+        "--expires-in", type=parse_duration, metavar="DURATION",
+        help="30d, 2w, 12h, 15m, 90s (default: never expires)",
+    )  # fmt: skip
+    expiry.add_argument(
+        "--expires-at", type=parse_date, metavar="DATE",
+        help="2026-01-31[T18:00:00Z] (default: never expires)",
+    )  # fmt: skip
+    create.add_argument(
+        "--allow-ip", action="append", default=[], metavar="CIDR",
+        help="only from these networks (repeat; default: any address)",
+    )  # fmt: skip
+    _json(create, "print the new token's id, secret and fields as JSON")
+    lst = _command(tsub, "list", "list tokens (never secrets)")
+    _config(lst)
+    _json(lst, "JSON instead of a table")
+    show = _command(tsub, "show", "one token as JSON (never its secret)")
+    _config(show)
+    show.add_argument("token_id", metavar="TOKEN_ID")
+    _json(show, "accepted for symmetry: show always prints JSON")
+    revoke = _command(
+        tsub, "revoke", "revoke a token by id, or by its secret on stdin (never echoed)"
     )
-    rotate.add_argument("--config", required=True)
-    rotate.add_argument("token_id")
+    _config(revoke)
+    revoke.add_argument("token_id", metavar="TOKEN_ID", nargs="?", help="the token's public id")
+    revoke.add_argument(
+        "--secret-stdin", action="store_true",
+        help="read the token itself from stdin instead of TOKEN_ID",
+    )  # fmt: skip
+    revoke.add_argument("--reason", help="recorded and shown by tokens show (default: none)")
+    _json(revoke, "print the outcome as JSON")
+    rotate = _command(
+        tsub, "rotate", "a new secret, same grants; prints the new token alone on the last line"
+    )
+    _config(rotate)
+    rotate.add_argument("token_id", metavar="TOKEN_ID")
     rotate.add_argument(
-        "--grace", type=parse_grace, default=0, help="how long the old token keeps working (0)"
-    )
+        "--grace", type=parse_grace, default=0, metavar="DURATION",
+        help="how long the old token keeps working: 0, 90s, 1h, 1w",
+    )  # fmt: skip
     rexpiry = rotate.add_mutually_exclusive_group()
-    rexpiry.add_argument("--expires-in", type=parse_duration, help="default: the old expiry")
-    rexpiry.add_argument("--expires-at", type=parse_date)
+    rexpiry.add_argument(
+        "--expires-in", type=parse_duration, metavar="DURATION",
+        help="the new token's lifetime (default: the old token's expiry)",
+    )  # fmt: skip
+    rexpiry.add_argument(
+        "--expires-at", type=parse_date, metavar="DATE",
+        help="the new token's expiry (default: the old token's expiry)",
+    )  # fmt: skip
+    _json(rotate, "print the new token's id, secret and fields as JSON")
 
-    accounts = sub.add_parser("accounts", help="accounts: owners of tokens and their ceilings")
-    asub = accounts.add_subparsers(dest="accounts_command", required=True)
-    acreate = asub.add_parser("create", help="create an account; prints its id on the last line")
-    acreate.add_argument("--config", required=True)
-    acreate.add_argument("--name", required=True)
-    acreate.add_argument("--store", action="append", default=[], help="store id (repeat)")
+    accounts = _command(sub, "accounts", "accounts: owners of tokens and their ceilings")
+    asub = accounts.add_subparsers(
+        dest="accounts_command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+    acreate = _command(asub, "create", "create an account; prints its id on the last line")
+    _config(acreate)
+    acreate.add_argument("--name", required=True, help="a label for people")
     acreate.add_argument(
-        "--permission", action="append", default=[], help="RESOURCE:read|write (repeat)"
+        "--store", action="append", default=[], metavar="ID",
+        help="store id (repeat; default: none, no grants yet)",
+    )  # fmt: skip
+    acreate.add_argument(
+        "--permission", action="append", default=[], metavar="R:A",
+        help="RESOURCE:read|write on each --store (repeat; default: none)",
+    )  # fmt: skip
+    _json(acreate, "print the new account as JSON")
+    grant = _command(asub, "grant", "add permissions on stores to an account")
+    _config(grant)
+    grant.add_argument("account_id", metavar="ACCOUNT_ID")
+    grant.add_argument(
+        "--store", action="append", required=True, metavar="ID", help="store id (repeat)"
     )
-    grant = asub.add_parser("grant", help="add permissions on stores to an account")
-    grant.add_argument("--config", required=True)
-    grant.add_argument("account_id")
-    grant.add_argument("--store", action="append", required=True)
-    grant.add_argument("--permission", action="append", required=True)
-    arevoke = asub.add_parser(
-        "revoke", help="take permissions back (all of them, without --store/--permission)"
+    grant.add_argument(
+        "--permission", action="append", required=True, metavar="R:A",
+        help="RESOURCE:read|write (repeat)",
+    )  # fmt: skip
+    _json(grant, "accepted for symmetry: grant always prints the account as JSON")
+    arevoke = _command(
+        asub, "revoke", "take permissions back (all of them, without --store/--permission)"
     )
-    arevoke.add_argument("--config", required=True)
-    arevoke.add_argument("account_id")
-    arevoke.add_argument("--store", action="append", default=[])
-    arevoke.add_argument("--permission", action="append", default=[])
-    alist = asub.add_parser("list", help="list accounts")
-    alist.add_argument("--config", required=True)
-    alist.add_argument("--json", action="store_true")
-    ashow = asub.add_parser("show", help="one account, its grants and its tokens")
-    ashow.add_argument("--config", required=True)
-    ashow.add_argument("account_id")
+    _config(arevoke)
+    arevoke.add_argument("account_id", metavar="ACCOUNT_ID")
+    arevoke.add_argument(
+        "--store", action="append", default=[], metavar="ID",
+        help="store id (repeat; default: every store the account has)",
+    )  # fmt: skip
+    arevoke.add_argument(
+        "--permission", action="append", default=[], metavar="R:A",
+        help="RESOURCE:read|write (repeat; default: every permission on those stores)",
+    )  # fmt: skip
+    _json(arevoke, "accepted for symmetry: revoke always prints the account as JSON")
+    alist = _command(asub, "list", "list accounts")
+    _config(alist)
+    _json(alist, "JSON instead of a table")
+    ashow = _command(asub, "show", "one account as JSON: its grants and its tokens")
+    _config(ashow)
+    ashow.add_argument("account_id", metavar="ACCOUNT_ID")
+    _json(ashow, "accepted for symmetry: show always prints JSON")
     return p
 
 
+def _glue_signed(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _SIGNED_FLAGS and i + 1 < len(argv) and re.match(r"-\d", argv[i + 1]):
+            out.append(f"{arg}={argv[i + 1]}")
+            i += 2
+            continue
+        if arg == "--":
+            return out + argv[i:]
+        out.append(arg)
+        i += 1
+    return out
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse, and take ``--config`` from ``$MAGENTO_EDGE_CONFIG`` when it is not given.
+    Usage errors print the command's usage and raise ``SystemExit(2)``."""
+    args = _parser().parse_args(_glue_signed(list(sys.argv[1:] if argv is None else argv)))
+    if hasattr(args, "config") and not args.config:
+        args.config = os.environ.get(CONFIG_ENV) or None
+        if args.config is None:
+            args.usage.error(f"--config is required (or set {CONFIG_ENV})")
+    revoke = args.command == "tokens" and args.tokens_command == "revoke"
+    if revoke and (args.token_id is None) == (not args.secret_stdin):
+        args.usage.error("give either TOKEN_ID or --secret-stdin (the token on stdin)")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parse(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error argparse has printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         if args.command == "check":
-            return _check(args.config, probe=args.probe)
+            return _check(args.config, probe=args.probe, as_json=args.json)
         if args.command == "serve":
             from .server import serve
 
             serve(args.config, host=args.host, port=args.port)
-            return 0
+            return EXIT_OK
         if args.command == "demo":
             from .demo import run_demo
 
             run_demo(port=args.port, data_dir=Path(args.data_dir))
-            return 0
+            return EXIT_OK
         if args.command in ("tokens", "accounts"):
             return asyncio.run(_keystore_command(args))
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except UsageError as exc:
         print(f"magento-edge: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except NotFound as exc:
+        print(f"magento-edge: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
     except KeyStoreUnavailable as exc:
         print(f"magento-edge: {exc.detail}", file=sys.stderr)
-        return 1
-    return 2
+        return EXIT_FAILED
+    return EXIT_USAGE  # pragma: no cover - argparse requires a known command
 
 
 async def _keystore_command(args: argparse.Namespace) -> int:
@@ -192,20 +366,34 @@ async def _keystore_command(args: argparse.Namespace) -> int:
         await store.close()
 
 
-def _check(path: str, *, probe: bool = False) -> int:
+def _check(path: str, *, probe: bool = False, as_json: bool = False) -> int:
     config = load_config(path)
     routes = sum(len(t) for s in config.surfaces for t in s.tables.values())
-    print(
-        f"{path}: valid ({len(config.surfaces)} policies, {routes} routes, "
-        f"{len(config.stores)} stores)"
-    )
-    if not probe:
-        return 0
-    from .probe import probe_config
+    summary: dict[str, object] = {
+        "config": path,
+        "valid": True,
+        "policies": len(config.surfaces),
+        "routes": routes,
+        "stores": len(config.stores),
+    }
+    if not as_json:
+        print(
+            f"{path}: valid ({len(config.surfaces)} policies, {routes} routes, "
+            f"{len(config.stores)} stores)"
+        )
+    ok = True
+    if probe:
+        from .probe import probe_config
 
-    results = asyncio.run(probe_config(config))
-    for result in results.values():
-        print(f"store {result.store}: {'ok' if result.ok else 'FAILED'}: {result.verdict}")
-        for warning in result.warnings:
-            print(f"store {result.store}: warning: {warning}")
-    return 0 if all(r.ok for r in results.values()) else 1
+        results = asyncio.run(probe_config(config))
+        ok = all(r.ok for r in results.values())
+        summary["probe"] = [r.as_dict() for r in results.values()]
+        if not as_json:
+            for result in results.values():
+                verdict = "ok" if result.ok else "FAILED"
+                print(f"store {result.store}: {verdict}: {result.verdict}")
+                for warning in result.warnings:
+                    print(f"store {result.store}: warning: {warning}")
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    return EXIT_OK if ok else EXIT_FAILED

@@ -9,6 +9,7 @@ import io
 import os
 import secrets
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -58,18 +59,21 @@ def governed_config(
     return path
 
 
-def run_cli(config: Path, *argv: str) -> tuple[int, str, str]:
-    """``magento-edge GROUP COMMAND --config CONFIG ARGS...`` in process."""
+def epoch(iso: str) -> float:
+    """A time the CLI printed (ISO 8601, ``Z``) as epoch seconds."""
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def run_cli(config: Path, *argv: str, stdin: str = "") -> tuple[int, str, str]:
+    """``magento-edge GROUP COMMAND --config CONFIG ARGS...`` in process, ``stdin`` piped in."""
     out, err = io.StringIO(), io.StringIO()
     with (
         mock.patch.dict(os.environ, env()),
+        mock.patch("sys.stdin", io.StringIO(stdin)),
         contextlib.redirect_stdout(out),
         contextlib.redirect_stderr(err),
     ):
-        try:
-            code = main([*argv[:2], "--config", str(config), *argv[2:]])
-        except SystemExit as exc:  # argparse refusing a flag
-            code = int(exc.code or 0)
+        code = main([*argv[:2], "--config", str(config), *argv[2:]])
     return code, out.getvalue(), err.getvalue()
 
 

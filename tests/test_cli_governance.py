@@ -5,6 +5,8 @@ exactly as an operator runs them."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import re
 import time
@@ -13,9 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from proxy.cli import parse_date, parse_grace
-from proxy.tokens import parse_token
-from tests.governance import BACKENDS, governed_config, governed_edge, run_cli, wait_until
+from proxy.cli import main, parse_date, parse_grace
+from proxy.tokens import generate_token, parse_token
+from tests.governance import (
+    BACKENDS,
+    epoch,
+    governed_config,
+    governed_edge,
+    run_cli,
+    wait_until,
+)
 
 TOKEN = re.compile(r"soc_pat_(live|test)_[0-9A-Za-z]{36}")
 
@@ -24,8 +33,8 @@ class Cli:
     def __init__(self, config: Path) -> None:
         self.config = config
 
-    def __call__(self, *argv: str) -> tuple[int, str, str]:
-        return run_cli(self.config, *argv)
+    def __call__(self, *argv: str, stdin: str = "") -> tuple[int, str, str]:
+        return run_cli(self.config, *argv, stdin=stdin)
 
     def ok(self, *argv: str) -> str:
         code, out, err = self(*argv)
@@ -39,6 +48,13 @@ class Cli:
         code, out, err = self(*argv)
         assert code == 2, (argv, out, err)
         assert not TOKEN.search(out)
+        return err
+
+    def missing(self, *argv: str) -> str:
+        """A command on an id that does not exist: exit 3, a message, nothing on stdout."""
+        code, out, err = self(*argv)
+        assert code == 3, (argv, out, err)
+        assert out == ""
         return err
 
     def account(self, *args: str) -> str:
@@ -72,8 +88,10 @@ def test_accounts_create_list_show(cli: Cli) -> None:
         "acme": ["orders:write", "products:read"],
         "lab": ["orders:write", "products:read"],
     }
-    text = cli.ok("accounts", "list")
-    assert f"{account}\tPartner Ltd\tacme,lab" in text and f"{empty}\tPartner\t-" in text
+    header, *rows = cli.ok("accounts", "list").splitlines()
+    assert header.split() == ["ID", "NAME", "STORES", "CREATED"]
+    assert rows[0].startswith(f"{account}  Partner Ltd  acme,lab  20")
+    assert rows[1].split()[:3] == [empty, "Partner", "-"]
     token, token_id = cli.token(
         "--store", "acme", "--permission", "orders:read", "--account", account
     )
@@ -133,7 +151,7 @@ def test_accounts_commands_on_unknown_accounts(cli: Cli) -> None:
         ("accounts", "grant", "acct_nope", "--store", "acme", "--permission", "orders:read"),
         ("accounts", "revoke", "acct_nope"),
     ):
-        assert 'unknown account "acct_nope"' in cli.refused(*argv)
+        assert 'unknown account "acct_nope"' in cli.missing(*argv)
     account = cli.account()
     assert 'unknown store "nope"' in cli.refused("accounts", "revoke", account, "--store", "nope")
 
@@ -146,9 +164,11 @@ def test_token_never_exceeds_its_account(cli: Cli) -> None:
         "--store", "acme", "--store", "oak", "--permission", "orders:read",
         "--permission", "products:write",
     )  # fmt: skip
+    assert 'unknown account "acct_nope"' in cli.missing(
+        "tokens", "create", "--account", "acct_nope", "--store", "acme",
+        "--permission", "orders:read",
+    )  # fmt: skip
     refusals = [
-        (["--account", "acct_nope", "--store", "acme", "--permission", "orders:read"],
-         'unknown account "acct_nope"'),
         (["--account", account, "--store", "gone", "--permission", "orders:read"],
          f'account {account} has no grants on store "gone"'),
         (["--account", account, "--store", "acme", "--permission", "orders:write"],
@@ -178,12 +198,12 @@ def test_expires_at(cli: Cli) -> None:
         "--store", "acme", "--permission", "orders:read", "--expires-at", "2099-01-31T18:00:00Z"
     )
     shown = cli.json("tokens", "show", token_id)
-    assert shown["expires_at"] == 4073565600.0  # type: ignore[index]
+    assert shown["expires_at"] == "2099-01-31T18:00:00Z"  # type: ignore[index]
     assert shown["state"] == "active"  # type: ignore[index]
     _, day = cli.token(
         "--store", "acme", "--permission", "orders:read", "--expires-at", "2099-02-01"
     )
-    assert cli.json("tokens", "show", day)["expires_at"] == 4073587200.0  # type: ignore[index]
+    assert cli.json("tokens", "show", day)["expires_at"] == "2099-02-01T00:00:00Z"  # type: ignore[index]
     assert "is not in the future" in cli.refused(
         "tokens", "create", "--store", "acme", "--permission", "orders:read",
         "--expires-at", "2001-01-01",
@@ -207,7 +227,8 @@ def test_parse_date_and_grace() -> None:
     assert parse_grace("0s") == 0
     assert parse_grace("90s") == 90
     assert parse_grace("1h") == 3600
-    for bad in ("", "-1h", "1w", "1.5h", "h"):
+    assert parse_grace("1w") == 7 * 86400
+    for bad in ("", "-1h", "1.5h", "h", "1y"):
         with pytest.raises(argparse.ArgumentTypeError, match="grace period"):
             parse_grace(bad)
 
@@ -236,7 +257,8 @@ def test_rotate_keeps_grants_and_gives_the_old_token_a_grace(cli: Cli) -> None:
     assert {k: new[k] for k in same} == {k: old_before[k] for k in same}  # type: ignore[index]
     assert new["expires_at"] == old_before["expires_at"]  # type: ignore[index]  # not extended
     assert old["replaced_by"] == new_id and old["state"] == "grace"  # type: ignore[index]
-    assert started + 3600 <= old["expires_at"] <= time.time() + 3600  # type: ignore[index,operator]
+    # ISO 8601 to the second: the grace ends within the second of the rotation.
+    assert int(started) + 3600 <= epoch(old["expires_at"]) <= time.time() + 3600  # type: ignore[index]
     assert new["state"] == "active" and new["replaced_by"] is None  # type: ignore[index]
     # Once rotated, rotate the new one instead.
     assert f"already rotated into {new_id}" in cli.refused("tokens", "rotate", old_id)
@@ -245,10 +267,10 @@ def test_rotate_keeps_grants_and_gives_the_old_token_a_grace(cli: Cli) -> None:
     newer = re.search(r"into (tok_[0-9a-f]+)", out).group(1)  # type: ignore[union-attr]
     assert "is accepted now" in out
     assert cli.json("tokens", "show", new_id)["state"] == "rotated"  # type: ignore[index]
-    newer_expiry = cli.json("tokens", "show", newer)["expires_at"]  # type: ignore[index]
-    assert started + 86400 <= newer_expiry <= time.time() + 86400  # type: ignore[operator]
+    newer_expiry = epoch(cli.json("tokens", "show", newer)["expires_at"])  # type: ignore[index]
+    assert int(started) + 86400 <= newer_expiry <= time.time() + 86400
     assert "is rotated: create a new token" in cli.refused("tokens", "rotate", new_id)
-    assert "no token with id tok_nope" in cli.refused("tokens", "rotate", "tok_nope")
+    assert "no token with id tok_nope" in cli.missing("tokens", "rotate", "tok_nope")
 
 
 def test_revoke_with_a_reason_and_states_in_list(cli: Cli) -> None:
@@ -261,9 +283,169 @@ def test_revoke_with_a_reason_and_states_in_list(cli: Cli) -> None:
     assert "is revoked: create a new token" in cli.refused("tokens", "rotate", a)
     listed = {t["id"]: t["state"] for t in cli.json("tokens", "list", "--json")}  # type: ignore[attr-defined]
     assert listed == {a: "revoked", b: "active"}
-    text = cli.ok("tokens", "list")
-    assert f"{a}\trevoked\t" in text and f"{b}\tactive\t" in text
-    assert "no token with id tok_nope" in cli.refused("tokens", "revoke", "tok_nope")
+    header, *rows = cli.ok("tokens", "list").splitlines()
+    assert header.split() == ["ID", "STATE", "NAME", "STORES", "PERMISSIONS", "ACCOUNT", "EXPIRES"]
+    assert [row.split()[:2] for row in rows] == [[a, "revoked"], [b, "active"]]
+    assert "no token with id tok_nope" in cli.missing("tokens", "revoke", "tok_nope")
+
+
+def test_revoking_twice_says_so_and_keeps_the_first_reason(cli: Cli) -> None:
+    _, token_id = cli.token("--store", "acme", "--permission", "orders:read")
+    assert cli.ok("tokens", "revoke", token_id, "--reason", "leaked") == f"revoked {token_id}\n"
+    again = cli.ok("tokens", "revoke", token_id, "--reason", "other")
+    assert again == f"{token_id} was already revoked; nothing changed (reason kept: leaked)\n"
+    shown = cli.json("tokens", "show", token_id)
+    assert shown["state"] == "revoked" and shown["revoked_reason"] == "leaked"  # type: ignore[index]
+    third = cli.json("tokens", "revoke", token_id, "--json")
+    assert third["already_revoked"] is True and third["state"] == "revoked"  # type: ignore[index]
+    _, other = cli.token("--store", "acme", "--permission", "orders:read")
+    first = cli.json("tokens", "revoke", other, "--json", "--reason", "rotated out")
+    assert first["id"] == other and first["already_revoked"] is False  # type: ignore[index]
+    assert first["revoked"] is True and first["revoked_reason"] == "rotated out"  # type: ignore[index]
+
+
+def test_revoke_by_the_secret_on_stdin(cli: Cli) -> None:
+    token, token_id = cli.token("--store", "acme", "--permission", "orders:read")
+    _, bystander = cli.token("--store", "acme", "--permission", "orders:read")
+    code, out, err = cli("tokens", "revoke", "--secret-stdin", stdin=f"{token}\n")
+    assert (code, out) == (0, f"{token_id}\n")  # the public id alone, never the secret
+    assert err == f"revoked {token_id}\n"
+    assert token not in out + err
+    states = {t["id"]: t["state"] for t in cli.json("tokens", "list", "--json")}  # type: ignore[attr-defined]
+    assert states == {token_id: "revoked", bystander: "active"}
+    # The same secret again: already revoked, said on stderr, still exit 0 and the id.
+    code, out, err = cli("tokens", "revoke", "--secret-stdin", stdin=token)
+    assert (code, out) == (0, f"{token_id}\n") and "already revoked" in err
+    # A well-formed token this key store never issued: not found, exit 3.
+    stranger = generate_token()
+    code, out, err = cli("tokens", "revoke", "--secret-stdin", stdin=stranger)
+    assert (code, out) == (3, "") and "no token in this key store matches" in err
+    assert stranger not in err
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message"),
+    [
+        ("", "stdin is empty"),
+        ("  \n", "stdin is empty"),
+        ("soc_pat_live_" + "A" * 36, "does not hold one magento-edge token"),  # bad checksum
+        ("hunter2-not-a-token", "does not hold one magento-edge token"),
+    ],
+)
+def test_revoke_secret_stdin_refuses_what_is_not_a_token(
+    cli: Cli, stdin: str, message: str
+) -> None:
+    code, out, err = cli("tokens", "revoke", "--secret-stdin", stdin=stdin)
+    assert (code, out) == (2, "")
+    assert message in err
+    if stdin.strip():
+        assert stdin.strip() not in err  # a near-miss secret is still never echoed
+
+
+def test_revoke_takes_an_id_or_the_secret_not_both(cli: Cli) -> None:
+    token, token_id = cli.token("--store", "acme", "--permission", "orders:read")
+    for argv in (("tokens", "revoke"), ("tokens", "revoke", token_id, "--secret-stdin")):
+        code, out, err = cli(*argv, stdin=token)
+        assert (code, out) == (2, "") and "give either TOKEN_ID or --secret-stdin" in err
+    assert cli.json("tokens", "show", token_id)["state"] == "active"  # type: ignore[index]
+
+
+def test_secret_from_a_terminal_is_read_without_echo(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token, token_id = cli.token("--store", "acme", "--permission", "orders:read")
+    prompts: list[str] = []
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    def getpass(prompt: str = "") -> str:
+        prompts.append(prompt)
+        return token
+
+    monkeypatch.setattr("proxy.admin.getpass.getpass", getpass)
+    monkeypatch.setattr("proxy.admin.sys.stdin", Terminal("typed input is not read from here"))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        code = main(["tokens", "revoke", "--config", str(cli.config), "--secret-stdin"])
+    assert (code, out.getvalue()) == (0, f"{token_id}\n")
+    assert prompts == ["token to revoke (not echoed): "]
+
+
+def test_json_output_of_every_data_command(cli: Cli) -> None:
+    iso = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+    code, out, err = cli(
+        "accounts", "create", "--name", "Partner", "--store", "acme",
+        "--permission", "orders:write", "--json",
+    )  # fmt: skip
+    assert code == 0
+    account = json.loads(out)  # stdout is the JSON document alone
+    assert re.fullmatch(r"acct_[0-9a-f]{12}", account["id"]) and iso.fullmatch(
+        account["created_at"]
+    )
+    assert account["grants"] == {"acme": ["orders:write"]}
+    assert cli.json("accounts", "list", "--json") == [account]
+    assert cli.json("accounts", "show", account["id"], "--json")["name"] == "Partner"  # type: ignore[index]
+    assert cli.json("accounts", "grant", account["id"], "--store", "oak",
+                    "--permission", "orders:read", "--json")["grants"] == {  # type: ignore[index]
+        "acme": ["orders:write"], "oak": ["orders:read"],
+    }  # fmt: skip
+
+    code, out, err = cli(
+        "tokens", "create", "--store", "acme", "--permission", "orders:read",
+        "--account", account["id"], "--expires-in", "1w", "--json",
+    )  # fmt: skip
+    assert code == 0
+    created = json.loads(out)
+    secret = created["secret"]
+    assert parse_token(secret) is not None and TOKEN.fullmatch(secret)
+    assert re.fullmatch(r"tok_[0-9a-f]{16}", created["id"])
+    assert "shown once" in err and secret not in err
+    assert iso.fullmatch(created["created_at"]) and created["last_used_at"] is None
+    week = epoch(created["expires_at"]) - epoch(created["created_at"])
+    assert 7 * 86400 - 1 <= week <= 7 * 86400 + 1
+    shown = cli.json("tokens", "show", created["id"], "--json")
+    assert shown == {k: v for k, v in created.items() if k != "secret"}  # the same fields
+    assert cli.json("tokens", "list", "--json") == [shown]
+    assert cli.ok("tokens", "show", created["id"]) == cli.ok(
+        "tokens", "show", created["id"], "--json"
+    )
+
+    code, out, err = cli("tokens", "rotate", created["id"], "--grace", "1h", "--json")
+    assert code == 0
+    rotated = json.loads(out)
+    assert rotated["replaces"] == created["id"] and rotated["id"] != created["id"]
+    assert TOKEN.fullmatch(rotated["secret"]) and rotated["secret"] != secret
+    assert iso.fullmatch(rotated["replaced_until"]) and f"rotated {created['id']}" in err
+    old = cli.json("tokens", "show", created["id"])
+    assert old["expires_at"] == rotated["replaced_until"]  # type: ignore[index]
+
+
+def test_tables_have_headers_and_iso_times(cli: Cli) -> None:
+    assert cli.ok("tokens", "list").splitlines() == [
+        "ID  STATE  NAME  STORES  PERMISSIONS  ACCOUNT  EXPIRES"
+    ]
+    _, forever = cli.token("--store", "acme", "--store", "oak", "--permission", "orders:read")
+    _, dated = cli.token(
+        "--store", "acme", "--permission", "orders:write", "--name", "ERP sync",
+        "--expires-at", "2099-01-31T18:00:00Z",
+    )  # fmt: skip
+    header, *rows = cli.ok("tokens", "list").splitlines()
+    starts = [header.index(h) for h in ("STATE", "NAME", "STORES", "EXPIRES")]
+    for row in rows:  # columns line up under their headers
+        assert all(row[i - 2 : i] == "  " and row[i] != " " for i in starts)
+    assert rows[0].split() == [forever, "active", "-", "acme,oak", "orders:read", "-", "never"]
+    assert rows[1].split("  ")[0] == dated and "ERP sync" in rows[1]
+    assert rows[1].endswith("2099-01-31T18:00:00Z")
+    account = cli.account()
+    assert re.search(rf"^{account}  Partner  -\s+\d{{4}}-\d\d-\d\dT[\d:]+Z$",
+                     cli.ok("accounts", "list"), re.M)  # fmt: skip
+
+
+def test_not_found_is_exit_3(cli: Cli) -> None:
+    assert "no token with id tok_nope" in cli.missing("tokens", "show", "tok_nope")
+    assert "no token with id tok_nope" in cli.missing("tokens", "revoke", "tok_nope", "--json")
 
 
 def test_unreachable_redis_is_exit_1_with_a_message(tmp_path: Path) -> None:
@@ -314,4 +496,4 @@ def test_last_used_is_tracked_without_a_write_per_request(
         assert shown["last_used_at"] is None  # kept in memory, not written per request
         edge.flush()  # what the background task does every 60 s (and at shutdown)
         shown = json.loads(edge.ok("tokens", "show", token_id))
-        assert before <= shown["last_used_at"] <= after
+        assert int(before) <= epoch(shown["last_used_at"]) <= after

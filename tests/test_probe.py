@@ -3,6 +3,7 @@ stand-in, served for real on loopback) and reported in Magento's own terms."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -211,3 +212,19 @@ def test_check_probe_cli(
     assert "bearer-secret-xyz" not in out and "not-known" not in out
     # Without --probe, check never talks to Magento.
     assert main(["check", "--config", str(_config(tmp_path, magento.url, "BAD_TOKEN"))]) == 0
+
+
+def test_check_probe_json(
+    magento: ThreadServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("BAD_TOKEN", "not-known")
+    path = _config(tmp_path, magento.url, "BAD_TOKEN")
+    assert main(["check", "--config", str(path), "--probe", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["valid"] is True and doc["stores"] == 1
+    [store] = doc["probe"]
+    assert store["store"] == "acme" and store["ok"] is False and store["status"] == 401
+    assert store["credential"] == "bearer" and store["reachable"] is True
