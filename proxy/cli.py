@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ._toml import ConfigError
 from .admin import UsageError, accounts_command, tokens_command
-from .config import load_config
+from .config import load_config, unresolved_hosts
 from .errors import KeyStoreUnavailable
 
 __all__ = ["main"]
@@ -188,6 +188,8 @@ async def _keystore_command(args: argparse.Namespace) -> int:
 
 def _check(path: str) -> int:
     config = load_config(path)
+    if unresolved := unresolved_hosts(config):
+        raise ConfigError(unresolved)
     routes = sum(len(t) for s in config.surfaces for t in s.tables.values())
     print(
         f"{path}: valid ({len(config.surfaces)} policies, {routes} routes, "

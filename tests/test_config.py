@@ -117,11 +117,21 @@ def test_shipped_example_config_loads(tmp_path: Path) -> None:
     assert set(config.stores) == {"acme"}
 
 
-def test_defaults_for_an_almost_empty_config(confdir: Path) -> None:
-    config = load_config(_write(confdir, "# nothing\n"), env={})
+ONE_STORE = """\
+[stores.acme]
+magento_url = "http://127.0.0.1:9000"
+credential = { kind = "bearer", token_env = "ACME_MAGENTO_TOKEN" }
+"""
+
+
+def test_defaults_for_a_config_with_only_a_store(confdir: Path) -> None:
+    config = load_config(_write(confdir, ONE_STORE), env={"ACME_MAGENTO_TOKEN": SECRET})
     assert (config.host, config.port, config.max_connections) == ("127.0.0.1", 8080, 512)
     assert config.keystore_path == confdir / "edge.db"
-    assert config.stores == {} and config.upstreams == {}
+    assert (config.ratelimit_backend, config.idempotency_backend) == ("memory", "memory")
+    acme = config.stores["acme"]
+    assert (acme.name, acme.environment, acme.store_code) == ("acme", "live", "default")
+    assert config.upstreams == {}
     assert [s.name for s in config.surfaces] == ["storeoncloud"]
 
 
@@ -129,8 +139,12 @@ def test_trusted_proxies_and_redis_backends(confdir: Path) -> None:
     text = SPEC_EXAMPLE.replace(
         "trusted_proxies = []", 'trusted_proxies = ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"]'
     )
-    text = text.replace('backend = "sqlite"', 'backend = "redis"\nurl = "redis://r:6379/1"')
-    text = text.replace('[ratelimit]\nbackend = "memory"', '[ratelimit]\nbackend = "redis"')
+    text = text.replace(
+        'backend = "sqlite"\npath = "edge.db"', 'backend = "redis"\nurl = "redis://r:6379/1"'
+    )
+    text = text.replace(
+        '[ratelimit]\nbackend = "memory"', '[ratelimit]\nbackend = "redis"\nurl = "rediss://r/2"'
+    )
     config = load_config(_write(confdir, text), env={"ACME_MAGENTO_TOKEN": SECRET})
     assert config.trusted_proxies == (
         ipaddress.ip_network("10.0.0.0/8"),
@@ -139,7 +153,7 @@ def test_trusted_proxies_and_redis_backends(confdir: Path) -> None:
     )
     assert (config.keystore_backend, config.keystore_path) == ("redis", None)
     assert config.keystore_url == "redis://r:6379/1"
-    assert config.ratelimit_url == "redis://127.0.0.1:6379/0"
+    assert (config.ratelimit_backend, config.ratelimit_url) == ("redis", "rediss://r/2")
 
 
 def test_oauth1_credential_from_env(confdir: Path) -> None:
@@ -345,7 +359,9 @@ def test_unreadable_and_invalid_config(tmp_path: Path) -> None:
     path = _write(tmp_path, "[server\n")
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
-    assert info.value.problems[0].startswith(f"{path}: invalid TOML: ")
+    assert info.value.problems == [
+        f"{path}:1: server: invalid TOML: Expected ']' at the end of a table declaration (column 8)"
+    ]
 
 
 # -- policies -----------------------------------------------------------------------------
