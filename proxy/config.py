@@ -384,6 +384,8 @@ def _check_magento_base(r: Reader, store: Store) -> None:
 
 
 def _http_url(r: Reader, where: str, url: str) -> str:
+    if not url:
+        return url  # absent: named already as required
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         r.problem(where, f'"{url}" must be an http:// or https:// URL with a host', near=url)

@@ -678,3 +678,162 @@ def test_v3_route_table_lookup(tmp_path: Path) -> None:
     )
     assert table.lookup("DELETE", ("products", "x")) is None
     assert table.allowed_methods(("products", "x")) == ["GET", "PUT"]
+
+
+# -- entries that shadow or contradict one another (SPEC §2): both places named ---------------
+
+
+def _line(text: str, needle: str) -> int:
+    (hit,) = [i for i, line in enumerate(text.splitlines(), 1) if needle in line]
+    return hit
+
+
+def test_the_shipped_policy_has_no_shadowed_or_contradicting_entries() -> None:
+    # Every one of its 385 routes is reachable through the mounts that read its table.
+    surface = load_policy(SHIPPED)
+    assert len(surface.tables["magento"]) == 385 and len(surface.mounts) == 4
+
+
+def test_an_endpoint_hiding_a_mount_route(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        '\n[[endpoints]]\npath = "/stores/{id}/commerce/orders"\nhandler = "stores"\n'
+    )
+    path = _write(tmp_path, text)
+    assert _problems(path) == [
+        f"{path}:18: routes.magento[0]: GET /stores/{{store}}/commerce/orders through "
+        f"mounts[0] ({path}:10) is also matched by endpoints[0] ({path}:23, "
+        "/stores/{id}/commerce/orders): endpoints are tried before any mount"
+    ]
+
+
+def test_an_endpoint_hidden_by_an_earlier_endpoint(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        '\n[[endpoints]]\npath = "/docs/{name}"\nhandler = "openapi"\nauth = false\n'
+        '\n[[endpoints]]\npath = "/docs/openapi.json"\nhandler = "openapi"\nauth = false\n'
+    )
+    path = _write(tmp_path, text)
+    assert _problems(path) == [
+        f"{path}:28: endpoints[1]: /docs/openapi.json is also matched by endpoints[0] "
+        f"({path}:23, /docs/{{name}}), which is tried first: endpoints are tried in file order"
+    ]
+
+
+def test_duplicate_mounts(tmp_path: Path) -> None:
+    text = MINIMAL + MOUNT.replace('name = "commerce"', 'name = "again"').replace(
+        "{store}", "{shop}"
+    )
+    path = _write(tmp_path, text)
+    assert _problems(path) == [
+        f"{path}:25: mounts[1].path: duplicates mounts[0] ({path}:10, "
+        "/stores/{store}/commerce): only the first is ever reached"
+    ]
+
+
+def test_mounts_of_equal_standing_that_overlap(tmp_path: Path) -> None:
+    text = (
+        HEAD
+        + (
+            '\n[[mounts]]\npath = "/stores/{store}"\ntarget = "/rest/{store_code}/V1"\n'
+            'routes = "magento"\n'
+            '\n[[mounts]]\npath = "/{section}/acme"\ntarget = "/rest/{store_code}/V1"\n'
+            'routes = "magento"\n'
+        )
+        + ROUTES
+    )
+    path = _write(tmp_path, text)
+    assert _problems(path) == [
+        f"{path}:16: mounts[1].path: /{{section}}/acme and mounts[0] ({path}:10, "
+        "/stores/{store}) match some paths alike with the same specificity: file order "
+        "would decide"
+    ]
+
+
+def test_a_mount_that_takes_every_path_of_another_mounts_route(tmp_path: Path) -> None:
+    panel = (
+        '[routes]\npanel = [\n  { method = "GET", path = "/commerce/orders", resource = "orders" },\n'
+        '  { method = "GET", path = "/settings", resource = "orders" },\n]\n'
+    )
+    text = (
+        MINIMAL.replace("[routes]\n", panel)
+        + '\n[[mounts]]\npath = "/stores/{store}"\nupstream = "panel"\ntarget = "/"\n'
+        'routes = "panel"\n'
+    )
+    path = _write(tmp_path, text)
+    assert _line(text, "/commerce/orders") == 18 and _line(text, 'routes = "panel"') == 31
+    assert _problems(path) == [
+        f"{path}:18: routes.panel[0]: GET /stores/{{store}}/commerce/orders through mounts[1] "
+        f"({path}:27) is unreachable: mounts[0] ({path}:10, /stores/{{store}}/commerce) takes "
+        "every such path first"
+    ]
+
+
+def test_a_route_both_mapped_and_denied_through_star(tmp_path: Path) -> None:
+    text = _with_routes('{ method = "*", path = "/orders", deny = "closed" }')
+    path = _write(tmp_path, text)
+    assert _problems(path) == [
+        f"{path}:21: routes.magento[3]: is both mapped and denied with routes.magento[0] "
+        f"({path}:18): both match GET /orders and * /orders (the method's route is tried "
+        'first, whatever the specificity); denied ("closed") here, orders there'
+    ]
+
+
+def test_a_star_route_contradicting_a_more_specific_method_route(tmp_path: Path) -> None:
+    # GET /orders/items would reach orders:read through the GET route: the * route's
+    # products decision for that path is bypassed, whatever its specificity.
+    text = _with_routes(
+        '{ method = "GET", path = "/orders/{id}", resource = "orders" }',
+        '{ method = "*", path = "/orders/items", resource = "products" }',
+    )
+    path = _write(tmp_path, text)
+    assert _problems(path) == [
+        f"{path}:22: routes.magento[4]: contradicts routes.magento[3] ({path}:21): both "
+        "match GET /orders/{id} and * /orders/items (the method's route is tried first, "
+        "whatever the specificity); products here, orders there"
+    ]
+
+
+def test_a_star_route_agreeing_with_a_method_route_loads(tmp_path: Path) -> None:
+    text = _with_routes(
+        '{ method = "GET", path = "/carts/{id}", resource = "orders" }',
+        '{ method = "*", path = "/carts/{id}", resource = "orders" }',
+    )
+    assert len(load_policy(_write(tmp_path, text)).tables["magento"]) == 5
+
+
+def test_the_same_request_in_the_bulk_form_view(tmp_path: Path) -> None:
+    # In the bulk form both routes are GET /orders/bySku: one can never be chosen.
+    text = _with_routes(
+        '{ method = "GET", path = "/orders/{sku}", resource = "orders" }',
+        '{ method = "GET", path = "/orders/bySku", resource = "products", form = "bulk" }',
+    )
+    path = _write(tmp_path, text + BULK_MOUNT)
+    assert _problems(path) == [
+        f"{path}:22: routes.magento[4]: contradicts routes.magento[3] ({path}:21): both "
+        "match GET /orders/bySku (bulk form); products here, orders there"
+    ]
+
+
+@pytest.mark.parametrize("key", ['resource = "orders"', 'access = "read"', 'target = "/x"'])
+def test_a_denied_route_carrying_a_mapping(tmp_path: Path, key: str) -> None:
+    text = MINIMAL.replace('deny = "never"', f'deny = "never", {key}')
+    path = _write(tmp_path, text)
+    name = key.split(" =")[0]
+    assert _problems(path) == [
+        f"{path}:20: routes.magento[2].{name}: a denied route is never forwarded: drop this or deny"
+    ]
+
+
+def test_a_route_table_no_mount_uses(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        "[routes]\n", '[routes]\nspare = [{ method = "GET", path = "/x", resource = "orders" }]\n'
+    )
+    path = _write(tmp_path, text)
+    assert _problems(path) == [f"{path}:17: routes.spare: no mount uses this route table"]
+
+
+def test_a_bulk_route_without_a_bulk_mount(tmp_path: Path) -> None:
+    text = _with_routes('{ method = "PUT", path = "/orders", resource = "orders", form = "bulk" }')
+    path = _write(tmp_path, text)
+    assert _problems(path) == [
+        f'{path}:21: routes.magento[3].form: no mount with form = "bulk" uses routes.magento'
+    ]
