@@ -1,4 +1,6 @@
-"""Loading TOML with errors that name the file, the key path and, where possible, the line.
+"""Loading TOML with errors that name the file, the line and the key path:
+``config.toml:12: stores.acme.magento_url: ...`` (the line of the key, or of the nearest
+table that holds it when the key is missing; see :mod:`proxy._toml_lines`).
 
 Validation collects every problem instead of stopping at the first, so ``magento-edge
 check`` can show an operator all of them at once.
@@ -11,6 +13,8 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
+
+from ._toml_lines import key_lines, syntax_error_at
 
 __all__ = ["ConfigError", "Reader"]
 
@@ -32,6 +36,7 @@ class Reader:
         self.path = path
         self.display = display or str(path)
         self.problems: list[str] = []
+        self.lines: dict[str, int] = {}
         try:
             self.text = path.read_text(encoding="utf-8")
         except OSError as exc:
@@ -48,7 +53,11 @@ class Reader:
             self.data = tomllib.loads(self.text)
         except tomllib.TOMLDecodeError as exc:
             self.data = {}
-            self.problems.append(f"{self.display}: invalid TOML: {exc}")
+            line, key, message = syntax_error_at(self.text, exc)
+            where = f"{self.display}:{line}" if line else self.display
+            self.problems.append(f"{where}: {key + ': ' if key else ''}invalid TOML: {message}")
+            return
+        self.lines = key_lines(self.text)
 
     # -- reporting ------------------------------------------------------------------
 
@@ -57,8 +66,27 @@ class Reader:
         where = f"{self.display}:{line}" if line else self.display
         self.problems.append(f"{where}: {key}: {message}")
 
+    def where(self, key: str) -> str:
+        """``file:line`` of ``key``, to name a second place in a message."""
+        line = self.line_of(key)
+        return f"{self.display}:{line}" if line else self.display
+
+    def line_of(self, key: str) -> int | None:
+        """The line of ``key``, or of the nearest enclosing key or table in the file."""
+        path = key
+        while path:
+            line = self.lines.get(path)
+            if line is not None:
+                return line
+            path = _parent(path)
+        return None
+
     def _line_of(self, key: str, near: object) -> int | None:
-        """Best effort: the line that holds ``near`` (a bad value) or the last key name."""
+        line = self.line_of(key)
+        if line is not None:
+            return line
+        # Not a key path of this file (a problem in a file it names): best effort, the
+        # line that holds ``near`` (a bad value) or the last key name.
         needles: list[str] = []
         if isinstance(near, str) and near:
             needles.append(f'"{near}"')
@@ -164,6 +192,13 @@ class Reader:
             if key not in allowed:
                 hint = ", ".join(sorted(allowed))
                 self.problem(_join(where, key), f"unknown key (known: {hint})")
+
+
+def _parent(path: str) -> str:
+    """``a.b[3]`` → ``a.b``; ``a.b`` → ``a``; ``a`` → ``""``."""
+    if path.endswith("]") and "[" in path:
+        return path[: path.rindex("[")]
+    return path.rpartition(".")[0]
 
 
 def _join(where: str, key: str) -> str:

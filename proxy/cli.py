@@ -23,7 +23,7 @@ from typing import Any
 from . import __version__
 from ._toml import ConfigError
 from .admin import NotFound, UsageError, accounts_command, tokens_command
-from .config import load_config
+from .config import load_config, unresolved_hosts
 from .errors import KeyStoreUnavailable
 
 __all__ = ["CONFIG_ENV", "main"]
@@ -368,6 +368,8 @@ async def _keystore_command(args: argparse.Namespace) -> int:
 
 def _check(path: str, *, probe: bool = False, as_json: bool = False) -> int:
     config = load_config(path)
+    if unresolved := unresolved_hosts(config):
+        raise ConfigError(unresolved)
     routes = sum(len(t) for s in config.surfaces for t in s.tables.values())
     summary: dict[str, object] = {
         "config": path,

@@ -11,7 +11,10 @@ import importlib.util
 import ipaddress
 import json
 import os
-from collections.abc import Iterator, Mapping
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -32,6 +35,7 @@ __all__ = [
     "Timeouts",
     "Upstream",
     "load_config",
+    "unresolved_hosts",
 ]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -203,21 +207,18 @@ def load_config(
     ks = r.table(d, "keystore", "")
     r.unknown_keys(ks, "keystore", ("backend", "path", "url", "prefix"))
     ks_backend = r.string(ks, "backend", "keystore", "sqlite", choices=("sqlite", "redis"))
+    _only_for(r, ks, "keystore", ks_backend, {"path": "sqlite", "url": "redis", "prefix": "redis"})
     ks_path = (
         (base / r.string(ks, "path", "keystore", "edge.db")) if ks_backend == "sqlite" else None
     )
-    ks_url = _redis_url(r, ks, "keystore") if ks_backend == "redis" else None
+    ks_url = _redis(r, ks, "keystore") if ks_backend == "redis" else None
     ks_prefix = r.string(ks, "prefix", "keystore", "edge:ks:")
-    if ks_backend == "redis" and importlib.util.find_spec("redis") is None:
-        r.problem(
-            "keystore.backend",
-            "\"redis\" needs the redis package (pip install 'magento-edge[redis]')",
-        )
 
     rl = r.table(d, "ratelimit", "")
     r.unknown_keys(rl, "ratelimit", ("backend", "url", "on_backend_error"))
     rl_backend = r.string(rl, "backend", "ratelimit", "memory", choices=("memory", "redis", "none"))
-    rl_url = _redis_url(r, rl, "ratelimit") if rl_backend == "redis" else None
+    _only_for(r, rl, "ratelimit", rl_backend, {"url": "redis"})
+    rl_url = _redis(r, rl, "ratelimit") if rl_backend == "redis" else None
     rl_on_error = r.string(rl, "on_backend_error", "ratelimit", "allow", choices=("allow", "deny"))
 
     idem = r.table(d, "idempotency", "")
@@ -225,19 +226,19 @@ def load_config(
         idem, "idempotency", ("backend", "url", "ttl_seconds", "max_body_bytes", "max_record_bytes")
     )
     idem_backend = r.string(idem, "backend", "idempotency", "memory", choices=("memory", "redis"))
-    idem_url = _redis_url(r, idem, "idempotency") if idem_backend == "redis" else None
+    _only_for(r, idem, "idempotency", idem_backend, {"url": "redis"})
+    idem_url = _redis(r, idem, "idempotency") if idem_backend == "redis" else None
     idem_ttl = r.number(idem, "ttl_seconds", "idempotency", 86400, integer=True, minimum=1)
     idem_body = r.number(idem, "max_body_bytes", "idempotency", 1 << 20, integer=True, minimum=0)
     idem_record = r.number(
         idem, "max_record_bytes", "idempotency", 1 << 20, integer=True, minimum=0
     )
-    if idem_backend == "redis" and importlib.util.find_spec("redis") is None:
-        r.problem(
-            "idempotency.backend",
-            "\"redis\" needs the redis package (pip install 'magento-edge[redis]')",
-        )
 
     stores = _stores(r, d, environ)
+    if not d.get("stores"):  # absent or empty; entries that are not tables are named already
+        r.problem("stores", "no store is configured: add a [stores.ID] table")
+    for store in stores.values():
+        _check_magento_base(r, store)
     upstreams = _upstreams(r, d)
 
     logging_t = r.table(d, "logging", "")
@@ -280,6 +281,71 @@ def load_config(
     )
 
 
+def unresolved_hosts(
+    config: Config,
+    *,
+    timeout: float = 5.0,
+    resolve: Callable[[str], object] = lambda host: socket.getaddrinfo(host, None),
+) -> list[str]:
+    """A problem, with file and line, for every upstream, Magento or Redis host name that
+    does not resolve (or not within ``timeout`` seconds: names are resolved in parallel).
+
+    Not part of :func:`load_config`: whether a name resolves is the network's state at
+    this moment, not the file's. ``check`` refuses on it; ``serve`` only warns, because the
+    upstream client resolves on every new connection, so a resolver that is not ready yet
+    when a pod starts heals by itself, while refusing would crash-loop the pod."""
+    named: dict[str, list[str]] = {}  # host -> key paths naming it
+    urls = [(f"stores.{s.id}.magento_url", s.magento_url) for s in config.stores.values()]
+    urls += [(f"upstreams.{u.name}.url", u.url) for u in config.upstreams.values()]
+    urls += [
+        (f"{where}.url", url)
+        for where, url in (
+            ("keystore", config.keystore_url),
+            ("ratelimit", config.ratelimit_url),
+            ("idempotency", config.idempotency_url),
+        )
+        if url and urlsplit(url).scheme != "unix"
+    ]
+    for key, url in urls:
+        host = urlsplit(url).hostname
+        if host and not _is_ip(host):
+            named.setdefault(host, []).append(key)
+    if not named:
+        return []
+    failures: dict[str, str] = {}
+    answered: set[str] = set()
+
+    def lookup(host: str) -> None:
+        try:
+            resolve(host)
+        except (OSError, UnicodeError) as exc:
+            failures[host] = getattr(exc, "strerror", None) or str(exc)
+        answered.add(host)
+
+    # Daemon threads: a lookup the resolver never answers must not hold the process.
+    threads = [threading.Thread(target=lookup, args=(h,), daemon=True) for h in named]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    r = Reader(config.source)
+    for host, keys in named.items():
+        reason = failures.get(host) if host in answered else f"no answer within {timeout:g} s"
+        if reason is not None:
+            for key in keys:
+                r.problem(key, f'host "{host}" does not resolve ({reason})')
+    return r.problems
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _networks(r: Reader, server: dict[str, Any]) -> tuple[Network, ...]:
     out: list[Network] = []
     for i, cidr in enumerate(r.strings(server, "trusted_proxies", "server")):
@@ -290,14 +356,54 @@ def _networks(r: Reader, server: dict[str, Any]) -> tuple[Network, ...]:
     return tuple(out)
 
 
-def _redis_url(r: Reader, table: dict[str, Any], where: str) -> str:
-    url = r.string(table, "url", where, "redis://127.0.0.1:6379/0")
+def _redis(r: Reader, table: dict[str, Any], where: str) -> str:
+    """A Redis backend's url (no default: a silent 127.0.0.1 hides a missing key until the
+    first request) and its package, which is imported only when the backend is opened."""
+    if importlib.util.find_spec("redis") is None:
+        r.problem(
+            f"{where}.backend",
+            "\"redis\" needs the redis package (pip install 'magento-edge[redis]')",
+        )
+    if "url" not in table:
+        r.problem(f"{where}.url", 'is required with backend = "redis" (redis://HOST:PORT/DB)')
+        return ""
+    url = r.string(table, "url", where)
     if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
         r.problem(f"{where}.url", f'"{url}" is not a redis:// URL', near=url)
     return str(url)
 
 
+def _only_for(
+    r: Reader, table: dict[str, Any], where: str, backend: str, used_by: dict[str, str]
+) -> None:
+    """Refuse a key the chosen backend never reads (a url left behind by a switch to
+    memory would look like shared limits that are not)."""
+    for key, owner in used_by.items():
+        if key in table and backend != owner:
+            r.problem(
+                f"{where}.{key}",
+                f'is only used with backend = "{owner}" (this backend is "{backend}")',
+            )
+
+
+def _check_magento_base(r: Reader, store: Store) -> None:
+    """``magento_url`` is the base URL: the policy's mount target adds ``/rest/{code}/V1``,
+    so a URL already ending in ``/rest`` (or ``/rest/V1``...) would reach ``/rest/rest``."""
+    url = urlsplit(store.magento_url)
+    if not url.hostname:
+        return  # named already as not a URL with a host
+    parts = [p for p in url.path.split("/") if p]
+    if "rest" in (p.lower() for p in parts[-3:]):
+        r.problem(
+            f"stores.{store.id}.magento_url",
+            f'"{store.magento_url}" must be Magento\'s base URL, without /rest '
+            "(the policy's mount target adds /rest/{store_code}/V1)",
+        )
+
+
 def _http_url(r: Reader, where: str, url: str) -> str:
+    if not url:
+        return url  # absent: named already as required
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         r.problem(where, f'"{url}" must be an http:// or https:// URL with a host', near=url)

@@ -90,7 +90,6 @@ class Edge:
         }
         self.limiter = open_limiter(config.ratelimit_backend, config.ratelimit_url)
         self.idempotency = open_idempotency(config)
-        self.limiter_errors = 0
         self._prefixes: dict[tuple[str, str | None], str] = {}
         self._error_surface = config.surfaces[0] if config.surfaces else None
         self._access_log = config.access_log
@@ -258,7 +257,6 @@ class Edge:
         try:
             result = await self.limiter.hit(key, tier)
         except BackendUnavailable:
-            self.limiter_errors += 1
             if self.config.ratelimit_on_backend_error == "deny":
                 raise LimiterUnavailable(
                     "Rate limits cannot be checked right now; retry shortly.",

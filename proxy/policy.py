@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ._shadowing import check_shadowing, mount_order
 from ._toml import ConfigError, Reader
 from .errors import ErrorStyle
 from .routing import Pattern, PatternError, RouteTable, compile_pattern
@@ -40,6 +41,11 @@ _ACCESS: tuple[Access, ...] = ("read", "write")
 _HANDLERS = ("stores", "openapi", "leaked_tokens")
 # The method each handler answers: leak reports are POSTed (GitHub secret scanning).
 _HANDLER_METHODS = {"stores": "GET", "openapi": "GET", "leaked_tokens": "POST"}
+# The JWT issue builds these; until then a policy asking for them is refused, never
+# quietly served with personal access tokens instead.
+_JWT_NOT_YET = (
+    'JWT access tokens are not available in this version (use "pat", or "none" for no auth)'
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,9 +209,17 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
     auth_t = r.table(d, "auth", "")
     r.unknown_keys(auth_t, "auth", ("kind", "jwt", "scopes"))
     auth: AuthKind = r.string(auth_t, "kind", "auth", "pat", choices=("pat", "jwt", "none"))
+    if auth == "jwt":
+        r.problem("auth.kind", _JWT_NOT_YET)
     jwt = _load_jwt(r, auth_t) if auth == "jwt" or "jwt" in auth_t else None
     if auth == "jwt" and jwt is None:
         r.problem("auth.jwt", 'is required when auth.kind is "jwt"')
+    if "jwt" in auth_t and auth != "jwt":
+        r.problem("auth.jwt", 'is only read with auth.kind = "jwt"')
+    # Parsed and checked so far, but nothing acts on them yet: loading them would claim
+    # a behaviour the edge does not have (SPEC §2).
+    if "scopes" in auth_t:
+        r.problem("auth.scopes", "scopes name grants of JWT access tokens: " + _JWT_NOT_YET)
     scopes = _load_scopes(r, auth_t, known)
 
     err = r.table(d, "errors", "")
@@ -234,9 +248,19 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
         r.problem("ratelimit.tiers", "must define at least one tier")
 
     tables = _load_tables(r, d, known)
-    mounts = _load_mounts(r, d, tables)
-    endpoints = _load_endpoints(r, d)
+    indexed_mounts = _load_mounts(r, d, tables)
+    indexed_endpoints = _load_endpoints(r, d)
     versions = _load_versions(r, d)
+    if versions:
+        r.problem(
+            "versions",
+            "not available in this version: the edge does not serve a version's base_path "
+            "yet (its paths would answer 404)",
+        )
+    check_shadowing(r, indexed_endpoints, indexed_mounts, tables)
+    # Most specific prefix first: more literal segments, then more segments.
+    mounts = tuple(m for _, m in sorted(indexed_mounts, key=lambda im: mount_order(im[1])))
+    endpoints = tuple(e for _, e in indexed_endpoints)
 
     if r.problems:
         raise ConfigError(r.problems)
@@ -349,8 +373,11 @@ def _load_tables(r: Reader, d: dict[str, Any], known: set[str]) -> dict[str, tup
             # Same shape (variable names aside) is the same route: one would never match.
             key = (route.method, str(route.pattern.parts) + str(route.pattern.tail), route.form)
             if key in seen:
+                other = f"{where}[{seen[key]}]"
                 r.problem(
-                    w, f"duplicates {where}[{seen[key]}] ({route.method} {route.pattern.text})"
+                    w,
+                    f"duplicates {other} ({r.where(other)}): both are {route.method} "
+                    f"{route.pattern.text}; only one can ever match",
                 )
             seen[key] = i
             routes.append(route)
@@ -378,6 +405,11 @@ def _load_route(
     resource = r.string(e, "resource", w, None)
     if deny is None and resource is None:
         r.problem(w, 'needs a resource (or deny = "reason")')
+    if deny is not None:
+        # A denied route is never forwarded: these would look like a mapping that is not.
+        for key in ("resource", "access", "target"):
+            if key in e:
+                r.problem(f"{w}.{key}", "a denied route is never forwarded: drop this or deny")
     if resource is not None and known and resource not in known:
         r.problem(f"{w}.resource", _unknown("resource", resource, known), near=resource)
     access = r.string(e, "access", w, None, choices=_ACCESS)
@@ -409,12 +441,13 @@ def _check_target(r: Reader, where: str, target: str, names: set[str]) -> None:
 
 def _load_mounts(
     r: Reader, d: dict[str, Any], tables: dict[str, tuple[Route, ...]]
-) -> tuple[Mount, ...]:
-    mounts: list[Mount] = []
+) -> list[tuple[int, Mount]]:
+    """Each mount with its index in the file, in file order."""
+    mounts: list[tuple[int, Mount]] = []
     raw = d.get("mounts", [])
     if not isinstance(raw, list):
         r.problem("mounts", "must be an array of tables")
-        return ()
+        return []
     for i, m in enumerate(raw):
         w = f"mounts[{i}]"
         if not isinstance(m, dict):
@@ -442,29 +475,30 @@ def _load_mounts(
             for meth in methods:
                 if meth not in _METHODS:
                     r.problem(f"{w}.methods", f'unknown method "{meth}"', near=meth)
-        mounts.append(
-            Mount(
-                name=r.string(m, "name", w, f"mount{i}"),
-                pattern=pattern,
-                upstream=r.string(m, "upstream", w, "magento"),
-                target=target,
-                routes=routes,
-                form=r.string(m, "form", w, "plain", choices=("plain", "bulk")),
-                methods=frozenset(methods) if methods is not None else None,
-                auth=r.string(m, "auth", w, None, choices=("pat", "jwt", "none")),
-            )
+        auth = r.string(m, "auth", w, None, choices=("pat", "jwt", "none"))
+        if auth == "jwt":
+            r.problem(f"{w}.auth", _JWT_NOT_YET)
+        mount = Mount(
+            name=r.string(m, "name", w, f"mount{i}"),
+            pattern=pattern,
+            upstream=r.string(m, "upstream", w, "magento"),
+            target=target,
+            routes=routes,
+            form=r.string(m, "form", w, "plain", choices=("plain", "bulk")),
+            methods=frozenset(methods) if methods is not None else None,
+            auth=auth,
         )
-    # Most specific prefix first: more literal segments, then more segments.
-    mounts.sort(key=lambda mt: (-mt.pattern.literal_count, -len(mt.pattern.parts)))
-    return tuple(mounts)
+        mounts.append((i, mount))
+    return mounts
 
 
-def _load_endpoints(r: Reader, d: dict[str, Any]) -> tuple[Endpoint, ...]:
-    out: list[Endpoint] = []
+def _load_endpoints(r: Reader, d: dict[str, Any]) -> list[tuple[int, Endpoint]]:
+    """Each endpoint with its index in the file, in file order."""
+    out: list[tuple[int, Endpoint]] = []
     raw = d.get("endpoints", [])
     if not isinstance(raw, list):
         r.problem("endpoints", "must be an array of tables")
-        return ()
+        return []
     for i, e in enumerate(raw):
         w = f"endpoints[{i}]"
         if not isinstance(e, dict):
@@ -488,16 +522,15 @@ def _load_endpoints(r: Reader, d: dict[str, Any]) -> tuple[Endpoint, ...]:
                 "set auth = false (reports are verified by their signature)",
             )
         want = _HANDLER_METHODS.get(handler, "GET")
-        out.append(
-            Endpoint(
-                method=r.string(e, "method", w, want, choices=(want,)),
-                pattern=pattern,
-                handler=handler,
-                auth=auth,
-                summary=r.string(e, "summary", w, ""),
-            )
+        endpoint = Endpoint(
+            method=r.string(e, "method", w, want, choices=(want,)),
+            pattern=pattern,
+            handler=handler,
+            auth=auth,
+            summary=r.string(e, "summary", w, ""),
         )
-    return tuple(out)
+        out.append((i, endpoint))
+    return out
 
 
 def _load_versions(r: Reader, d: dict[str, Any]) -> tuple[Version, ...]:

@@ -236,5 +236,7 @@ def open_limiter(backend: str, url: str | None) -> RateLimiter | None:
     if backend == "redis":
         from .ratelimit_redis import RedisRateLimiter
 
-        return RedisRateLimiter(url or "redis://127.0.0.1:6379/0")
+        if not url:  # load_config refuses this; never fall back to a guessed server
+            raise ValueError('the "redis" rate-limit backend needs a url')
+        return RedisRateLimiter(url)
     return MemoryRateLimiter()

@@ -15,7 +15,7 @@ from typing import Any
 import uvicorn
 
 from ._toml import ConfigError
-from .config import Config, load_config
+from .config import Config, load_config, unresolved_hosts
 from .edge import Edge
 from .keystore import KeyStore
 from .keystore_sqlite import SQLiteKeyStore
@@ -71,6 +71,8 @@ def serve(config_path: str | Path, *, host: str | None = None, port: int | None 
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    for problem in unresolved_hosts(config):  # `check` refuses these; see unresolved_hosts
+        log.warning("%s (serving anyway: requests to it fail until it resolves)", problem)
     for part, backend in (
         ("rate limits", config.ratelimit_backend),
         ("idempotency records", config.idempotency_backend),

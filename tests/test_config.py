@@ -117,11 +117,21 @@ def test_shipped_example_config_loads(tmp_path: Path) -> None:
     assert set(config.stores) == {"acme"}
 
 
-def test_defaults_for_an_almost_empty_config(confdir: Path) -> None:
-    config = load_config(_write(confdir, "# nothing\n"), env={})
+ONE_STORE = """\
+[stores.acme]
+magento_url = "http://127.0.0.1:9000"
+credential = { kind = "bearer", token_env = "ACME_MAGENTO_TOKEN" }
+"""
+
+
+def test_defaults_for_a_config_with_only_a_store(confdir: Path) -> None:
+    config = load_config(_write(confdir, ONE_STORE), env={"ACME_MAGENTO_TOKEN": SECRET})
     assert (config.host, config.port, config.max_connections) == ("127.0.0.1", 8080, 512)
     assert config.keystore_path == confdir / "edge.db"
-    assert config.stores == {} and config.upstreams == {}
+    assert (config.ratelimit_backend, config.idempotency_backend) == ("memory", "memory")
+    acme = config.stores["acme"]
+    assert (acme.name, acme.environment, acme.store_code) == ("acme", "live", "default")
+    assert config.upstreams == {}
     assert [s.name for s in config.surfaces] == ["storeoncloud"]
 
 
@@ -129,8 +139,12 @@ def test_trusted_proxies_and_redis_backends(confdir: Path) -> None:
     text = SPEC_EXAMPLE.replace(
         "trusted_proxies = []", 'trusted_proxies = ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"]'
     )
-    text = text.replace('backend = "sqlite"', 'backend = "redis"\nurl = "redis://r:6379/1"')
-    text = text.replace('[ratelimit]\nbackend = "memory"', '[ratelimit]\nbackend = "redis"')
+    text = text.replace(
+        'backend = "sqlite"\npath = "edge.db"', 'backend = "redis"\nurl = "redis://r:6379/1"'
+    )
+    text = text.replace(
+        '[ratelimit]\nbackend = "memory"', '[ratelimit]\nbackend = "redis"\nurl = "rediss://r/2"'
+    )
     config = load_config(_write(confdir, text), env={"ACME_MAGENTO_TOKEN": SECRET})
     assert config.trusted_proxies == (
         ipaddress.ip_network("10.0.0.0/8"),
@@ -139,7 +153,7 @@ def test_trusted_proxies_and_redis_backends(confdir: Path) -> None:
     )
     assert (config.keystore_backend, config.keystore_path) == ("redis", None)
     assert config.keystore_url == "redis://r:6379/1"
-    assert config.ratelimit_url == "redis://127.0.0.1:6379/0"
+    assert (config.ratelimit_backend, config.ratelimit_url) == ("redis", "rediss://r/2")
 
 
 def test_oauth1_credential_from_env(confdir: Path) -> None:
@@ -345,7 +359,9 @@ def test_unreadable_and_invalid_config(tmp_path: Path) -> None:
     path = _write(tmp_path, "[server\n")
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
-    assert info.value.problems[0].startswith(f"{path}: invalid TOML: ")
+    assert info.value.problems == [
+        f"{path}:1: server: invalid TOML: Expected ']' at the end of a table declaration (column 8)"
+    ]
 
 
 # -- policies -----------------------------------------------------------------------------
@@ -436,3 +452,252 @@ def test_a_nested_base_path_routes_to_the_longest_match(confdir: Path) -> None:
     broad = surface_for(config.surfaces, ("api", "v2", "stores"))
     assert v1 is not None and v1.base_path == "/api/v1"
     assert broad is not None and broad.base_path == "/api"
+
+
+# -- a setting that loads is a setting that works (SPEC §2) ---------------------------------
+
+
+def _line(text: str, needle: str) -> int:
+    """The 1-based line of the only line of ``text`` that holds ``needle``."""
+    (hit,) = [i for i, line in enumerate(text.splitlines(), 1) if needle in line]
+    return hit
+
+
+REDIS_SECTIONS = {
+    "keystore": ('backend = "sqlite"\npath = "edge.db"', 'backend = "redis"'),
+    "ratelimit": ('[ratelimit]\nbackend = "memory"', '[ratelimit]\nbackend = "redis"'),
+    "idempotency": ('[idempotency]\nbackend = "memory"', '[idempotency]\nbackend = "redis"'),
+}
+
+
+@pytest.mark.parametrize("section", sorted(REDIS_SECTIONS))
+def test_a_redis_backend_without_the_package_is_refused(
+    confdir: Path, monkeypatch: pytest.MonkeyPatch, section: str
+) -> None:
+    import importlib.util
+
+    old, new = REDIS_SECTIONS[section]
+    text = SPEC_EXAMPLE.replace(old, f'{new}\nurl = "redis://127.0.0.1:6379/0"')
+    path = _write(confdir, text)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "redis" else real(name, *a)
+    )
+    # Before: `check` passed and `serve` crashed on the first import for ratelimit.
+    line = _line(text, 'backend = "redis"')
+    assert _problems(path) == [
+        f'{path}:{line}: {section}.backend: "redis" needs the redis package '
+        "(pip install 'magento-edge[redis]')"
+    ]
+
+
+@pytest.mark.parametrize("section", sorted(REDIS_SECTIONS))
+def test_a_redis_backend_without_a_url_is_refused(confdir: Path, section: str) -> None:
+    old, new = REDIS_SECTIONS[section]
+    text = SPEC_EXAMPLE.replace(old, new)
+    path = _write(confdir, text)
+    # Named at its table: never a silent default of 127.0.0.1.
+    line = _line(text, f"[{section}]")
+    assert _problems(path) == [
+        f'{path}:{line}: {section}.url: is required with backend = "redis" (redis://HOST:PORT/DB)'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "owner", "backend"),
+    [
+        ('path = "edge.db"', 'path = "edge.db"\nurl = "redis://r/0"', "keystore.url", "redis", "sqlite"),
+        ('path = "edge.db"', 'path = "edge.db"\nprefix = "x:"', "keystore.prefix", "redis", "sqlite"),
+        ('backend = "sqlite"', 'backend = "redis"\nurl = "redis://r/0"', "keystore.path", "sqlite", "redis"),
+        ('[ratelimit]\nbackend = "memory"', '[ratelimit]\nbackend = "memory"\nurl = "redis://r/0"', "ratelimit.url", "redis", "memory"),
+        ('[ratelimit]\nbackend = "memory"', '[ratelimit]\nbackend = "none"\nurl = "redis://r/0"', "ratelimit.url", "redis", "none"),
+        ("ttl_seconds = 86400", 'ttl_seconds = 86400\nurl = "redis://r/0"', "idempotency.url", "redis", "memory"),
+    ],
+)  # fmt: skip
+def test_a_key_the_chosen_backend_never_reads_is_refused(
+    confdir: Path, old: str, new: str, key: str, owner: str, backend: str
+) -> None:
+    text = SPEC_EXAMPLE.replace(old, new, 1)
+    path = _write(confdir, text)
+    needle = {"keystore.path": "path =", "keystore.prefix": "prefix ="}.get(
+        key, 'url = "redis://r/0"'
+    )
+    assert _problems(path) == [
+        f'{path}:{_line(text, needle)}: {key}: is only used with backend = "{owner}" '
+        f'(this backend is "{backend}")'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "line"), [("# nothing\n", ""), ("[server]\nport = 8080\n\n[stores]\n", ":4")]
+)
+def test_a_config_without_stores_is_refused(confdir: Path, text: str, line: str) -> None:
+    path = _write(confdir, text)
+    assert _problems(path, env={}) == [
+        f"{path}{line}: stores: no store is configured: add a [stores.ID] table"
+    ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9000/rest",
+        "http://127.0.0.1:9000/rest/",
+        "http://127.0.0.1:9000/rest/V1",
+        "https://shop.example/magento/rest/default/V1",
+        "https://shop.example/REST",
+    ],
+)
+def test_a_magento_url_ending_in_rest_is_refused(confdir: Path, url: str) -> None:
+    text = SPEC_EXAMPLE.replace("http://127.0.0.1:9000", url)
+    path = _write(confdir, text)
+    base = url.rstrip("/")
+    assert _problems(path) == [
+        f'{path}:{_line(text, "magento_url")}: stores.acme.magento_url: "{base}" must be '
+        "Magento's base URL, without /rest (the policy's mount target adds "
+        "/rest/{store_code}/V1)"
+    ]
+
+
+def test_a_magento_base_under_a_path_that_only_looks_like_rest_loads(confdir: Path) -> None:
+    text = SPEC_EXAMPLE.replace("http://127.0.0.1:9000", "http://127.0.0.1:9000/restaurant/shop")
+    config = load_config(_write(confdir, text), env={"ACME_MAGENTO_TOKEN": SECRET})
+    assert config.stores["acme"].magento_url == "http://127.0.0.1:9000/restaurant/shop"
+
+
+# -- every problem carries file:line: key.path ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        # type errors inside inline tables: the line of the inline table
+        ('kind = "bearer"', "kind = 1", "stores.acme.credential.kind: must be a string, got an integer"),
+        ("read = 30.0", 'read = "30s"', "stores.acme.timeouts.read: must be a number, got a string"),
+        ('token_env = "ACME_MAGENTO_TOKEN"', 'token_env = "ACME_MAGENTO_TOKEN", token = "x"', "stores.acme.credential.token: unknown key (known: kind, token_env)"),
+        # a required key that is absent: the line of the table that lacks it
+        ('magento_url = "http://127.0.0.1:9000"\n', "", "stores.acme.magento_url: is required"),
+        # a table given as something else
+        ("timeouts = { connect = 2.0, read = 30.0 }", "timeouts = 5", "stores.acme.timeouts: must be a table, got an integer"),
+        ("[upstreams.panel]\n", "[upstreams.panel]\ntimeout = 1\n", "upstreams.panel.timeout: unknown key (known: timeouts, url)"),
+    ],
+)  # fmt: skip
+def test_problems_carry_the_line_of_their_key(
+    confdir: Path, old: str, new: str, expected: str
+) -> None:
+    text = SPEC_EXAMPLE.replace(old, new, 1)
+    path = _write(confdir, text)
+    key = expected.split(":", 1)[0]
+    needle = {
+        "stores.acme.magento_url": "[stores.acme]",
+        "upstreams.panel.timeout": "timeout =",
+    }.get(key, new.split(" =")[0] if "{" not in new else new)
+    if key.startswith("stores.acme.credential"):
+        needle = "credential ="
+    elif key.startswith("stores.acme.timeouts"):
+        needle = "timeouts ="
+    assert _problems(path) == [f"{path}:{_line(text, needle)}: {expected}"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[server\n", ":1: server: invalid TOML: Expected ']' at the end of a table declaration (column 8)"),
+        ('[server]\nport = 1\nport = 2\n', ":3: server.port: invalid TOML: Cannot overwrite a value (column 9)"),
+        ('[stores.acme]\ncredential = { kind = "bearer" token_env = "X" }\n', ":2: stores.acme.credential: invalid TOML: Unclosed inline table (column 32)"),
+        ('[server]\nhost = \n', ":2: server.host: invalid TOML: Invalid value (column 8)"),
+        ("[server]\npolicies = [\n", ":2: server.policies: invalid TOML: Invalid value (at end of file)"),
+    ],
+)  # fmt: skip
+def test_toml_syntax_errors_carry_line_and_key(confdir: Path, text: str, expected: str) -> None:
+    path = _write(confdir, text)
+    assert _problems(path, env={}) == [f"{path}{expected}"]
+
+
+# -- host names (check refuses, serve warns) ------------------------------------------------
+
+
+def test_unresolvable_hosts_are_named_with_their_lines(confdir: Path) -> None:
+    from proxy.config import unresolved_hosts
+
+    # RFC 2606: .invalid never resolves. Two keys naming one host: both named.
+    text = SPEC_EXAMPLE.replace("http://127.0.0.1:9000", "http://shop.invalid:9000").replace(
+        "http://127.0.0.1:9100", "http://shop.invalid:9100"
+    )
+    text += '\n[upstreams.local]\nurl = "http://localhost:9200"\n'
+    path = _write(confdir, text)
+    problems = unresolved_hosts(load_config(path, env={"ACME_MAGENTO_TOKEN": SECRET}))
+    assert len(problems) == 2
+    magento, panel = problems
+    assert magento.startswith(
+        f'{path}:{_line(text, "magento_url")}: stores.acme.magento_url: host "shop.invalid" '
+        "does not resolve ("
+    )
+    assert panel.startswith(
+        f'{path}:{_line(text, "shop.invalid:9100")}: upstreams.panel.url: host "shop.invalid" '
+        "does not resolve ("
+    )
+
+
+def test_ip_literals_are_not_looked_up(confdir: Path) -> None:
+    from proxy.config import unresolved_hosts
+
+    def refuse(host: str) -> object:
+        raise AssertionError(f"looked up {host}")
+
+    config = load_config(_write(confdir, SPEC_EXAMPLE), env={"ACME_MAGENTO_TOKEN": SECRET})
+    assert unresolved_hosts(config, resolve=refuse) == []
+
+
+def test_a_lookup_without_an_answer_is_a_problem_after_the_timeout(confdir: Path) -> None:
+    import threading
+
+    from proxy.config import unresolved_hosts
+
+    text = SPEC_EXAMPLE.replace("127.0.0.1:9000", "slow.invalid:9000")
+    config = load_config(_write(confdir, text), env={"ACME_MAGENTO_TOKEN": SECRET})
+    release = threading.Event()
+    try:
+        problems = unresolved_hosts(config, timeout=0.05, resolve=lambda host: release.wait(5))
+    finally:
+        release.set()
+    assert [p.split(": ", 1)[1] for p in problems] == [
+        'stores.acme.magento_url: host "slow.invalid" does not resolve (no answer within 0.05 s)'
+    ]
+
+
+def test_check_refuses_an_unresolvable_host(
+    confdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from proxy.cli import main
+
+    monkeypatch.setenv("ACME_MAGENTO_TOKEN", SECRET)
+    text = SPEC_EXAMPLE.replace("http://127.0.0.1:9000", "http://shop.invalid")
+    path = _write(confdir, text)
+    assert main(["check", "--config", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"{path}:{_line(text, 'magento_url')}: stores.acme.magento_url: host ")
+
+
+def test_serve_warns_about_an_unresolvable_host_and_serves(
+    confdir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    import uvicorn
+
+    from proxy import server
+
+    ran: list[bool] = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, *a, **k: ran.append(True))
+    monkeypatch.setattr(gc, "freeze", lambda: None)  # not this test process's heap
+    monkeypatch.setenv("ACME_MAGENTO_TOKEN", SECRET)
+    text = SPEC_EXAMPLE.replace("http://127.0.0.1:9000", "http://shop.invalid")
+    path = _write(confdir, text)
+    with caplog.at_level("WARNING", logger="magento_edge"):
+        server.serve(path)
+    assert ran == [True]
+    (warning,) = [r.getMessage() for r in caplog.records if "does not resolve" in r.getMessage()]
+    assert warning.startswith(f"{path}:{_line(text, 'magento_url')}: stores.acme.magento_url: ")
+    assert warning.endswith("(serving anyway: requests to it fail until it resolves)")

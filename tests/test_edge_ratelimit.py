@@ -190,5 +190,4 @@ def test_redis_down_follows_on_backend_error(tmp_path: Path, choice: str, expect
         token = h.token("products:read")
         with h.client(token) as c:
             statuses = [c.get(PRODUCT).status_code for _ in range(3)]
-        assert h.edge.limiter_errors == 3  # counted on every request
     assert statuses == [expected] * 3
