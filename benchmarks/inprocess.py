@@ -53,7 +53,7 @@ async def edge_logic(directory: Path, n: int = 20000) -> None:
         permissions={"products": "read"}, tier="internal",
     )  # fmt: skip
     await keystore.create(record, hash_token(token))
-    edge = Edge(config, keystore)
+    edge = Edge.from_config(config, keystore)
 
     async def stub_forward(**kwargs: Any) -> int:  # the upstream call is not measured here
         await kwargs["send"]({"type": "http.response.start", "status": 200, "headers": []})

@@ -21,7 +21,7 @@ from tests.conftest import REPO, env, write_config
 @pytest.fixture
 def edge(tmp_path: Path) -> Edge:
     config = load_config(write_config(tmp_path, "http://127.0.0.1:9", None), env=env())
-    return Edge(config, SQLiteKeyStore(tmp_path / "edge.db"))
+    return Edge.from_config(config, SQLiteKeyStore(tmp_path / "edge.db"))
 
 
 async def test_an_unexpected_error_is_a_logged_500_problem(
@@ -29,10 +29,10 @@ async def test_an_unexpected_error_is_a_logged_500_problem(
 ) -> None:
     from proxy import endpoints
 
-    async def failing(*args: Any, **kwargs: Any) -> int:
+    def failing(*args: Any, **kwargs: Any) -> bytes:
         raise KeyError("boom")
 
-    monkeypatch.setattr(endpoints, "answer", failing)
+    monkeypatch.setattr(endpoints, "openapi_document", failing)
     transport = httpx.ASGITransport(app=edge)
     async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
         r = await client.get("/api/v1/openapi.json", headers={"X-Request-Id": "bug-1"})
