@@ -102,10 +102,12 @@ class Edge:
         self._error_surface = config.surfaces[0] if config.surfaces else None
         self._access_log = config.access_log
         self.app = endpoints.application(self, self._lifespan)
-        entry: ASGIApp = self._dispatch
-        for cls, args, kwargs in reversed(middleware):  # as Starlette builds its stack
-            entry = cls(entry, *args, **kwargs)
-        self._entry = entry
+        self._entry: ASGIApp | None = None
+        if middleware:
+            entry: ASGIApp = self._dispatch
+            for cls, args, kwargs in reversed(middleware):  # as Starlette builds its stack
+                entry = cls(entry, *args, **kwargs)
+            self._entry = entry
 
     @classmethod
     def from_config(
@@ -132,13 +134,15 @@ class Edge:
     # -- ASGI -----------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._entry(scope, receive, send)
+        if self._entry is None:  # no operator middleware: one call less on the hot path
+            await self._dispatch(scope, receive, send)
+        else:
+            await self._entry(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
+        if scope["type"] == "http":
             await self._http(scope, receive, send)
-        elif kind == "lifespan":
+        elif scope["type"] == "lifespan":
             await self.app(scope, receive, send)
         # websocket: not part of any surface; returning closes it (uvicorn answers 403).
 
