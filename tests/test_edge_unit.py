@@ -106,3 +106,16 @@ def test_serve_says_when_limits_are_per_process(tmp_path: Path) -> None:
     warnings = [line for line in done.stderr.splitlines() if " WARNING " in line]
     assert any("rate limits are kept in this process" in line for line in warnings)
     assert any("idempotency records are kept in this process" in line for line in warnings)
+
+
+def test_the_request_path_imports_no_control_plane_http_client() -> None:
+    # httpx is for control-plane HTTP (admin-token logins, check --probe), imported only
+    # when such a credential or command is used; serving requests never loads it.
+    code = (
+        "import sys, proxy.server, proxy.edge, proxy.endpoints, proxy.upstream\n"
+        "print('httpx' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
