@@ -2,6 +2,13 @@
 and what the key-store cache and the Redis rate limiter cost per call.
 
     .venv/bin/python benchmarks/inprocess.py
+    .venv/bin/python benchmarks/inprocess.py --baseline 7faaaf0 [--rounds 15] [-n 20000]
+
+``--baseline REV`` instead compares this checkout's edge with the edge at git revision
+``REV`` (its ``proxy/`` exported with ``git archive`` and imported under another name) in
+one process, rounds interleaved in alternating order: the same GET forwarded (upstream
+stubbed) and the same ``GET /stores`` answered, CPU µs per request for each, the median
+ratio and its spread over rounds.
 
 CPU time (``time.process_time``) over many iterations, after a warm-up; the printed figures
 are per call. No wall-clock assertion anywhere: this prints, it does not judge.
@@ -9,11 +16,18 @@ are per call. No wall-clock assertion anywhere: this prints, it does not judge.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import importlib.util
+import io
+import statistics
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
@@ -53,7 +67,7 @@ async def edge_logic(directory: Path, n: int = 20000) -> None:
         permissions={"products": "read"}, tier="internal",
     )  # fmt: skip
     await keystore.create(record, hash_token(token))
-    edge = Edge(config, keystore)
+    edge = Edge.from_config(config, keystore)
 
     async def stub_forward(**kwargs: Any) -> int:  # the upstream call is not measured here
         await kwargs["send"]({"type": "http.response.start", "status": 200, "headers": []})
@@ -120,7 +134,131 @@ async def redis_limiter(url: str, n: int = 6400) -> None:
     await limiter.close()
 
 
+def _import_baseline(rev: str, directory: Path) -> ModuleType:
+    """The ``proxy`` package at ``rev``, importable as ``edge_baseline`` (its imports are
+    all relative, so it runs beside this checkout's ``proxy`` without clashing)."""
+    tar = subprocess.run(
+        ["git", "-C", str(HERE.parent), "archive", rev, "proxy"], check=True, capture_output=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        archive.extractall(directory, filter="data")
+    init = directory / "proxy" / "__init__.py"
+    spec = importlib.util.spec_from_file_location(
+        "edge_baseline", init, submodule_search_locations=[str(init.parent)]
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["edge_baseline"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+async def _one_edge(package: str, directory: Path) -> tuple[Any, str]:
+    """An edge of ``package`` (``proxy`` or ``edge_baseline``) with one token and its
+    upstream stubbed; ``directory`` holds its config."""
+    config_mod = sys.modules[f"{package}.config"]
+    edge_mod = sys.modules[f"{package}.edge"]
+    keystore_mod = sys.modules[f"{package}.keystore"]
+    sqlite_mod = sys.modules[f"{package}.keystore_sqlite"]
+    tokens_mod = sys.modules[f"{package}.tokens"]
+    config = config_mod.load_config(directory / "config.toml", env={"BENCH_TOKEN": "x"})
+    keystore = sqlite_mod.SQLiteKeyStore(directory / "edge.db")
+    token = tokens_mod.generate_token()
+    record = keystore_mod.TokenRecord(
+        id="tok_bench", name="bench", kind="live", stores=("acme",),
+        permissions={"products": "read"}, tier="internal",
+    )  # fmt: skip
+    await keystore.create(record, tokens_mod.hash_token(token))
+    if hasattr(edge_mod.Edge, "from_config"):
+        edge = edge_mod.Edge.from_config(config, keystore)
+    else:  # the raw-ASGI edge before the Starlette application
+        edge = edge_mod.Edge(config, keystore)
+
+    async def stub_forward(**kwargs: Any) -> int:  # the upstream call is not measured
+        await kwargs["send"]({"type": "http.response.start", "status": 200, "headers": []})
+        await kwargs["send"]({"type": "http.response.body", "body": b"{}"})
+        return 200
+
+    edge.upstream.forward = stub_forward
+    return edge, token
+
+
+def _scope(path: bytes, token: str) -> dict[str, Any]:
+    return {
+        "type": "http", "method": "GET", "path": path.decode(), "raw_path": path,
+        "query_string": b"", "scheme": "http", "client": ("127.0.0.1", 5555),
+        "headers": [
+            (b"host", b"edge"), (b"authorization", b"Bearer " + token.encode()),
+            (b"accept", b"*/*"), (b"user-agent", b"bench"),
+        ],
+    }  # fmt: skip
+
+
+async def compare(rev: str, rounds: int, n: int) -> None:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    statuses: list[int] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    with tempfile.TemporaryDirectory() as d:
+        _import_baseline(rev, Path(d) / "src")
+        import proxy.edge  # noqa: F401  (this checkout's, registered in sys.modules)
+
+        edges = {}
+        for name, package in (("before", "edge_baseline"), ("after", "proxy")):
+            (Path(d) / name).mkdir()
+            (Path(d) / name / "config.toml").write_text(CONFIG)
+            edges[name] = await _one_edge(package, Path(d) / name)
+        cases = {
+            "forward GET (hot path)": b"/api/v1/stores/acme/commerce/products/24-MB01",
+            "GET /stores (own answer)": b"/api/v1/stores",
+        }
+        print(f"baseline {rev} vs this checkout: {rounds} interleaved rounds of {n} requests")
+        for label, path in cases.items():
+            per: dict[str, list[float]] = {"before": [], "after": []}
+            ratios: list[float] = []
+            scopes = {k: _scope(path, tok) for k, (_, tok) in edges.items()}
+            for name, (edge, _) in edges.items():  # warm-up: caches, buckets, JIT-free paths
+                for _ in range(1000):
+                    await edge(dict(scopes[name]), receive, send)
+            for r in range(rounds):
+                order = ("before", "after") if r % 2 == 0 else ("after", "before")
+                took = {}
+                for name in order:
+                    edge, _ = edges[name]
+                    scope = scopes[name]
+                    statuses.clear()
+                    t = time.process_time()
+                    for _ in range(n):
+                        await edge(dict(scope), receive, send)
+                    took[name] = (time.process_time() - t) / n * 1e6
+                    if set(statuses) != {200}:
+                        raise SystemExit(f"{name} {label}: statuses {sorted(set(statuses))}")
+                    per[name].append(took[name])
+                ratios.append(took["after"] / took["before"])
+            before = statistics.median(per["before"])
+            after = statistics.median(per["after"])
+            print(
+                f"{label:26} before {before:7.2f} us  after {after:7.2f} us  "
+                f"ratio after/before {statistics.median(ratios):.3f} "
+                f"(rounds {min(ratios):.3f}-{max(ratios):.3f})"
+            )
+
+
 def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--baseline", metavar="REV", help="compare with the edge at this revision")
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("-n", type=int, default=20000, help="requests per round and edge")
+    args = p.parse_args()
+    if args.baseline:
+        asyncio.run(compare(args.baseline, max(2, args.rounds), max(100, args.n)))
+        return 0
+
     import peers
 
     with tempfile.TemporaryDirectory() as d:

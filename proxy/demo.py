@@ -78,7 +78,7 @@ def run_demo(*, port: int, data_dir: Path) -> None:
     asyncio.run(keystore.create(record, hash_token(token)))
 
     standin = create_standin(bearer_tokens=[magento_token])
-    edge = Edge(config, keystore)
+    edge = Edge.from_config(config, keystore)
     base = f"http://127.0.0.1:{port}/api/v1"
     auth = f'-H "Authorization: Bearer {token}"'
     print(

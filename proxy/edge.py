@@ -1,17 +1,22 @@
-"""The request path, end to end: one ASGI app that reads top to bottom.
+"""The request path, end to end: one ASGI callable that reads top to bottom.
 
     raw path → paths.split_path            400 on anything ambiguous
              → decide.resolve              404 / 405 / 403 (denied route), no credential yet
              → auth.authenticate           401
              → ratelimit                   429 (headers on every answer from here on)
+             ├─ an endpoint of the policy  → the Starlette application (proxy.endpoints)
              → decide.store_for/authorize  404 (store hidden) / 403 (permission)
              → idempotency                 replay / 409 / 422 (writes with a key)
              → upstream.forward            stream to Magento and back; 502 / 504
 
-The steps are plain functions called in order rather than a stack of middleware: each
-step's outcome (request id, principal, rate-limit headers) lands in one response start,
-and a request pays for no wrapper it does not need. Errors are rendered once, here, in the
-surface's style, and only before the response has started.
+The edge is a Starlette application for its own answers (stores, OpenAPI, leak reports),
+its lifespan and an operator's middleware; the forwarding hot path is this plain ASGI
+callable, dispatched before Starlette's router so it pays nothing for it (measured:
+README "Performance"). The steps are plain functions called in order rather than a stack
+of middleware: each step's outcome (request id, principal, rate-limit headers) lands on the
+request's one :class:`~proxy.context.RequestContext` and in one response start, and a
+request pays for no wrapper it does not need. Errors are rendered once, in the surface's
+style, and only before the response has started.
 """
 
 from __future__ import annotations
@@ -20,12 +25,17 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp
+
 from . import endpoints
-from .auth import Principal, authenticate
+from .auth import authenticate
+from .body import ClientGone
 from .config import Config, Store
+from .context import SCOPE_KEY, Message, Receive, RequestContext, Scope, Send
 from .credentials import MagentoOrigin, auth_for
 from .decide import Decision, authorize, resolve, store_for, surface_for
 from .errors import (
@@ -35,16 +45,11 @@ from .errors import (
     TooManyRequests,
     UpstreamCredentialUnavailable,
     UpstreamNotConfigured,
-    render,
 )
-from .headers import (
-    ForwardingContext,
-    build_forwarding,
-    request_id_from,
-    upstream_request_headers,
-)
+from .headers import build_forwarding, request_id_from, upstream_request_headers
 from .idempotency import (
     KEYED_METHODS,
+    Idempotency,
     caller_of,
     forward_idempotently,
     open_idempotency,
@@ -53,34 +58,39 @@ from .idempotency import (
 )
 from .keystore import CachedKeyStore, KeyStore
 from .paths import split_path
-from .policy import Surface
-from .ratelimit import BackendUnavailable, open_limiter, rate_limit_headers
-from .upstream import ClientGone, UpstreamBroke, UpstreamClient
+from .ratelimit import BackendUnavailable, RateLimiter, open_limiter, rate_limit_headers
+from .upstream import UpstreamBroke, UpstreamClient
 
 __all__ = ["Edge"]
 
 log = logging.getLogger("magento_edge")
 access_log = logging.getLogger("magento_edge.access")
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
 
 class Edge:
     """The edge ASGI application. Trust model: clients are untrusted; the config, the
-    policies and the upstreams are the operator's."""
+    policies, the upstreams and the operator's middleware are the operator's.
+
+    ``middleware`` (Starlette :class:`~starlette.middleware.Middleware` entries, outermost
+    first) wraps every request the edge serves, forwarded or answered, and the lifespan;
+    without any, a forwarded request goes straight to the forwarding step.
+    """
 
     def __init__(
         self,
         config: Config,
-        keystore: KeyStore,
+        keystore: CachedKeyStore,
         *,
+        limiter: RateLimiter | None,
+        idempotency: Idempotency,
         upstream: UpstreamClient | None = None,
         clock: Callable[[], float] = time.time,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         self.config = config
-        self.keystore = CachedKeyStore(keystore)
+        self.keystore = keystore
+        self.limiter = limiter
+        self.idempotency = idempotency
         self.upstream = upstream or UpstreamClient(max_connections=config.max_connections)
         self.clock = clock
         self._auths = {sid: auth_for(store, clock=clock) for sid, store in config.stores.items()}
@@ -88,67 +98,89 @@ class Edge:
             sid: MagentoOrigin(store.magento_url, store.offloader_header)
             for sid, store in config.stores.items()
         }
-        self.limiter = open_limiter(config.ratelimit_backend, config.ratelimit_url)
-        self.idempotency = open_idempotency(config)
         self._prefixes: dict[tuple[str, str | None], str] = {}
         self._error_surface = config.surfaces[0] if config.surfaces else None
         self._access_log = config.access_log
+        self.app = endpoints.application(self, self._lifespan)
+        self._entry: ASGIApp | None = None
+        if middleware:
+            entry: ASGIApp = self._dispatch
+            for cls, args, kwargs in reversed(middleware):  # as Starlette builds its stack
+                entry = cls(entry, *args, **kwargs)
+            self._entry = entry
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        keystore: KeyStore,
+        *,
+        upstream: UpstreamClient | None = None,
+        clock: Callable[[], float] = time.time,
+        middleware: Sequence[Middleware] = (),
+    ) -> Edge:
+        """An edge with the backends ``config`` names (rate limits, idempotency) and the
+        default key-store cache in front of ``keystore``."""
+        return cls(
+            config,
+            CachedKeyStore(keystore),
+            limiter=open_limiter(config.ratelimit_backend, config.ratelimit_url),
+            idempotency=open_idempotency(config),
+            upstream=upstream,
+            clock=clock,
+            middleware=middleware,
+        )
 
     # -- ASGI -----------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
+        if self._entry is None:  # no operator middleware: one call less on the hot path
+            await self._dispatch(scope, receive, send)
+        else:
+            await self._entry(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
             await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
+        elif scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
         # websocket: not part of any surface; returning closes it (uvicorn answers 403).
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.upstream.start()
-                except Exception as exc:  # pragma: no cover - reported to the server
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.upstream.close()
-                for auth in self._auths.values():
-                    await auth.close()
-                await self.keystore.close()
-                if self.limiter is not None:
-                    await self.limiter.close()
-                await self.idempotency.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: object) -> AsyncIterator[None]:
+        await self.upstream.start()
+        try:
+            yield
+        finally:
+            await self.upstream.close()
+            for auth in self._auths.values():
+                await auth.close()
+            await self.keystore.close()
+            if self.limiter is not None:
+                await self.limiter.close()
+            await self.idempotency.close()
 
     # -- one request ----------------------------------------------------------------
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = scope["headers"]
-        request_id = request_id_from(headers)
-        surface = self._error_surface
-        principal: Principal | None = None
-        answer_headers: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id.encode())]
-        status = 0
-        started = time.perf_counter()
+        ctx = RequestContext(
+            scope, receive, send, request_id=request_id_from(headers), surface=self._error_surface
+        )
         try:
             segments = split_path(scope.get("raw_path") or scope["path"].encode())
             surface = surface_for(self.config.surfaces, segments)
             if surface is None:
-                surface = self._error_surface
                 raise NotFound("No API is served under this path.")
+            ctx.surface = surface
             method = scope["method"]
-            decision = resolve(surface, method, segments)
-            fwd = build_forwarding(
+            ctx.decision = decision = resolve(surface, method, segments)
+            ctx.fwd = fwd = build_forwarding(
                 scope.get("client"),
                 scope.get("scheme", "http"),
                 headers,
                 self.config.trusted_proxies,
-                request_id,
+                ctx.request_id,
             )
             if decision.endpoint is not None:
                 needs_auth = decision.endpoint.auth
@@ -156,25 +188,17 @@ class Edge:
                 assert decision.mount is not None
                 needs_auth = (decision.mount.auth or surface.auth) != "none"
             if needs_auth:
-                principal = await authenticate(
+                ctx.principal = await authenticate(
                     headers, self.keystore, client=fwd.client, clock=self.clock
                 )
             # -- rate limit: every answer from here on carries its headers --
             if self.limiter is not None:
-                await self._limit(surface, principal, fwd.client, answer_headers)
+                await self._limit(ctx)
             if decision.endpoint is not None:
-                status = await endpoints.answer(
-                    decision.endpoint.handler,
-                    self,
-                    surface,
-                    principal,
-                    answer_headers,
-                    scope,
-                    receive,
-                    send,
-                )
+                await self._answer(ctx)
                 return
-            store = store_for(decision, principal, self.config.stores)
+            principal = ctx.principal
+            ctx.store = store = store_for(decision, principal, self.config.stores)
             if principal is not None:
                 authorize(decision, principal, method, store)
             # -- idempotency wraps the forward when the client sent a key --
@@ -183,69 +207,72 @@ class Edge:
                 and method in KEYED_METHODS
                 and (key := parse_idempotency_key(headers)) is not None
             ):
-                status = await forward_idempotently(
+                ctx.status = await forward_idempotently(
                     self.idempotency,
+                    ctx,
                     caller=caller_of(principal),
                     key=key,
-                    method=method,
                     target=request_target(scope, store),
-                    headers=headers,
-                    receive=receive,
-                    send=send,
-                    answer_headers=answer_headers,
-                    forward=lambda rcv, snd: self._forward(
-                        scope, rcv, snd, decision, store, fwd, answer_headers
-                    ),
+                    forward=lambda rcv, snd: self._forward(ctx.with_io(rcv, snd)),
                 )
             else:
-                status = await self._forward(
-                    scope, receive, send, decision, store, fwd, answer_headers
-                )
+                ctx.status = await self._forward(ctx)
         except ClientGone:
-            status = 499
+            ctx.status = 499
         except UpstreamBroke as exc:
             # The answer had started; returning without finishing it makes the server cut
             # the connection, the only honest signal left.
-            status = 502
-            log.warning("%s upstream broke off mid-answer: %s", request_id, exc.__cause__ or exc)
+            ctx.status = 502
+            log.warning(
+                "%s upstream broke off mid-answer: %s", ctx.request_id, exc.__cause__ or exc
+            )
         except EdgeError as exc:
-            status = exc.status
-            await self._send_error(send, exc, surface, request_id, answer_headers)
+            ctx.status = exc.status
+            await self._send_error(ctx, exc)
         except Exception:
             # A bug, not a client's fault: log it with the request id, answer a plain 500
             # problem if the answer has not started (the server cuts it otherwise).
-            status = 500
-            log.exception("%s unexpected error", request_id)
-            with contextlib.suppress(Exception):
-                await self._send_error(
-                    send,
-                    EdgeError("The edge failed to handle this request; it has been logged."),
-                    surface,
-                    request_id,
-                    answer_headers,
-                )
+            ctx.status = 500
+            log.exception("%s unexpected error", ctx.request_id)
+            if not ctx.started:
+                with contextlib.suppress(Exception):
+                    await self._send_error(
+                        ctx,
+                        EdgeError("The edge failed to handle this request; it has been logged."),
+                    )
         finally:
             if self._access_log:
+                principal = ctx.principal
                 access_log.info(
                     "%s %s %s %d %.1fms",
-                    request_id,
+                    ctx.request_id,
                     principal.token_id if principal else "-",
                     scope.get("method", "-"),
-                    status,
-                    (time.perf_counter() - started) * 1000,
-                    extra={"request_id": request_id},
+                    ctx.status,
+                    (time.perf_counter() - ctx.t0) * 1000,
+                    extra={"request_id": ctx.request_id},
                 )
 
-    async def _limit(
-        self,
-        surface: Surface,
-        principal: Principal | None,
-        client: str,
-        answer_headers: list[tuple[bytes, bytes]],
-    ) -> None:
-        assert self.limiter is not None
+    async def _answer(self, ctx: RequestContext) -> None:
+        """An endpoint of the policy: the Starlette application answers it, with the
+        request's context in the scope."""
+        send = ctx.send
+
+        async def tracking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                ctx.started = True
+                ctx.status = message["status"]
+            await send(message)
+
+        ctx.scope[SCOPE_KEY] = ctx
+        await self.app(ctx.scope, ctx.receive, tracking_send)
+
+    async def _limit(self, ctx: RequestContext) -> None:
+        assert self.limiter is not None and ctx.surface is not None and ctx.fwd is not None
+        surface = ctx.surface
+        principal = ctx.principal
         if principal is None:
-            key = f"{surface.name}:ip:{client}"
+            key = f"{surface.name}:ip:{ctx.fwd.client}"
             tier = surface.tiers[surface.default_tier]
         else:
             account = principal.record.account_id
@@ -263,7 +290,7 @@ class Edge:
                     headers={"Retry-After": "1"},
                 ) from None
             return  # fail open, as configured; logged and counted by the backend
-        answer_headers.extend(
+        ctx.answer_headers.extend(
             rate_limit_headers(result, surface.header_style, ietf=surface.ietf_headers)
         )
         if not result.allowed:
@@ -272,16 +299,11 @@ class Edge:
                 f"retry after {max(1, math.ceil(result.retry_after))} s."
             )
 
-    async def _forward(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        decision: Decision,
-        store: Store | None,
-        fwd: ForwardingContext,
-        answer_headers: list[tuple[bytes, bytes]],
-    ) -> int:
+    async def _forward(self, ctx: RequestContext) -> int:
+        decision = ctx.decision
+        store = ctx.store
+        fwd = ctx.fwd
+        assert decision is not None and fwd is not None
         mount = decision.mount
         route = decision.route
         assert mount is not None and route is not None  # resolve() returned a mount route
@@ -311,6 +333,7 @@ class Edge:
             path += _fill(route.target, decision.route_vars, decision, store)
         elif decision.rest:
             path += "/" + "/".join(decision.rest)
+        scope = ctx.scope
         raw_query = scope.get("query_string", b"")
         query = raw_query.decode("latin-1") if raw_query else ""
         method = scope["method"]
@@ -323,10 +346,10 @@ class Edge:
                 url=url,
                 headers=up_headers,
                 request_headers=scope["headers"],
-                receive=receive,
-                send=send,
+                receive=ctx.receive,
+                send=ctx.send,
                 timeouts=timeouts,
-                extra_response_headers=answer_headers,
+                extra_response_headers=ctx.answer_headers,
             )
 
         assert store is not None
@@ -355,32 +378,19 @@ class Edge:
             url=target.url,
             headers=up_headers,
             request_headers=scope["headers"],
-            receive=receive,
-            send=send,
+            receive=ctx.receive,
+            send=ctx.send,
             timeouts=timeouts,
-            extra_response_headers=answer_headers,
+            extra_response_headers=ctx.answer_headers,
         )
         if status == 401:
             auth.rejected()  # an expired admin token: log in again (rate-limited)
         return status
 
-    async def _send_error(
-        self,
-        send: Send,
-        exc: EdgeError,
-        surface: Surface | None,
-        request_id: str,
-        answer_headers: list[tuple[bytes, bytes]],
-    ) -> None:
-        status, headers, body = render(
-            exc,
-            style=surface.error_style if surface else "problem",
-            request_id=request_id,
-            type_base=surface.error_type_base if surface else "about:blank#",
-        )
-        headers.extend(answer_headers)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+    async def _send_error(self, ctx: RequestContext, exc: EdgeError) -> None:
+        status, headers, body = endpoints.error_response(ctx, exc)
+        await ctx.send({"type": "http.response.start", "status": status, "headers": headers})
+        await ctx.send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def _fill(template: str, values: Any, decision: Decision, store: Store | None) -> str:

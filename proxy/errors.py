@@ -28,9 +28,10 @@ the response has started.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
+
+import orjson
 
 ErrorStyle = Literal["problem", "envelope"]
 
@@ -170,7 +171,7 @@ def render(
             }
         }
         content_type = b"application/json"
-    body = json.dumps(doc, separators=(",", ":")).encode()
+    body = orjson.dumps(doc)
     headers = [
         (b"content-type", content_type),
         (b"content-length", str(len(body)).encode()),

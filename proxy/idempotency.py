@@ -32,13 +32,14 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .body import read_body
 from .errors import BadRequest, Conflict, PayloadTooLarge, UnprocessableContent
 from .idempotency_store import Answer, IdempotencyStore, IdempotencyUnavailable, Lease
-from .upstream import ClientGone
 
 if TYPE_CHECKING:
     from .auth import Principal
     from .config import Config, Store
+    from .context import RequestContext
 
 __all__ = [
     "KEYED_METHODS",
@@ -218,33 +219,36 @@ def store_key(caller: str, key: str) -> str:
 
 async def forward_idempotently(
     idem: Idempotency,
+    ctx: RequestContext,
     *,
     caller: str,
     key: str,
-    method: str,
     target: str,
-    headers: Sequence[tuple[bytes, bytes]],
-    receive: Receive,
-    send: Send,
-    answer_headers: Sequence[tuple[bytes, bytes]],
     forward: Callable[[Receive, Send], Awaitable[int]],
 ) -> int:
     """Forward a keyed request at most once per (caller, key); returns the status sent.
 
-    ``forward(receive, send)`` is the plain forward: it gets the buffered body and a
-    ``send`` that passes every message through while recording the answer.
-    ``answer_headers`` (request id, rate limits) are fresh on every answer: never
-    recorded, and added to a replay.
+    ``caller`` and ``key`` name the record (:func:`caller_of`), ``ctx``'s method, ``target``
+    (:func:`request_target`) and body make its fingerprint. ``forward(receive, send)`` is
+    the plain forward: it gets the buffered body and a ``send`` that passes every message
+    through while recording the answer. ``ctx.answer_headers`` (request id, rate limits)
+    are fresh on every answer: never recorded, and added to a replay.
     """
-    body, digest = await _read_body(headers, receive, idem.max_body_bytes)
-    fp = hashlib.sha256(f"{method} {len(target)} {target} ".encode() + digest).hexdigest()
+    too_large = PayloadTooLarge(
+        f"A request with an Idempotency-Key may carry at most {idem.max_body_bytes} bytes; "
+        "send larger bodies without a key."
+    )
+    body = await read_body(ctx.receive, ctx.headers, cap=idem.max_body_bytes, too_large=too_large)
+    digest = hashlib.sha256(body).digest()
+    fp = hashlib.sha256(f"{ctx.method} {len(target)} {target} ".encode() + digest).hexdigest()
     name = store_key(caller, key)
     lease = Lease(secrets.token_hex(8), fp)
     found = await _call(idem, idem.store.claim(name, lease, idem.lease))
     if found is not None:
-        return await _answer_existing(idem, found, fp, send, answer_headers)
+        return await _answer_existing(idem, found, fp, ctx.send, ctx.answer_headers)
 
     delivered = False
+    receive = ctx.receive
 
     async def replay_receive() -> Message:
         nonlocal delivered
@@ -253,7 +257,7 @@ async def forward_idempotently(
         delivered = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    capture = _Capture(idem, name, lease, send, answer_headers)
+    capture = _Capture(idem, name, lease, ctx.send, ctx.answer_headers)
     try:
         status = await forward(replay_receive, capture.send)
     except BaseException:
@@ -267,38 +271,6 @@ async def forward_idempotently(
     elif not await _quietly(idem, idem.store.record(name, lease, answer, idem.ttl)):
         log.warning("idempotency key lease lapsed before its answer was recorded")
     return status
-
-
-async def _read_body(
-    headers: Sequence[tuple[bytes, bytes]], receive: Receive, cap: int
-) -> tuple[bytes, bytes]:
-    """The whole body and its SHA-256, hashed as it arrives; 413 as soon as it is over
-    ``cap`` (at once when ``Content-Length`` says so)."""
-    too_large = PayloadTooLarge(
-        f"A request with an Idempotency-Key may carry at most {cap} bytes; "
-        "send larger bodies without a key."
-    )
-    for name, value in headers:
-        if name == b"content-length":
-            if value.isdigit() and int(value) > cap:
-                raise too_large
-            break
-    digest = hashlib.sha256()
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > cap:
-                raise too_large
-            digest.update(chunk)
-            parts.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(parts), digest.digest()
 
 
 async def _answer_existing(

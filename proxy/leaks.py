@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from .body import read_body
 from .errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
 from .keystore import CachedKeyStore
 from .tokens import hash_token, parse_token
-from .upstream import ClientGone
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
@@ -54,7 +55,14 @@ async def handle_report(
             "A leaked-token report must be signed: send Github-Public-Key-Identifier "
             "and Github-Public-Key-Signature."
         )
-    body = await _read_body(headers, receive)
+    body = await read_body(
+        receive,
+        headers,
+        cap=MAX_REPORT_BYTES,
+        too_large=PayloadTooLarge(
+            f"A leaked-token report may be at most {MAX_REPORT_BYTES} bytes."
+        ),
+    )
     key = keys.get(key_id.decode("latin-1"))
     if key is None:
         raise Forbidden("The report is signed with a key this edge does not know.")
@@ -76,7 +84,7 @@ async def handle_report(
                 log.warning("token %s revoked: reported leaked (%s)", record.id, _reason(item))
                 label = "true_positive"
         answer.append({"token_hash": hash_token(token), "token_type": token_type, "label": label})
-    return json.dumps(answer).encode()
+    return orjson.dumps(answer)
 
 
 def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
@@ -84,26 +92,6 @@ def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None
         if key == name:
             return value.strip()
     return None
-
-
-async def _read_body(headers: Sequence[tuple[bytes, bytes]], receive: Receive) -> bytes:
-    too_large = PayloadTooLarge(f"A leaked-token report may be at most {MAX_REPORT_BYTES} bytes.")
-    declared = _header(headers, b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_REPORT_BYTES:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_REPORT_BYTES:
-            raise too_large
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def _verify(key: EllipticCurvePublicKey, signature: bytes, body: bytes) -> bool:
@@ -121,8 +109,8 @@ def _verify(key: EllipticCurvePublicKey, signature: bytes, body: bytes) -> bool:
 
 def _parse(body: bytes) -> list[dict[str, Any]]:
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
         raise BadRequest("The report is not JSON.") from None
     if not isinstance(doc, list) or not all(
         isinstance(item, dict) and isinstance(item.get("token"), str) for item in doc

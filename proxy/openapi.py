@@ -8,9 +8,10 @@ on writes. Denied routes are left out: they are not part of the API.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from .policy import Mount, Route, Surface
 
@@ -28,7 +29,7 @@ def openapi_document(surface: Surface, config: Config | None = None) -> bytes:
     key = (id(surface), id(config))
     doc = _cache.get(key)
     if doc is None:
-        doc = json.dumps(build(surface), separators=(",", ":")).encode()
+        doc = orjson.dumps(build(surface))
         _cache.clear()  # one config at a time; a reload builds anew
         _cache[key] = doc
     return doc

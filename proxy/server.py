@@ -9,10 +9,12 @@ from __future__ import annotations
 import gc
 import importlib.util
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from starlette.middleware import Middleware
 
 from ._toml import ConfigError
 from .config import Config, load_config, unresolved_hosts
@@ -44,8 +46,10 @@ def open_keystore(config: Config) -> KeyStore:
     return SQLiteKeyStore(config.keystore_path)
 
 
-def build_app(config: Config) -> Edge:
-    return Edge(config, open_keystore(config))
+def build_app(config: Config, *, middleware: Sequence[Middleware] = ()) -> Edge:
+    """The edge for ``config``, its backends opened from it; ``middleware``: an operator's
+    own (Starlette ``Middleware`` entries, outermost first), around every request."""
+    return Edge.from_config(config, open_keystore(config), middleware=middleware)
 
 
 def uvicorn_config(app: Any, host: str, port: int, *, log_level: str = "info") -> uvicorn.Config:

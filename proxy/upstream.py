@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 import aiohttp
 from yarl import URL
 
+from .body import ClientGone, declared_length, iter_body, read_body
 from .config import Timeouts
 from .errors import UpstreamTimeout, UpstreamUnavailable
 from .headers import response_headers
@@ -34,12 +35,8 @@ log = logging.getLogger("magento_edge.upstream")
 # unknown-length ones stream in whatever chunks arrive.
 _SMALL_BODY = 64 * 1024
 
-Receive = Callable[[], Any]
-Send = Callable[[dict[str, Any]], Any]
-
-
-class ClientGone(Exception):
-    """The client disconnected; nothing can be answered."""
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class UpstreamBroke(Exception):
@@ -50,30 +47,6 @@ def _timeout(t: Timeouts) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(
         total=None, connect=t.pool + t.connect, sock_connect=t.connect, sock_read=t.read
     )
-
-
-async def _stream_body(receive: Receive, first: bytes) -> AsyncIterator[bytes]:
-    if first:
-        yield first
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        body = message.get("body", b"")
-        if body:
-            yield body
-        if not message.get("more_body", False):
-            return
-
-
-def _declared_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
 
 
 class UpstreamClient:
@@ -124,7 +97,7 @@ class UpstreamClient:
 
         data: bytes | AsyncIterator[bytes] | None
         body_done = True
-        length = _declared_length(request_headers)
+        length = declared_length(request_headers)
         chunked = any(n == b"transfer-encoding" for n, _ in request_headers)
         if length is None and not chunked:
             data = None
@@ -136,12 +109,9 @@ class UpstreamClient:
             if not first.get("more_body", False):
                 data = body
             elif length is not None and length <= _SMALL_BODY:
-                parts = [body]
-                async for chunk in _stream_body(receive, b""):
-                    parts.append(chunk)
-                data = b"".join(parts)
+                data = await read_body(receive, first=body)
             else:
-                data = _stream_body(receive, body)
+                data = iter_body(receive, body)
                 body_done = False
             if chunked and isinstance(data, bytes):
                 # The client sent chunked and it all came at once; say the length. (A

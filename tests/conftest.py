@@ -190,7 +190,7 @@ def running_edge(
             ratelimit=ratelimit,
         )
         config = load_config(path, env=env())
-        edge_app = Edge(config, SQLiteKeyStore(config.keystore_path or ""))
+        edge_app = Edge.from_config(config, SQLiteKeyStore(config.keystore_path or ""))
         if cache_clock is not None:
             # Edge wraps its store in a CachedKeyStore on the monotonic clock; swap in one on
             # the same store with the test's clock before the edge serves anything.

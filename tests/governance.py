@@ -151,7 +151,7 @@ def governed_edge(
             directory, magento.url, backend, redis_url, server=server, extra=extra
         )
         config = load_config(path, env=env())
-        edge = Edge(config, open_keystore(config))
+        edge = Edge.from_config(config, open_keystore(config))
         edge.keystore = CachedKeyStore(edge.keystore.store, ttl=cache_ttl)
         with serving(edge) as srv:
             yield GovernedEdge(srv, path, config, edge)

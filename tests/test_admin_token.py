@@ -234,7 +234,7 @@ credential = {{ kind = "admin", username_env = "U", password_env = "P", min_refr
         )
         asyncio.run(ks.create(record, hash_token(token)))
         asyncio.run(ks.close())
-        edge = Edge(config, SQLiteKeyStore(str(config.keystore_path)), clock=clock)
+        edge = Edge.from_config(config, SQLiteKeyStore(str(config.keystore_path)), clock=clock)
         with (
             serving(edge) as server,
             httpx.Client(

@@ -86,7 +86,7 @@ def gated_edge(directory: Path, extra: str = "") -> Iterator[tuple[Harness, Gate
         upstream = stack.enter_context(serving(magento))
         path = write_config(directory, upstream.url, None, extra)
         config = load_config(path, env=env())
-        edge = Edge(config, SQLiteKeyStore(config.keystore_path or ""))
+        edge = Edge.from_config(config, SQLiteKeyStore(config.keystore_path or ""))
         server = stack.enter_context(serving(edge))
         yield Harness(server.url, path, config, magento.standin, PanelApp(), edge), magento
         magento.gate.set()

@@ -118,10 +118,10 @@ access_log = false
         # The same config behind two listeners: plain HTTP, and TLS straight to the edge
         # (one Edge each: an app's upstream pool belongs to its server's event loop).
         plain = stack.enter_context(
-            serving(Edge(config, SQLiteKeyStore(str(config.keystore_path))))
+            serving(Edge.from_config(config, SQLiteKeyStore(str(config.keystore_path))))
         )
         tls = stack.enter_context(
-            serving(Edge(config, SQLiteKeyStore(str(config.keystore_path))), tls=cert)
+            serving(Edge.from_config(config, SQLiteKeyStore(str(config.keystore_path))), tls=cert)
         )
         d = Deployment(
             plain.url, tls.url, cert[0], {"": (standard, m1.url), "-x": (custom, m2.url)}

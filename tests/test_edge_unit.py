@@ -21,7 +21,7 @@ from tests.conftest import REPO, env, write_config
 @pytest.fixture
 def edge(tmp_path: Path) -> Edge:
     config = load_config(write_config(tmp_path, "http://127.0.0.1:9", None), env=env())
-    return Edge(config, SQLiteKeyStore(tmp_path / "edge.db"))
+    return Edge.from_config(config, SQLiteKeyStore(tmp_path / "edge.db"))
 
 
 async def test_an_unexpected_error_is_a_logged_500_problem(
@@ -29,10 +29,10 @@ async def test_an_unexpected_error_is_a_logged_500_problem(
 ) -> None:
     from proxy import endpoints
 
-    async def failing(*args: Any, **kwargs: Any) -> int:
+    def failing(*args: Any, **kwargs: Any) -> bytes:
         raise KeyError("boom")
 
-    monkeypatch.setattr(endpoints, "answer", failing)
+    monkeypatch.setattr(endpoints, "openapi_document", failing)
     transport = httpx.ASGITransport(app=edge)
     async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
         r = await client.get("/api/v1/openapi.json", headers={"X-Request-Id": "bug-1"})
@@ -106,3 +106,16 @@ def test_serve_says_when_limits_are_per_process(tmp_path: Path) -> None:
     warnings = [line for line in done.stderr.splitlines() if " WARNING " in line]
     assert any("rate limits are kept in this process" in line for line in warnings)
     assert any("idempotency records are kept in this process" in line for line in warnings)
+
+
+def test_the_request_path_imports_no_control_plane_http_client() -> None:
+    # httpx is for control-plane HTTP (admin-token logins, check --probe), imported only
+    # when such a credential or command is used; serving requests never loads it.
+    code = (
+        "import sys, proxy.server, proxy.edge, proxy.endpoints, proxy.upstream\n"
+        "print('httpx' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from proxy._toml import ConfigError
 from proxy.config import load_config
+from proxy.context import RequestContext
 from proxy.errors import (
     BadRequest,
     Conflict,
@@ -451,18 +452,18 @@ async def call(
     fresh: list[tuple[bytes, bytes]] | None = None,
 ) -> Client:
     client = client or Client()
-    await forward_idempotently(
-        idem,
-        caller=caller,
-        key=key,
-        method=method,
-        target=target,
-        headers=headers if headers is not None else [(b"transfer-encoding", b"chunked")],
-        receive=client.receive,
-        send=client.send,
-        answer_headers=fresh if fresh is not None else FRESH,
-        forward=up,
+    scope = {
+        "method": method,
+        "headers": headers if headers is not None else [(b"transfer-encoding", b"chunked")],
+    }
+    ctx = RequestContext(
+        scope,
+        client.receive,
+        client.send,
+        request_id="req-1",
+        answer_headers=list(fresh if fresh is not None else FRESH),
     )
+    await forward_idempotently(idem, ctx, caller=caller, key=key, target=target, forward=up)
     return client
 
 

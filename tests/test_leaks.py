@@ -239,7 +239,7 @@ def test_revocation_reaches_another_replica_within_the_bound(edge: GovernedEdge)
     from tests.servers import serving
 
     clock = FakeClock()
-    other = Edge(edge.config, open_keystore(edge.config))
+    other = Edge.from_config(edge.config, open_keystore(edge.config))
     other.keystore = CachedKeyStore(other.keystore.store, clock=clock)
     with serving(other) as srv, httpx.Client(base_url=srv.url, timeout=10) as replica:
         token, _ = edge.token("products:read")
