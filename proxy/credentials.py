@@ -54,7 +54,7 @@ class MagentoTarget(NamedTuple):
 class MagentoOrigin:
     """A store's Magento base URL and offloader header, parsed once."""
 
-    __slots__ = ("base", "base_path", "host", "offloader", "tls")
+    __slots__ = ("base", "base_path", "drop", "host", "offloader", "tls")
 
     def __init__(self, magento_url: str, offloader_header: str = "X-Forwarded-Proto") -> None:
         parts = urlsplit(magento_url)
@@ -63,6 +63,17 @@ class MagentoOrigin:
         self.host = parts.netloc  # config refuses userinfo: no secret can be here
         self.tls = parts.scheme == "https"
         self.offloader = offloader_header.lower()
+        # Magento believes only its offloader header: a client's copy of a custom one is
+        # never forwarded (X-Forwarded-Proto is rebuilt by the header rules anyway).
+        custom = self.offloader != "x-forwarded-proto"
+        self.drop = frozenset({self.offloader.encode("latin-1")}) if custom else frozenset()
+
+    def headers(self, target: MagentoTarget, credential: str) -> list[tuple[str, str]]:
+        """The headers that carry the target's decisions: credential, Host, offloader."""
+        out = [("authorization", credential), ("host", target.host)]
+        if self.drop:
+            out.append((self.offloader, target.proto))
+        return out
 
     def target(self, proto: str, path: str, query: str = "") -> MagentoTarget:
         """``path`` is appended to the base URL as it is (raw, still percent-encoded);

@@ -310,7 +310,7 @@ class Edge:
         if mount.upstream == "magento":
             if store is None:
                 raise UpstreamNotConfigured("This route needs a store, and none is configured.")
-            base_url = store.magento_url
+            base_url = ""  # the store's MagentoOrigin decides the URL below
             timeouts = store.timeouts
         else:
             upstream = self.config.upstreams.get(mount.upstream)
@@ -366,13 +366,9 @@ class Edge:
                     "The store's Magento credential is not available right now; "
                     "the edge's log says why."
                 )
-        extra = [("authorization", credential), ("host", target.host)]
-        drop: frozenset[bytes] = frozenset()
-        if origin.offloader != "x-forwarded-proto":
-            # Magento believes only its offloader header: the client's copy never passes.
-            drop = frozenset({origin.offloader.encode("latin-1")})
-            extra.append((origin.offloader, target.proto))
-        up_headers = upstream_request_headers(scope["headers"], fwd, extra, drop=drop)
+        up_headers = upstream_request_headers(
+            scope["headers"], fwd, origin.headers(target, credential), drop=origin.drop
+        )
         status = await self.upstream.forward(
             method=method,
             url=target.url,

@@ -103,14 +103,10 @@ async def _send(
 ) -> tuple[httpx.Response, float, float]:
     target = origin.target(proto, _PATH.format(code=store.store_code))
     value = auth.authorization("GET", target.signed_url) or ""
-    headers = {
-        "host": target.host,
-        "authorization": value,
-        "accept": "application/json",
-        "x-forwarded-proto": target.proto,
-    }
-    if origin.offloader != "x-forwarded-proto":
-        headers[origin.offloader] = target.proto
+    # The same headers a forwarded request carries (credential, Host, offloader header).
+    headers = dict(origin.headers(target, value))
+    headers["accept"] = "application/json"
+    headers["x-forwarded-proto"] = target.proto
     started = time.perf_counter()
     response = await client.get(target.url, headers=headers)
     return response, (time.perf_counter() - started) * 1000, clock()
