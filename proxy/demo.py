@@ -8,6 +8,7 @@ Everything lives under ``--data-dir`` (default ``.edge-demo/``): the generated
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import socket
 import time
@@ -99,16 +100,19 @@ Try:
   curl -s {base}/stores/demo/commerce/products/MB-01                 # 401: no token
   curl -s {base}/openapi.json | head -c 300
 
-Ctrl-C stops both servers.
+Every request prints one access-log line below: time, request id, token id (never the
+token), method, status, time spent. Ctrl-C stops both servers.
 """,
         flush=True,
     )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(_serve_both(edge, standin, port, magento_port))
 
 
 async def _serve_both(edge: Edge, standin: object, port: int, magento_port: int) -> None:
     servers = [
         uvicorn.Server(uvicorn_config(standin, "127.0.0.1", magento_port, log_level="warning")),
-        uvicorn.Server(uvicorn_config(edge, "127.0.0.1", port, log_level="info")),
+        # uvicorn's own start-up lines would only repeat the URLs printed above.
+        uvicorn.Server(uvicorn_config(edge, "127.0.0.1", port, log_level="warning")),
     ]
     await asyncio.gather(*(s.serve() for s in servers))
