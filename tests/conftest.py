@@ -171,7 +171,7 @@ def running_edge(
 ) -> Iterator[Harness]:
     """``cache_clock``: the clock of the edge's key-store lookup cache, for tests that
     drive its TTL (revocation seen after it) instead of sleeping through it."""
-    from proxy.magento_standin import create_standin
+    from magento_standin import create_standin
 
     standin = create_standin(
         bearer_tokens=[MAGENTO_TOKEN],

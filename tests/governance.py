@@ -140,7 +140,7 @@ def governed_edge(
     """``cache_ttl``: the lookup cache's TTL. Short by default so functional tests do not
     wait out the production 1 s bound; tests/test_revocation_bound.py measures that bound on
     real ``serve`` processes with the shipped TTL."""
-    from proxy.magento_standin import create_standin
+    from magento_standin import create_standin
 
     standin = create_standin(
         bearer_tokens=[MAGENTO_TOKEN],

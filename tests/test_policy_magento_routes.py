@@ -22,7 +22,7 @@ from proxy.policy import Access, Mount, Route, Surface, load_policy
 from proxy.routing import RouteTable, compile_pattern
 
 ROOT = Path(__file__).resolve().parent.parent
-TSV = ROOT / "proxy" / "data" / "magento_routes.tsv"
+TSV = ROOT / "magento_standin" / "data" / "magento_routes.tsv"
 POLICY = ROOT / "policies" / "storeoncloud.toml"
 PREFIX = "/api/v1/stores/acme/commerce"
 RESOURCES = {
