@@ -24,10 +24,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Literal
 
+from .backends.keystore.base import AccountRecord, Grants, KeyStore, TokenRecord
 from .config import Config
-from .keystore import AccountRecord, Grants, KeyStore, TokenRecord, parse_permission
-from .policy import Access
+from .grants import parse_permission
 from .tokens import generate_token, hash_token, parse_token
+from .types import Access
 
 __all__ = ["NotFound", "UsageError", "accounts_command", "tokens_command"]
 

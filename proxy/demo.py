@@ -15,10 +15,10 @@ from pathlib import Path
 
 import uvicorn
 
+from .backends.keystore.base import TokenRecord
+from .backends.keystore.sqlite import SQLiteKeyStore
 from .config import load_config
 from .edge import Edge
-from .keystore import TokenRecord
-from .keystore_sqlite import SQLiteKeyStore
 from .server import uvicorn_config
 from .tokens import generate_token, hash_token
 

@@ -20,15 +20,19 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
 
 from . import endpoints
 from .auth import Principal, authenticate
+from .backends.keystore import KeyStore
+from .backends.keystore.cached import CachedKeyStore
+from .backends.ratelimit import open_limiter
 from .config import Config, Store
 from .credentials import MagentoOrigin, auth_for
 from .decide import Decision, authorize, resolve, store_for, surface_for
 from .errors import (
+    BackendUnavailable,
     EdgeError,
     LimiterUnavailable,
     NotFound,
@@ -51,20 +55,16 @@ from .idempotency import (
     parse_idempotency_key,
     request_target,
 )
-from .keystore import CachedKeyStore, KeyStore
 from .paths import split_path
 from .policy import Surface
-from .ratelimit import BackendUnavailable, open_limiter, rate_limit_headers
+from .ratelimit import rate_limit_headers
+from .types import Receive, Scope, Send
 from .upstream import ClientGone, UpstreamBroke, UpstreamClient
 
 __all__ = ["Edge"]
 
 log = logging.getLogger("magento_edge")
 access_log = logging.getLogger("magento_edge.access")
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class Edge:

@@ -15,13 +15,12 @@ from .auth import Principal
 from .errors import Unauthorized
 from .openapi import openapi_document
 from .policy import Surface
+from .types import Send
 
 if TYPE_CHECKING:
     from .edge import Edge
 
 __all__ = ["answer"]
-
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 async def answer(

@@ -17,12 +17,13 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .backends.keystore.cached import CachedKeyStore
 from .errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
-from .keystore import CachedKeyStore
 from .tokens import hash_token, parse_token
+from .types import Receive
 from .upstream import ClientGone
 
 if TYPE_CHECKING:
@@ -34,8 +35,6 @@ log = logging.getLogger("magento_edge.leaks")
 
 MAX_REPORT_BYTES = 1 << 20
 _REASON_LEN = 300
-
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
 async def handle_report(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiohttp
@@ -25,6 +25,7 @@ from yarl import URL
 from .config import Timeouts
 from .errors import UpstreamTimeout, UpstreamUnavailable
 from .headers import response_headers
+from .types import Receive, Send
 
 __all__ = ["ClientGone", "UpstreamBroke", "UpstreamClient"]
 
@@ -33,9 +34,6 @@ log = logging.getLogger("magento_edge.upstream")
 # Bodies up to this size are read whole (one ASGI message, one upstream write); larger or
 # unknown-length ones stream in whatever chunks arrive.
 _SMALL_BODY = 64 * 1024
-
-Receive = Callable[[], Any]
-Send = Callable[[dict[str, Any]], Any]
 
 
 class ClientGone(Exception):

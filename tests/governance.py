@@ -17,11 +17,11 @@ from unittest import mock
 import httpx
 import pytest
 
+from proxy.backends.keystore import open_keystore
+from proxy.backends.keystore.cached import CachedKeyStore
 from proxy.cli import main
 from proxy.config import Config, load_config
 from proxy.edge import Edge
-from proxy.keystore import CachedKeyStore
-from proxy.server import open_keystore
 from tests.conftest import MAGENTO_TOKEN, OAUTH, env, write_config
 from tests.servers import ThreadServer, serving
 

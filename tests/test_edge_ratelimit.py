@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proxy.ratelimit import MemoryRateLimiter
+from proxy.backends.ratelimit.memory import MemoryRateLimiter
 from tests.conftest import (
     MAGENTO_TOKEN,
     FakeClock,
