@@ -6,7 +6,8 @@ step that uses one is :mod:`proxy.idempotency`.
 
 from __future__ import annotations
 
-from .._classpath import is_class_path, load_class
+from .._classpath import load_class
+from .._redis import require_url
 from .base import Answer, IdempotencyStore, Lease
 
 __all__ = ["BACKENDS", "Answer", "IdempotencyStore", "Lease", "open_idempotency_store"]
@@ -16,15 +17,13 @@ BACKENDS = ("memory", "redis")
 
 def open_idempotency_store(backend: str, url: str | None) -> IdempotencyStore:
     """The configured backend; Redis (or the operator's module) is imported only here."""
-    if is_class_path(backend):
-        store: IdempotencyStore = load_class(backend, IdempotencyStore)()
-        return store
+    if backend == "memory":
+        from .memory import MemoryIdempotencyStore
+
+        return MemoryIdempotencyStore()
     if backend == "redis":
         from .redis import RedisIdempotencyStore
 
-        if not url:  # load_config refuses this; never fall back to a guessed server
-            raise ValueError('the "redis" idempotency backend needs a url')
-        return RedisIdempotencyStore(url)
-    from .memory import MemoryIdempotencyStore
-
-    return MemoryIdempotencyStore()
+        return RedisIdempotencyStore(require_url(url, "idempotency"))
+    store: IdempotencyStore = load_class(backend, IdempotencyStore)()  # a class path
+    return store

@@ -6,6 +6,7 @@ the default), ``redis`` (:mod:`.redis`, shared by replicas), ``none`` (limits of
 from __future__ import annotations
 
 from .._classpath import is_class_path, load_class
+from .._redis import require_url
 from .base import LimitResult, RateLimiter
 
 __all__ = ["BACKENDS", "LimitResult", "RateLimiter", "open_limiter"]
@@ -14,18 +15,17 @@ BACKENDS = ("memory", "redis", "none")
 
 
 def open_limiter(backend: str, url: str | None) -> RateLimiter | None:
-    """The configured backend (``none``: limits off, no headers)."""
-    if backend == "none":
-        return None
+    """The configured backend (``none``: limits off, no headers); Redis (or the operator's
+    module) is imported only here."""
+    limiter: RateLimiter | None = None
     if is_class_path(backend):
-        limiter: RateLimiter = load_class(backend, RateLimiter)()
-        return limiter
-    if backend == "redis":
+        limiter = load_class(backend, RateLimiter)()
+    elif backend == "redis":
         from .redis import RedisRateLimiter
 
-        if not url:  # load_config refuses this; never fall back to a guessed server
-            raise ValueError('the "redis" rate-limit backend needs a url')
-        return RedisRateLimiter(url)
-    from .memory import MemoryRateLimiter
+        limiter = RedisRateLimiter(require_url(url, "rate-limit"))
+    elif backend != "none":
+        from .memory import MemoryRateLimiter
 
-    return MemoryRateLimiter()
+        limiter = MemoryRateLimiter()
+    return limiter
