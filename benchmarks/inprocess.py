@@ -34,10 +34,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from proxy.backends.keystore.base import TokenRecord  # noqa: E402
+from proxy.backends.keystore.cached import CachedKeyStore  # noqa: E402
+from proxy.backends.keystore.sqlite import SQLiteKeyStore  # noqa: E402
 from proxy.config import load_config  # noqa: E402
 from proxy.edge import Edge  # noqa: E402
-from proxy.keystore import CachedKeyStore, TokenRecord  # noqa: E402
-from proxy.keystore_sqlite import SQLiteKeyStore  # noqa: E402
 from proxy.policy import Tier  # noqa: E402
 from proxy.tokens import generate_token, hash_token  # noqa: E402
 
@@ -116,7 +117,7 @@ async def edge_logic(directory: Path, n: int = 20000) -> None:
 
 
 async def redis_limiter(url: str, n: int = 6400) -> None:
-    from proxy.ratelimit_redis import RedisRateLimiter
+    from proxy.backends.ratelimit.redis import RedisRateLimiter
 
     tier = Tier("internal", rate=1_000_000_000, period=1, burst=1_000_000_000, daily=0)
     limiter = RedisRateLimiter(url, prefix="bench:inproc:")

@@ -22,12 +22,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Literal
 
+from .backends.keystore.base import AccountRecord, Grants, KeyStore, TokenRecord
 from .config import Config
-from .keystore import AccountRecord, Grants, KeyStore, TokenRecord, parse_permission
-from .policy import Access
+from .grants import parse_permission
 from .tokens import generate_token, hash_token, parse_token
+from .types import Access, TokenKind
 
 __all__ = ["NotFound", "UsageError", "accounts_command", "tokens_command"]
 
@@ -230,7 +230,7 @@ def _print_new(record: TokenRecord, token: str, args: argparse.Namespace, **extr
 
 async def _create(config: Config, store: KeyStore, args: argparse.Namespace) -> int:
     permissions = _permissions(config, args.permission)
-    kind: Literal["live", "test"] = "test" if args.sandbox else "live"
+    kind: TokenKind = "test" if args.sandbox else "live"
     for store_id in args.store:
         _known_store(config, store_id)
         s = config.stores[store_id]

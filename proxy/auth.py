@@ -8,7 +8,7 @@ detail, which never echoes the token nor reveals the allowlist; a malformed toke
 by its checksum before any key-store lookup.
 
 What the caller may do is computed here once: per store, the token's grants ∩ its
-account's current grants (:func:`proxy.keystore.effective_grants`).
+account's current grants (:func:`proxy.grants.effective_grants`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from .backends.keystore.base import AccountRecord, TokenRecord
+from .backends.keystore.cached import CachedKeyStore
 from .errors import Forbidden, Unauthorized
-from .keystore import AccountRecord, CachedKeyStore, TokenRecord, effective_grants
-from .policy import Access
+from .grants import effective_grants
 from .tokens import parse_token
+from .types import Access
 
 __all__ = ["Principal", "authenticate", "bearer_token"]
 

@@ -7,14 +7,12 @@ Bodies are bytes in, the same bytes out: never decoded here.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
 
 from .errors import EdgeError, PayloadTooLarge
+from .types import Receive
 
 __all__ = ["ClientGone", "declared_length", "iter_body", "read_body"]
-
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
 class ClientGone(Exception):

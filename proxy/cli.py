@@ -353,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _keystore_command(args: argparse.Namespace) -> int:
-    from .server import open_keystore
+    from .backends.keystore import open_keystore
 
     # Managing tokens never talks to Magento: its credentials need not be in this shell.
     config = load_config(args.config, secrets=False)

@@ -21,6 +21,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from ._toml import ConfigError, Reader
+from .backends import idempotency as _idempotency
+from .backends import keystore as _keystore
+from .backends import ratelimit as _ratelimit
+from .backends._classpath import is_class_path, load_class
 from .policy import Surface, load_policy
 
 if TYPE_CHECKING:
@@ -116,13 +120,14 @@ class Config:
     port: int
     trusted_proxies: tuple[Network, ...]
     surfaces: tuple[Surface, ...]
-    keystore_backend: Literal["sqlite", "redis"]
+    # A built-in name, or "package.module:Class" (an operator's own, checked at load)
+    keystore_backend: str
     keystore_path: Path | None
     keystore_url: str | None
-    ratelimit_backend: Literal["memory", "redis", "none"]
+    ratelimit_backend: str
     ratelimit_url: str | None
     ratelimit_on_backend_error: Literal["allow", "deny"]
-    idempotency_backend: Literal["memory", "redis"]
+    idempotency_backend: str
     idempotency_url: str | None
     idempotency_ttl: int
     stores: Mapping[str, Store]
@@ -206,7 +211,7 @@ def load_config(
 
     ks = r.table(d, "keystore", "")
     r.unknown_keys(ks, "keystore", ("backend", "path", "url", "prefix"))
-    ks_backend = r.string(ks, "backend", "keystore", "sqlite", choices=("sqlite", "redis"))
+    ks_backend = _backend(r, ks, "keystore", _keystore.BACKENDS, _keystore.KeyStore)
     _only_for(r, ks, "keystore", ks_backend, {"path": "sqlite", "url": "redis", "prefix": "redis"})
     ks_path = (
         (base / r.string(ks, "path", "keystore", "edge.db")) if ks_backend == "sqlite" else None
@@ -216,7 +221,7 @@ def load_config(
 
     rl = r.table(d, "ratelimit", "")
     r.unknown_keys(rl, "ratelimit", ("backend", "url", "on_backend_error"))
-    rl_backend = r.string(rl, "backend", "ratelimit", "memory", choices=("memory", "redis", "none"))
+    rl_backend = _backend(r, rl, "ratelimit", _ratelimit.BACKENDS, _ratelimit.RateLimiter)
     _only_for(r, rl, "ratelimit", rl_backend, {"url": "redis"})
     rl_url = _redis(r, rl, "ratelimit") if rl_backend == "redis" else None
     rl_on_error = r.string(rl, "on_backend_error", "ratelimit", "allow", choices=("allow", "deny"))
@@ -225,7 +230,9 @@ def load_config(
     r.unknown_keys(
         idem, "idempotency", ("backend", "url", "ttl_seconds", "max_body_bytes", "max_record_bytes")
     )
-    idem_backend = r.string(idem, "backend", "idempotency", "memory", choices=("memory", "redis"))
+    idem_backend = _backend(
+        r, idem, "idempotency", _idempotency.BACKENDS, _idempotency.IdempotencyStore
+    )
     _only_for(r, idem, "idempotency", idem_backend, {"url": "redis"})
     idem_url = _redis(r, idem, "idempotency") if idem_backend == "redis" else None
     idem_ttl = r.number(idem, "ttl_seconds", "idempotency", 86400, integer=True, minimum=1)
@@ -354,6 +361,22 @@ def _networks(r: Reader, server: dict[str, Any]) -> tuple[Network, ...]:
         except ValueError:
             r.problem(f"server.trusted_proxies[{i}]", f'"{cidr}" is not an IP network', near=cidr)
     return tuple(out)
+
+
+def _backend(
+    r: Reader, table: dict[str, Any], where: str, names: tuple[str, ...], protocol: type
+) -> str:
+    """``backend``: one of ``names`` (the first is the default), or an operator's own class
+    as ``"package.module:Class"``, imported now so that a bad one is refused here."""
+    value = table.get("backend")
+    if isinstance(value, str) and is_class_path(value):
+        try:
+            load_class(value, protocol)
+        except ValueError as exc:
+            r.problem(f"{where}.backend", str(exc), near=value)
+            return names[0]
+        return value
+    return str(r.string(table, "backend", where, names[0], choices=names))
 
 
 def _redis(r: Reader, table: dict[str, Any], where: str) -> str:

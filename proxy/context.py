@@ -9,8 +9,9 @@ The edge's own answers (Starlette routes) find it in the ASGI scope under
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .types import Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from .auth import Principal
@@ -21,10 +22,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SCOPE_KEY", "Message", "Receive", "RequestContext", "Scope", "Send"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 SCOPE_KEY = "magento_edge"
 

@@ -14,7 +14,7 @@ from typing import NamedTuple
 from .auth import Principal
 from .config import Store
 from .errors import Forbidden, MethodNotAllowed, NotFound
-from .keystore import grants_allow
+from .grants import grants_allow
 from .policy import Endpoint, Mount, Route, Surface
 
 __all__ = ["Decision", "authorize", "resolve"]

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import uvicorn
 
+from .backends.keystore.base import TokenRecord
+from .backends.keystore.sqlite import SQLiteKeyStore
 from .config import load_config
 from .edge import Edge
-from .keystore import TokenRecord
-from .keystore_sqlite import SQLiteKeyStore
-from .magento_standin import create_standin
 from .server import uvicorn_config
 from .tokens import generate_token, hash_token
 
@@ -77,6 +76,10 @@ def run_demo(*, port: int, data_dir: Path) -> None:
         created_at=time.time(),
     )
     asyncio.run(keystore.create(record, hash_token(token)))
+
+    # Imported here: the stand-in is a sibling package (not the product), and the demo is
+    # the one product command that needs it.
+    from magento_standin import create_standin
 
     standin = create_standin(bearer_tokens=[magento_token])
     edge = Edge.from_config(config, keystore)

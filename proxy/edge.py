@@ -33,12 +33,16 @@ from starlette.types import ASGIApp
 
 from . import endpoints
 from .auth import authenticate
+from .backends.keystore import KeyLookup
+from .backends.keystore.cached import CachedKeyStore
+from .backends.ratelimit import RateLimiter, open_limiter
 from .body import ClientGone
 from .config import Config, Store
 from .context import SCOPE_KEY, Message, Receive, RequestContext, Scope, Send
 from .credentials import MagentoOrigin, auth_for
 from .decide import Decision, authorize, resolve, store_for, surface_for
 from .errors import (
+    BackendUnavailable,
     EdgeError,
     LimiterUnavailable,
     NotFound,
@@ -56,9 +60,8 @@ from .idempotency import (
     parse_idempotency_key,
     request_target,
 )
-from .keystore import CachedKeyStore, KeyStore
 from .paths import split_path
-from .ratelimit import BackendUnavailable, RateLimiter, open_limiter, rate_limit_headers
+from .ratelimit import rate_limit_headers
 from .upstream import UpstreamBroke, UpstreamClient
 
 __all__ = ["Edge"]
@@ -113,7 +116,7 @@ class Edge:
     def from_config(
         cls,
         config: Config,
-        keystore: KeyStore,
+        keystore: KeyLookup,
         *,
         upstream: UpstreamClient | None = None,
         clock: Callable[[], float] = time.time,

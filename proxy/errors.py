@@ -12,7 +12,7 @@ the response has started.
     ├── NotFound              404  not_found          (no such route, or store hidden)
     ├── MethodNotAllowed      405  method_not_allowed
     ├── Conflict              409  idempotency_conflict (same key still in flight)
-    │   └── idempotency.AnswerNotRecorded  409  idempotency_answer_not_recorded
+    │   └── AnswerNotRecorded 409  idempotency_answer_not_recorded
     ├── Gone                  410  version_retired
     ├── PayloadTooLarge       413  payload_too_large
     ├── UnprocessableContent  422  idempotency_mismatch (same key, different request)
@@ -22,8 +22,18 @@ the response has started.
     ├── UpstreamCredentialUnavailable 503  upstream_credential_unavailable (no admin token)
     ├── LimiterUnavailable    503  rate_limiter_unavailable (on_backend_error = "deny")
     ├── KeyStoreUnavailable   503  keystore_unavailable (token store unreachable)
-    ├── idempotency_store.IdempotencyUnavailable  503  idempotency_unavailable
+    ├── IdempotencyUnavailable 503  idempotency_unavailable (idempotency backend unreachable)
     └── UpstreamTimeout       504  upstream_timeout
+
+Raised by a backend to the code that called it, never answered as they are:
+
+    BackendUnavailable        the rate-limit backend could not be asked; the edge applies
+                              ``on_backend_error`` (allow, or ``LimiterUnavailable``)
+    DuplicateError            a key store already holds that token id, hash or account id
+                              (the CLI says so)
+
+Backends translate their library's exceptions (``sqlite3.Error``, ``redis.RedisError``,
+``OSError``) into these where they enter, with ``raise ... from exc``.
 """
 
 from __future__ import annotations
@@ -36,12 +46,16 @@ import orjson
 ErrorStyle = Literal["problem", "envelope"]
 
 __all__ = [
+    "AnswerNotRecorded",
+    "BackendUnavailable",
     "BadRequest",
     "Conflict",
+    "DuplicateError",
     "EdgeError",
     "ErrorStyle",
     "Forbidden",
     "Gone",
+    "IdempotencyUnavailable",
     "KeyStoreUnavailable",
     "LimiterUnavailable",
     "MethodNotAllowed",
@@ -103,6 +117,12 @@ class Conflict(EdgeError):
     status, code, title = 409, "idempotency_conflict", "Conflict"
 
 
+class AnswerNotRecorded(Conflict):
+    """The key's first request completed, but its answer was over ``max_record_bytes``."""
+
+    code = "idempotency_answer_not_recorded"
+
+
 class Gone(EdgeError):
     status, code, title = 410, "version_retired", "Gone"
 
@@ -139,8 +159,23 @@ class KeyStoreUnavailable(EdgeError):
     status, code, title = 503, "keystore_unavailable", "Service Unavailable"
 
 
+class IdempotencyUnavailable(EdgeError):
+    """The idempotency backend cannot be asked: a keyed write is refused, never run
+    without its guarantee."""
+
+    status, code, title = 503, "idempotency_unavailable", "Service Unavailable"
+
+
 class UpstreamTimeout(EdgeError):
     status, code, title = 504, "upstream_timeout", "Gateway Timeout"
+
+
+class BackendUnavailable(Exception):
+    """The rate-limit backend could not be asked; the edge applies ``on_backend_error``."""
+
+
+class DuplicateError(ValueError):
+    """A token (by id or hash) or an account (by id) that already exists."""
 
 
 def render(

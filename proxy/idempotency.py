@@ -18,8 +18,8 @@ the body's SHA-256 (the body is hashed while it is read; a keyed body is buffere
 why it is capped). A claim is a lease that expires (longest upstream timeouts + a margin)
 and is renewed while the answer streams, so a process that dies mid-request frees the key.
 
-Backends implement :class:`IdempotencyStore` (``idempotency_store``): ``idempotency_memory``
-(per process) and ``idempotency_redis`` (shared by replicas, survives restarts), chosen by
+Backends implement :class:`IdempotencyStore` (:mod:`proxy.backends.idempotency`): ``memory``
+(per process) and ``redis`` (shared by replicas, survives restarts), chosen by
 ``[idempotency] backend``.
 """
 
@@ -32,9 +32,17 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .backends.idempotency import Answer, IdempotencyStore, Lease, open_idempotency_store
 from .body import read_body
-from .errors import BadRequest, Conflict, PayloadTooLarge, UnprocessableContent
-from .idempotency_store import Answer, IdempotencyStore, IdempotencyUnavailable, Lease
+from .errors import (
+    AnswerNotRecorded,
+    BadRequest,
+    Conflict,
+    IdempotencyUnavailable,
+    PayloadTooLarge,
+    UnprocessableContent,
+)
+from .types import Message, Receive, Send
 
 if TYPE_CHECKING:
     from .auth import Principal
@@ -58,10 +66,6 @@ __all__ = [
 
 log = logging.getLogger("magento_edge.idempotency")
 
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
 KEYED_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 MAX_KEY_LENGTH = 255
 DEFAULT_MAX_BYTES = 1024 * 1024
@@ -79,12 +83,6 @@ _BAD_KEY = (
     "Idempotency-Key must be 1 to 255 visible ASCII characters, sent bare "
     '(Idempotency-Key: 8e03978e-40d5) or as a quoted string (Idempotency-Key: "8e03978e-40d5").'
 )
-
-
-class AnswerNotRecorded(Conflict):
-    """The key's first request completed, but its answer was over ``max_record_bytes``."""
-
-    code = "idempotency_answer_not_recorded"
 
 
 class Idempotency:
@@ -117,18 +115,9 @@ class Idempotency:
 
 
 def open_idempotency(config: Config) -> Idempotency:
-    """The configured backend (``[idempotency] backend``); Redis is imported only here."""
-    store: IdempotencyStore
-    if config.idempotency_backend == "redis":
-        from .idempotency_redis import RedisIdempotencyStore
-
-        store = RedisIdempotencyStore(config.idempotency_url or "redis://127.0.0.1:6379/0")
-    else:
-        from .idempotency_memory import MemoryIdempotencyStore
-
-        store = MemoryIdempotencyStore()
+    """The configured backend (``[idempotency] backend``) and its limits."""
     return Idempotency(
-        store,
+        open_idempotency_store(config.idempotency_backend, config.idempotency_url),
         ttl=float(config.idempotency_ttl),
         lease=lease_for(config),
         max_body_bytes=config.idempotency_max_body_bytes,

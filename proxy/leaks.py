@@ -16,15 +16,16 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .backends.keystore.cached import CachedKeyStore
 from .body import read_body
 from .errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
-from .keystore import CachedKeyStore
 from .tokens import hash_token, parse_token
+from .types import Receive
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
@@ -35,8 +36,6 @@ log = logging.getLogger("magento_edge.leaks")
 
 MAX_REPORT_BYTES = 1 << 20
 _REASON_LEN = 300
-
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
 async def handle_report(

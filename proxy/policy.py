@@ -18,9 +18,9 @@ from ._shadowing import check_shadowing, mount_order
 from ._toml import ConfigError, Reader
 from .errors import ErrorStyle
 from .routing import Pattern, PatternError, RouteTable, compile_pattern
+from .types import Access, HeaderStyle
 
 __all__ = [
-    "Access",
     "Endpoint",
     "JwtSettings",
     "Mount",
@@ -31,9 +31,7 @@ __all__ = [
     "load_policy",
 ]
 
-Access = Literal["read", "write"]
 AuthKind = Literal["pat", "jwt", "none"]
-HeaderStyle = Literal["ratelimit", "x-rate-limit"]
 
 _READ_METHODS = frozenset({"GET", "HEAD"})
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")

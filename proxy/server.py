@@ -16,34 +16,13 @@ from typing import Any
 import uvicorn
 from starlette.middleware import Middleware
 
-from ._toml import ConfigError
+from .backends.keystore import open_keystore
 from .config import Config, load_config, unresolved_hosts
 from .edge import Edge
-from .keystore import KeyStore
-from .keystore_sqlite import SQLiteKeyStore
 
-__all__ = ["build_app", "open_keystore", "serve", "uvicorn_config"]
+__all__ = ["build_app", "serve", "uvicorn_config"]
 
 log = logging.getLogger("magento_edge")
-
-
-def open_keystore(config: Config) -> KeyStore:
-    """The configured key store (``[keystore] backend``); Redis is imported only here."""
-    if config.keystore_backend == "redis":
-        try:
-            from .keystore_redis import RedisKeyStore
-
-            return RedisKeyStore(config.keystore_url or "", prefix=config.keystore_prefix)
-        except ImportError:
-            raise ConfigError(
-                [
-                    f'{config.source}: keystore.backend: "redis" needs the redis package '
-                    "(pip install 'magento-edge[redis]')"
-                ]
-            ) from None
-    if config.keystore_path is None:  # pragma: no cover - load_config sets it for sqlite
-        raise ConfigError([f"{config.source}: keystore.path: not set"])
-    return SQLiteKeyStore(config.keystore_path)
 
 
 def build_app(config: Config, *, middleware: Sequence[Middleware] = ()) -> Edge:

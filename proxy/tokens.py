@@ -17,13 +17,14 @@ import re
 import secrets
 import zlib
 from dataclasses import dataclass
-from typing import Literal
+
+from .types import TokenKind
 
 __all__ = ["ParsedToken", "generate_token", "hash_token", "parse_token"]
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _BASE62 = re.compile(r"[0-9A-Za-z]+")
-PREFIXES: dict[str, Literal["live", "test"]] = {"soc_pat_live_": "live", "soc_pat_test_": "test"}
+PREFIXES: dict[str, TokenKind] = {"soc_pat_live_": "live", "soc_pat_test_": "test"}
 RANDOM_LEN = 30
 CHECKSUM_LEN = 6
 TOKEN_LEN = len("soc_pat_live_") + RANDOM_LEN + CHECKSUM_LEN
@@ -31,7 +32,7 @@ TOKEN_LEN = len("soc_pat_live_") + RANDOM_LEN + CHECKSUM_LEN
 
 @dataclass(frozen=True, slots=True)
 class ParsedToken:
-    kind: Literal["live", "test"]
+    kind: TokenKind
     hash: str  # SHA-256 hex of the whole token: the key-store lookup key
 
 
@@ -47,7 +48,7 @@ def _checksum(random_part: str) -> str:
     return _base62(zlib.crc32(random_part.encode("ascii")), CHECKSUM_LEN)
 
 
-def generate_token(kind: Literal["live", "test"] = "live") -> str:
+def generate_token(kind: TokenKind = "live") -> str:
     prefix = "soc_pat_live_" if kind == "live" else "soc_pat_test_"
     random_part = "".join(secrets.choice(ALPHABET) for _ in range(RANDOM_LEN))
     return prefix + random_part + _checksum(random_part)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiohttp
@@ -26,6 +26,7 @@ from .body import ClientGone, declared_length, iter_body, read_body
 from .config import Timeouts
 from .errors import UpstreamTimeout, UpstreamUnavailable
 from .headers import response_headers
+from .types import Receive, Send
 
 __all__ = ["ClientGone", "UpstreamBroke", "UpstreamClient"]
 
@@ -34,9 +35,6 @@ log = logging.getLogger("magento_edge.upstream")
 # Bodies up to this size are read whole (one ASGI message, one upstream write); larger or
 # unknown-length ones stream in whatever chunks arrive.
 _SMALL_BODY = 64 * 1024
-
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class UpstreamBroke(Exception):

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
-.venv/bin/ruff check proxy tests benchmarks
-.venv/bin/ruff format --check proxy tests benchmarks
+.venv/bin/ruff check proxy magento_standin tests benchmarks
+.venv/bin/ruff format --check proxy magento_standin tests benchmarks
 .venv/bin/mypy
 .venv/bin/pytest "$@"

@@ -14,13 +14,18 @@ from typing import Any, Literal
 import httpx
 import pytest
 
+from proxy.backends.keystore.base import TokenRecord
+from proxy.backends.keystore.cached import CachedKeyStore
+from proxy.backends.keystore.sqlite import SQLiteKeyStore
 from proxy.config import Config, load_config
 from proxy.edge import Edge
-from proxy.keystore import CachedKeyStore, TokenRecord
-from proxy.keystore_sqlite import SQLiteKeyStore
 from proxy.tokens import generate_token, hash_token
 from tests.panel_app import PanelApp
 from tests.servers import ThreadServer, free_port, serving
+
+# The idempotency backends' `backend` fixture, shared by the store contract and the step's
+# tests in two folders (a fixture a test module imports would look unused to ruff).
+pytest_plugins = ["tests.idempotency_backends"]
 
 REPO = Path(__file__).resolve().parent.parent
 MAGENTO_TOKEN = "integration-" + "b" * 20
@@ -171,7 +176,7 @@ def running_edge(
 ) -> Iterator[Harness]:
     """``cache_clock``: the clock of the edge's key-store lookup cache, for tests that
     drive its TTL (revocation seen after it) instead of sleeping through it."""
-    from proxy.magento_standin import create_standin
+    from magento_standin import create_standin
 
     standin = create_standin(
         bearer_tokens=[MAGENTO_TOKEN],

@@ -17,11 +17,11 @@ from unittest import mock
 import httpx
 import pytest
 
+from proxy.backends.keystore import open_keystore
+from proxy.backends.keystore.cached import CachedKeyStore
 from proxy.cli import main
 from proxy.config import Config, load_config
 from proxy.edge import Edge
-from proxy.keystore import CachedKeyStore
-from proxy.server import open_keystore
 from tests.conftest import MAGENTO_TOKEN, OAUTH, env, write_config
 from tests.servers import ThreadServer, serving
 
@@ -140,7 +140,7 @@ def governed_edge(
     """``cache_ttl``: the lookup cache's TTL. Short by default so functional tests do not
     wait out the production 1 s bound; tests/test_revocation_bound.py measures that bound on
     real ``serve`` processes with the shipped TTL."""
-    from proxy.magento_standin import create_standin
+    from magento_standin import create_standin
 
     standin = create_standin(
         bearer_tokens=[MAGENTO_TOKEN],

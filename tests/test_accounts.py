@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.keystore import AccountRecord, TokenRecord, effective_grants, grants_allow, intersect
+from proxy.backends.keystore.base import AccountRecord, TokenRecord
+from proxy.grants import effective_grants, grants_allow, intersect
 from tests.governance import BACKENDS, GovernedEdge, governed_edge, wait_until
 
 # -- the arithmetic -----------------------------------------------------------------------------

@@ -12,12 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from magento_standin import MagentoStandin, create_standin
 from proxy.admin_token import AdminTokenAuth, AdminTokenError, login_failure
+from proxy.backends.keystore.base import TokenRecord
+from proxy.backends.keystore.sqlite import SQLiteKeyStore
 from proxy.config import AdminCredential, Store, Timeouts, load_config
 from proxy.edge import Edge
-from proxy.keystore import TokenRecord
-from proxy.keystore_sqlite import SQLiteKeyStore
-from proxy.magento_standin import MagentoStandin, create_standin
 from proxy.tokens import generate_token, hash_token
 from tests.conftest import wait_for
 from tests.servers import ThreadServer, serving

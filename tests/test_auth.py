@@ -15,10 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy.auth import Principal, authenticate, bearer_token
+from proxy.backends.keystore.base import AccountRecord, TokenRecord
+from proxy.backends.keystore.cached import CachedKeyStore
+from proxy.backends.keystore.sqlite import SQLiteKeyStore
 from proxy.errors import EdgeError, Forbidden, Unauthorized
 from proxy.headers import client_address
-from proxy.keystore import AccountRecord, CachedKeyStore, TokenRecord
-from proxy.keystore_sqlite import SQLiteKeyStore
 from proxy.tokens import generate_token, hash_token
 from tests.governance import BACKENDS, GovernedEdge, governed_edge
 

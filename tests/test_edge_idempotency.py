@@ -24,11 +24,11 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
+from magento_standin import create_standin
+from proxy.backends.keystore.base import AccountRecord, TokenRecord
+from proxy.backends.keystore.sqlite import SQLiteKeyStore
 from proxy.config import load_config
 from proxy.edge import Edge
-from proxy.keystore import AccountRecord, TokenRecord
-from proxy.keystore_sqlite import SQLiteKeyStore
-from proxy.magento_standin import create_standin
 from proxy.tokens import generate_token, hash_token
 from tests.conftest import MAGENTO_TOKEN, REPO, Harness, env, wait_for, write_config
 from tests.panel_app import PanelApp

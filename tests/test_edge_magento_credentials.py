@@ -21,11 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
+from magento_standin import MagentoStandin, create_standin
+from proxy.backends.keystore.base import TokenRecord
+from proxy.backends.keystore.sqlite import SQLiteKeyStore
 from proxy.config import load_config
 from proxy.edge import Edge
-from proxy.keystore import TokenRecord
-from proxy.keystore_sqlite import SQLiteKeyStore
-from proxy.magento_standin import MagentoStandin, create_standin
 from proxy.tokens import generate_token, hash_token
 from tests.servers import self_signed_certificate, serving
 

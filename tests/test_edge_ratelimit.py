@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proxy.ratelimit import MemoryRateLimiter
+from proxy.backends.ratelimit.memory import MemoryRateLimiter
 from tests.conftest import (
     MAGENTO_TOKEN,
     FakeClock,
@@ -148,7 +148,7 @@ def test_200_concurrent_against_burst_50_exactly_50_pass_memory(limited: Harness
 def test_200_concurrent_against_burst_50_across_two_processes_redis(
     tmp_path: Path, redis_url: str
 ) -> None:
-    from proxy.magento_standin import create_standin
+    from magento_standin import create_standin
 
     standin = create_standin(bearer_tokens=[MAGENTO_TOKEN])
     with serving(standin) as magento:

@@ -65,8 +65,8 @@ def test_non_bearer_scheme_is_401_invalid_token(harness: Harness) -> None:
 def test_revocation_is_seen_once_the_lookup_cache_ttl_has_passed(tmp_path: Path) -> None:
     import asyncio
 
-    from proxy.keystore import CACHE_TTL_SECONDS
-    from proxy.keystore_sqlite import SQLiteKeyStore
+    from proxy.backends.keystore.cached import CACHE_TTL_SECONDS
+    from proxy.backends.keystore.sqlite import SQLiteKeyStore
 
     clock = FakeClock()
     with running_edge(tmp_path, panel=False, cache_clock=clock) as h:
@@ -87,7 +87,7 @@ def test_revocation_is_seen_once_the_lookup_cache_ttl_has_passed(tmp_path: Path)
 def test_a_revoked_token_never_looked_up_is_401_at_once(harness: Harness) -> None:
     import asyncio
 
-    from proxy.keystore_sqlite import SQLiteKeyStore
+    from proxy.backends.keystore.sqlite import SQLiteKeyStore
 
     token = harness.token("products:read")
     store = SQLiteKeyStore(harness.config.keystore_path or "")

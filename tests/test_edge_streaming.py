@@ -45,8 +45,10 @@ class EdgeProcess:
             except OSError:
                 if self.proc.poll() is not None:
                     err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    self.stop()
                     raise RuntimeError(err) from None
                 time.sleep(0.05)  # a real process binding its port: poll, bounded above
+        self.stop()
         raise RuntimeError("edge did not start")
 
     def rss(self) -> int:

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from proxy.backends.keystore.sqlite import SQLiteKeyStore
 from proxy.config import load_config
 from proxy.edge import Edge
-from proxy.keystore_sqlite import SQLiteKeyStore
 from tests.conftest import REPO, env, write_config
 
 

@@ -13,13 +13,13 @@ import pytest
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from proxy.backends.keystore.base import TokenRecord
+from proxy.backends.keystore.sqlite import SQLiteKeyStore
 from proxy.config import load_config
 from proxy.context import SCOPE_KEY
 from proxy.edge import Edge
 from proxy.endpoints import error_response
 from proxy.errors import NotFound
-from proxy.keystore import TokenRecord
-from proxy.keystore_sqlite import SQLiteKeyStore
 from proxy.tokens import generate_token, hash_token
 from tests.conftest import env, write_config
 from tests.panel_app import PanelApp

@@ -1,12 +1,12 @@
-"""Idempotency without HTTP: the key parser, the store contract over both backends (memory
-with a fake clock, Redis against a real redis-server whose expiries the tests advance),
-and ``forward_idempotently`` against a fake upstream with multi-chunk answers."""
+"""The idempotency step without HTTP: the key parser and ``forward_idempotently`` against a
+fake upstream with multi-chunk answers, over both backends (the ``backend`` fixture of
+:mod:`tests.idempotency_backends`; the store contract itself is
+``tests/backends/test_idempotency.py``)."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,23 +15,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proxy._toml import ConfigError
+from proxy.backends.idempotency.base import Answer, Lease
+from proxy.backends.idempotency.memory import MemoryIdempotencyStore
+from proxy.backends.idempotency.redis import RedisIdempotencyStore
 from proxy.config import load_config
 from proxy.context import RequestContext
 from proxy.errors import (
+    AnswerNotRecorded,
     BadRequest,
     Conflict,
+    IdempotencyUnavailable,
     PayloadTooLarge,
     UnprocessableContent,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
 from proxy.idempotency import (
-    Answer,
-    AnswerNotRecorded,
     Idempotency,
-    IdempotencyStore,
-    IdempotencyUnavailable,
-    Lease,
     caller_of,
     forward_idempotently,
     lease_for,
@@ -40,74 +40,13 @@ from proxy.idempotency import (
     request_target,
     store_key,
 )
-from proxy.idempotency_memory import MemoryIdempotencyStore
-from proxy.idempotency_redis import RedisIdempotencyStore, decode, encode_answer, encode_lease
 from proxy.upstream import ClientGone, UpstreamBroke
 from tests.conftest import env, write_config
+from tests.idempotency_backends import LEASE, TTL, Backend, Clock
 from tests.servers import free_port
 
 Message = dict[str, Any]
 FRESH = [(b"x-request-id", b"req-1"), (b"ratelimit-remaining", b"9")]
-LEASE = 40.0
-TTL = 3600.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Backend:
-    """A store under test and how to make its time pass."""
-
-    def __init__(self, store: IdempotencyStore, clock: Clock, advance: Any) -> None:
-        self.store = store
-        self.clock = clock
-        self._advance = advance
-
-    async def advance(self, seconds: float) -> None:
-        self.clock.now += seconds
-        await self._advance(seconds)
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    clock = Clock()
-    if request.param == "memory":
-        store = MemoryIdempotencyStore(clock=clock)
-
-        async def nothing(_seconds: float) -> None:
-            return None
-
-        yield Backend(store, clock, nothing)
-        await store.close()
-        return
-    import redis.asyncio as redis
-
-    url = request.getfixturevalue("redis_url")
-    prefix = f"edge:idem:test:{uuid.uuid4().hex}:"
-    rstore = RedisIdempotencyStore(url, prefix=prefix)
-    admin = redis.Redis.from_url(url)
-
-    async def advance(seconds: float) -> None:
-        # The server's clock cannot be moved: move every expiry of this test's keys instead.
-        async for name in admin.scan_iter(match=prefix + "*"):
-            left = await admin.pttl(name)
-            if left - seconds * 1000 <= 0:
-                await admin.delete(name)
-            else:
-                await admin.pexpire(name, int(left - seconds * 1000))
-
-    yield Backend(rstore, clock, advance)
-    await rstore.close()
-    await admin.aclose()
-
-
-def answer(fp: str = "f" * 64, status: int = 201, body: bytes | None = b'{"id":1}') -> Answer:
-    return Answer(fp, status, ((b"content-type", b"application/json"),), body)
 
 
 # -- the key ----------------------------------------------------------------------------
@@ -205,151 +144,7 @@ def test_request_target_is_store_path_and_query_as_sent() -> None:
     assert request_target({"path": "/p", "query_string": b""}, None) == " /p?"
 
 
-# -- the store contract (both backends) ---------------------------------------------------
-
-
-async def test_first_claim_wins_and_others_see_the_lease(backend: Backend) -> None:
-    s = backend.store
-    a, b = Lease("a" * 16, "1" * 64), Lease("b" * 16, "2" * 64)
-    assert await s.claim("k", a, LEASE) is None
-    assert await s.claim("k", b, LEASE) == a
-    assert await s.claim("other", b, LEASE) is None
-
-
-async def test_record_then_every_claim_gets_the_answer(backend: Backend) -> None:
-    s = backend.store
-    lease = Lease("a" * 16, "f" * 64)
-    assert await s.claim("k", lease, LEASE) is None
-    kept = Answer("f" * 64, 200, ((b"x-h", b"\xe9 v"), (b"x-h", b"2")), bytes(range(256)) * 4)
-    assert await s.record("k", lease, kept, TTL) is True
-    for owner in ("b", "c"):
-        assert await s.claim("k", Lease(owner * 16, "0" * 64), LEASE) == kept
-
-
-async def test_an_answer_over_the_cap_keeps_its_status_only(backend: Backend) -> None:
-    s = backend.store
-    lease = Lease("a" * 16, "f" * 64)
-    await s.claim("k", lease, LEASE)
-    assert await s.record("k", lease, answer(body=None), TTL)
-    assert await s.claim("k", Lease("b" * 16, "f" * 64), LEASE) == answer(body=None)
-
-
-async def test_release_frees_the_key_only_for_its_owner(backend: Backend) -> None:
-    s = backend.store
-    a, b = Lease("a" * 16, "f" * 64), Lease("b" * 16, "f" * 64)
-    await s.claim("k", a, LEASE)
-    await s.release("k", b)
-    assert await s.claim("k", b, LEASE) == a
-    await s.release("k", a)
-    assert await s.claim("k", b, LEASE) is None
-
-
-async def test_a_lease_expires_so_a_dead_process_frees_the_key(backend: Backend) -> None:
-    s = backend.store
-    a, b = Lease("a" * 16, "f" * 64), Lease("b" * 16, "f" * 64)
-    await s.claim("k", a, LEASE)
-    await backend.advance(LEASE - 1)
-    assert await s.claim("k", b, LEASE) == a
-    await backend.advance(2)
-    assert await s.claim("k", b, LEASE) is None
-    # The first request, alive after all, no longer owns the key: its writes are ignored.
-    assert await s.renew("k", a, LEASE) is False
-    assert await s.record("k", a, answer(), TTL) is False
-    await s.release("k", a)
-    assert await s.claim("k", Lease("c" * 16, "f" * 64), LEASE) == b
-
-
-async def test_renewal_extends_a_lease(backend: Backend) -> None:
-    s = backend.store
-    a, b = Lease("a" * 16, "f" * 64), Lease("b" * 16, "f" * 64)
-    await s.claim("k", a, LEASE)
-    await backend.advance(LEASE - 5)
-    assert await s.renew("k", a, LEASE) is True
-    await backend.advance(LEASE - 5)
-    assert await s.claim("k", b, LEASE) == a
-    assert await s.renew("k", b, LEASE) is False
-
-
-async def test_a_lapsed_lease_nobody_took_still_records(backend: Backend) -> None:
-    s = backend.store
-    a = Lease("a" * 16, "f" * 64)
-    await s.claim("k", a, LEASE)
-    await backend.advance(LEASE + 1)
-    assert await s.record("k", a, answer(), TTL) is True
-    assert await s.claim("k", Lease("b" * 16, "f" * 64), LEASE) == answer()
-
-
-async def test_answers_expire_after_the_ttl(backend: Backend) -> None:
-    s = backend.store
-    a = Lease("a" * 16, "f" * 64)
-    await s.claim("k", a, LEASE)
-    await s.record("k", a, answer(), TTL)
-    await backend.advance(TTL - 1)
-    assert await s.claim("k", Lease("b" * 16, "f" * 64), LEASE) == answer()
-    await backend.advance(2)
-    assert await s.claim("k", Lease("c" * 16, "f" * 64), LEASE) is None
-
-
-async def test_one_of_many_concurrent_claims_wins(backend: Backend) -> None:
-    leases = [Lease(f"{i:016x}", "f" * 64) for i in range(50)]
-    results = await asyncio.gather(*(backend.store.claim("k", x, LEASE) for x in leases))
-    winners = [x for x, r in zip(leases, results, strict=True) if r is None]
-    assert len(winners) == 1
-    assert all(r == winners[0] for r in results if r is not None)
-
-
-# -- backend specifics ------------------------------------------------------------------
-
-
-async def test_memory_answers_are_bounded_in_bytes_and_never_evict_leases() -> None:
-    clock = Clock()
-    s = MemoryIdempotencyStore(max_bytes=10_000, clock=clock)
-    held = Lease("h" * 16, "f" * 64)
-    await s.claim("held", held, LEASE)
-    for i in range(20):
-        lease = Lease(f"{i:016x}", "f" * 64)
-        await s.claim(f"k{i}", lease, LEASE)
-        assert await s.record(f"k{i}", lease, answer(body=b"x" * 1000), TTL)
-    kept = [i for i in range(20) if await s.claim(f"k{i}", held, LEASE) is not None]
-    assert 5 <= len(kept) < 10 and kept == list(range(20 - len(kept), 20))  # newest kept
-    assert await s.claim("held", Lease("o" * 16, "f" * 64), LEASE) == held
-    # Larger than the whole cache: not kept, and the key is free again.
-    big = Lease("b" * 16, "f" * 64)
-    await s.claim("big", big, LEASE)
-    assert await s.record("big", big, answer(body=b"x" * 20_000), TTL) is False
-    assert await s.claim("big", held, LEASE) is None
-
-
-@given(
-    status=st.integers(100, 599),
-    headers=st.lists(st.tuples(st.binary(min_size=1, max_size=20), st.binary(max_size=40))),
-    body=st.one_of(st.none(), st.binary(max_size=2000)),
-)
-def test_redis_encoding_round_trips(
-    status: int, headers: list[tuple[bytes, bytes]], body: bytes | None
-) -> None:
-    kept = Answer("e" * 64, status, tuple(headers), body)
-    assert decode(encode_answer(kept)) == kept
-    lease = Lease("0123456789abcdef", "d" * 64)
-    assert decode(encode_lease(lease)) == lease
-
-
-@pytest.mark.redis
-async def test_redis_keys_carry_their_expiry(redis_url: str) -> None:
-    import redis.asyncio as redis
-
-    prefix = f"edge:idem:test:{uuid.uuid4().hex}:"
-    s = RedisIdempotencyStore(redis_url, prefix=prefix)
-    admin = redis.Redis.from_url(redis_url)
-    try:
-        lease = Lease("a" * 16, "f" * 64)
-        await s.claim("k", lease, 12.5)
-        assert 11_000 < await admin.pttl(prefix + "k") <= 12_500
-        await s.record("k", lease, answer(), 86400)
-        assert 86_000_000 < await admin.pttl(prefix + "k") <= 86_400_000
-    finally:
-        await s.close()
-        await admin.aclose()
+# -- a backend that cannot be asked ---------------------------------------------------
 
 
 async def test_redis_down_is_a_503_and_nothing_is_forwarded() -> None:

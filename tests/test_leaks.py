@@ -232,9 +232,9 @@ def test_revocation_reaches_another_replica_within_the_bound(edge: GovernedEdge)
     # The other replica: a second edge app on the same key store, with its own cache, whose
     # TTL clock the test moves (the bound itself is measured on real processes in
     # tests/test_revocation_bound.py).
+    from proxy.backends.keystore import open_keystore
+    from proxy.backends.keystore.cached import CACHE_TTL_SECONDS, CachedKeyStore
     from proxy.edge import Edge
-    from proxy.keystore import CACHE_TTL_SECONDS, CachedKeyStore
-    from proxy.server import open_keystore
     from tests.conftest import FakeClock
     from tests.servers import serving
 

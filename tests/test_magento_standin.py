@@ -26,8 +26,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from oauthlib.oauth1.rfc5849 import signature as oauth_sig
 
-from proxy import magento_standin as ms
-from proxy.magento_standin import MagentoStandin, OAuth1Integration, create_standin, load_routes
+from magento_standin import MagentoStandin, OAuth1Integration, create_standin, load_routes
+from magento_standin import app as ms
 
 BEARER = "integration-bearer-token"
 CUSTOMER_TOKEN = "customer-2-token"
@@ -1153,7 +1153,7 @@ def served() -> Iterator[tuple[str, OAuth1Integration]]:
         STANDIN_OAUTH_ACCESS_TOKEN_SECRET=integration.access_token_secret,
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "proxy.magento_standin", "--host", "127.0.0.1",
+        [sys.executable, "-m", "magento_standin", "--host", "127.0.0.1",
          "--port", str(port), "--bearer-token-env", "STANDIN_BEARER",
          "--oauth1-env", "STANDIN_OAUTH"],
         env=env, cwd=Path(__file__).resolve().parent.parent,

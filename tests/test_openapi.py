@@ -17,7 +17,7 @@ from proxy.policy import Surface, load_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "policies" / "storeoncloud.toml"
-TSV = ROOT / "proxy" / "data" / "magento_routes.tsv"
+TSV = ROOT / "magento_standin" / "data" / "magento_routes.tsv"
 COMMERCE = "/stores/{store}/commerce"
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 

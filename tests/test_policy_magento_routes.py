@@ -14,15 +14,16 @@ from pathlib import Path
 import pytest
 
 from proxy.auth import Principal
+from proxy.backends.keystore.base import TokenRecord
 from proxy.decide import Decision, authorize, resolve
 from proxy.errors import Forbidden, MethodNotAllowed, NotFound
-from proxy.keystore import TokenRecord
 from proxy.paths import split_path
-from proxy.policy import Access, Mount, Route, Surface, load_policy
+from proxy.policy import Mount, Route, Surface, load_policy
 from proxy.routing import RouteTable, compile_pattern
+from proxy.types import Access
 
 ROOT = Path(__file__).resolve().parent.parent
-TSV = ROOT / "proxy" / "data" / "magento_routes.tsv"
+TSV = ROOT / "magento_standin" / "data" / "magento_routes.tsv"
 POLICY = ROOT / "policies" / "storeoncloud.toml"
 PREFIX = "/api/v1/stores/acme/commerce"
 RESOURCES = {

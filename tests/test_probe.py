@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from magento_standin import create_standin
 from proxy.cli import main
 from proxy.config import AdminCredential, BearerCredential, OAuth1Credential, Store, Timeouts
-from proxy.magento_standin import create_standin
 from proxy.probe import ProbeResult, probe_store
 from tests.servers import ThreadServer, free_port, serving
 

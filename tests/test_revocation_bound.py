@@ -91,7 +91,11 @@ def replicas(
     redis_url = request.getfixturevalue("redis_url") if request.param == "redis" else None
     directory = tmp_path_factory.mktemp("replicas")
     config = governed_config(directory, "http://127.0.0.1:9", request.param, redis_url)
-    ports = [free_port(), free_port()]
+    ports = [free_port()]
+    while len(ports) < 2:  # two sequential free_port() calls may return the same port
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
     with ThreadPoolExecutor(2) as pool:  # start both at once: each takes a second or so
         futures = [pool.submit(EdgeProcess, config, port) for port in ports]
     edges = [f.result() for f in futures if f.exception() is None]

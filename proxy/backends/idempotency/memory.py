@@ -20,7 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from .idempotency_store import Answer, Lease, decode, encode_answer
+from .base import Answer, Lease, decode, encode_answer
 
 __all__ = ["MemoryIdempotencyStore"]
 

@@ -23,9 +23,9 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .errors import KeyStoreUnavailable
-from .keystore import AccountRecord, DuplicateError, Grants, TokenRecord
-from .redis_client import connect
+from ...errors import DuplicateError, KeyStoreUnavailable
+from .._redis import connect
+from .base import AccountRecord, Grants, TokenRecord
 
 __all__ = ["RedisKeyStore"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["connect"]
+__all__ = ["connect", "require_url"]
 
 
 def connect(
@@ -30,3 +30,11 @@ def connect(
         decode_responses=decode,
     )
     return redis.Redis(connection_pool=pool)
+
+
+def require_url(url: str | None, kind: str) -> str:
+    """The Redis URL a backend was configured with; ``load_config`` refuses a Redis backend
+    without one, so this only guards a hand-built config: never a guessed server."""
+    if not url:
+        raise ValueError(f'the "redis" {kind} backend needs a url')
+    return url

@@ -11,17 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from proxy.errors import KeyStoreUnavailable
-from proxy.keystore import (
-    AccountRecord,
-    CachedKeyStore,
-    DuplicateError,
-    KeyStore,
-    TokenRecord,
-    grants_allow,
-    parse_permission,
-)
-from proxy.keystore_sqlite import SQLiteKeyStore
+from proxy.backends.keystore.base import AccountRecord, KeyStore, TokenRecord
+from proxy.backends.keystore.cached import CachedKeyStore
+from proxy.backends.keystore.sqlite import SQLiteKeyStore
+from proxy.errors import DuplicateError, KeyStoreUnavailable
+from proxy.grants import grants_allow, parse_permission
 from proxy.tokens import generate_token, hash_token
 
 
@@ -30,7 +24,7 @@ async def keystore(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     if request.param == "sqlite":
         store: KeyStore = SQLiteKeyStore(tmp_path / "sub" / "edge.db")
     else:
-        from proxy.keystore_redis import RedisKeyStore
+        from proxy.backends.keystore.redis import RedisKeyStore
 
         url = request.getfixturevalue("redis_url")
         # A fresh prefix per test: the session's redis-server is shared, never flushed.
@@ -547,7 +541,7 @@ async def test_the_periodic_flush_runs_on_its_own() -> None:
 
 @pytest.mark.redis
 async def test_redis_down_is_keystore_unavailable() -> None:
-    from proxy.keystore_redis import RedisKeyStore
+    from proxy.backends.keystore.redis import RedisKeyStore
     from tests.servers import free_port
 
     store = RedisKeyStore(f"redis://127.0.0.1:{free_port()}/0")
@@ -566,7 +560,7 @@ async def test_redis_down_is_keystore_unavailable() -> None:
 async def test_redis_never_holds_the_token(redis_url: str) -> None:
     import redis.asyncio as redis
 
-    from proxy.keystore_redis import RedisKeyStore
+    from proxy.backends.keystore.redis import RedisKeyStore
 
     prefix = f"test:{secrets.token_hex(6)}:"
     store = RedisKeyStore(redis_url, prefix=prefix)
@@ -632,8 +626,8 @@ def test_redis_backend_without_the_package_is_a_config_error(
     import importlib.util
 
     from proxy._toml import ConfigError
+    from proxy.backends.keystore import open_keystore
     from proxy.config import load_config
-    from proxy.server import open_keystore
     from tests.conftest import env
 
     config = load_config(_redis_config(tmp_path), env=env())
@@ -646,15 +640,15 @@ def test_redis_backend_without_the_package_is_a_config_error(
     # And where the store is opened (an install that lost the package after `check`).
     monkeypatch.setitem(sys.modules, "redis", None)  # import redis → ImportError
     monkeypatch.setitem(sys.modules, "redis.asyncio", None)
-    monkeypatch.delitem(sys.modules, "proxy.keystore_redis", raising=False)
+    monkeypatch.delitem(sys.modules, "proxy.backends.keystore.redis", raising=False)
     with pytest.raises(ConfigError, match="needs the redis package"):
         open_keystore(config)
 
 
 def test_open_keystore_picks_the_configured_backend(tmp_path: Path) -> None:
+    from proxy.backends.keystore import open_keystore
+    from proxy.backends.keystore.redis import RedisKeyStore
     from proxy.config import load_config
-    from proxy.keystore_redis import RedisKeyStore
-    from proxy.server import open_keystore
     from tests.conftest import env
     from tests.governance import governed_config
 

@@ -8,22 +8,16 @@ Each operation is one Lua script (``EVALSHA``, reloaded on ``NOSCRIPT``), atomic
 server: a claim is "return what is there, or set my lease with an expiry"; renew, record
 and release act only while the key holds this request's lease (or, for record, nothing:
 a lapsed lease nobody took). A replica that dies mid-request leaves a lease that expires.
-Redis errors become :class:`proxy.idempotency.IdempotencyUnavailable` (503).
+Redis errors become :class:`proxy.errors.IdempotencyUnavailable` (503).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .idempotency_store import (
-    Answer,
-    IdempotencyUnavailable,
-    Lease,
-    decode,
-    encode_answer,
-    encode_lease,
-)
-from .redis_client import connect
+from ...errors import IdempotencyUnavailable
+from .._redis import connect
+from .base import Answer, Lease, decode, encode_answer, encode_lease
 
 __all__ = ["RedisIdempotencyStore"]
 

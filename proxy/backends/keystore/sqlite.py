@@ -1,5 +1,6 @@
-"""The embedded key store: one SQLite file, no server. Safe for several processes on one
-host (WAL mode); for replicas on many hosts use the Redis key store.
+"""The embedded key store (``[keystore] backend = "sqlite"``, the default): one SQLite file,
+no server. Safe for several processes on one host (WAL mode); for replicas on many hosts
+use the Redis key store.
 
 Queries run on the event loop thread: an indexed lookup in a local file takes a few
 microseconds, less than a hop to a worker thread, and :class:`CachedKeyStore` keeps them
@@ -18,8 +19,8 @@ import sqlite3
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from .errors import KeyStoreUnavailable
-from .keystore import AccountRecord, DuplicateError, Grants, TokenRecord
+from ...errors import DuplicateError, KeyStoreUnavailable
+from .base import AccountRecord, Grants, TokenRecord
 
 __all__ = ["SQLiteKeyStore"]
 

@@ -1,6 +1,7 @@
 """The contract of an idempotency backend: what a claim on a key returns, and the
-operations each backend (``idempotency_memory``, ``idempotency_redis``) makes atomic per key.
-The request step that uses it is :mod:`proxy.idempotency`.
+operations each backend (:mod:`.memory`, :mod:`.redis`) makes atomic per key. A backend that
+cannot be asked raises :class:`~proxy.errors.IdempotencyUnavailable`. The request step that
+uses it is :mod:`proxy.idempotency`.
 """
 
 from __future__ import annotations
@@ -9,24 +10,14 @@ import json
 from dataclasses import dataclass
 from typing import Protocol
 
-from .errors import EdgeError
-
 __all__ = [
     "Answer",
     "IdempotencyStore",
-    "IdempotencyUnavailable",
     "Lease",
     "decode",
     "encode_answer",
     "encode_lease",
 ]
-
-
-class IdempotencyUnavailable(EdgeError):
-    """The idempotency backend cannot be asked: a keyed write is refused, never run
-    without its guarantee."""
-
-    status, code, title = 503, "idempotency_unavailable", "Service Unavailable"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,12 @@
-"""The Redis rate-limit backend: one Lua script per decision, on the server's clock.
+"""The Redis rate-limit backend (``[ratelimit] backend = "redis"``): one Lua script per
+decision, on the server's clock.
 
 The script reads the bucket's ``tat`` and today's count, decides, and writes both only
 when the request passes, atomically; every replica sharing the server therefore shares
 exact limits. Decisions asked for in the same event-loop turn travel as one pipeline of
 ``EVALSHA`` calls; when the server answers ``NOSCRIPT`` (after a restart or ``SCRIPT
 FLUSH``) the script is loaded again and the batch re-sent. The arithmetic of the reported
-numbers is :func:`proxy.ratelimit.decide`, the same as the memory backend's.
+numbers is :func:`.base.decide`, the same as the memory backend's.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import logging
 import time
 from typing import Any
 
-from .policy import Tier
-from .ratelimit import BackendUnavailable, LimitResult, decide
-from .redis_client import connect
+from ...errors import BackendUnavailable
+from ...policy import Tier
+from .._redis import connect
+from .base import LimitResult, decide
 
 __all__ = ["RedisRateLimiter"]
 

@@ -1,5 +1,8 @@
 """A Magento 2.4.6 REST stand-in: the upstream behind the edge in tests, demos and benchmarks.
 
+Not part of the product: a sibling package of ``proxy`` that ``magento-edge demo`` imports
+lazily (so it ships in the same distribution) and the tests and benchmarks use.
+
 Magento itself cannot be installed here, so this raw ASGI app plays it. It answers the
 384 routes of ``data/magento_routes.tsv`` (core 2.4.6 and MSI) the way the ``webapi_rest``
 area does, as documented in the shared Magento contract. It is fast on purpose: one
@@ -137,7 +140,7 @@ service (matched, authorized, input accepted); async routes count as
 most recent requests as dicts (``method``, ``raw_path`` and ``query`` bytes, ``headers`` as
 latin-1 ``(name, value)`` pairs, ``body_length``, ``body`` (its first 64 KiB) and ``status``).
 
-Run it alone with ``python -m proxy.magento_standin --host 127.0.0.1 --port 9000
+Run it alone with ``python -m magento_standin --host 127.0.0.1 --port 9000
 [--bearer-token-env NAME] [--oauth1-env PREFIX]``; secrets come only from environment
 variables named on the command line (``PREFIX_CONSUMER_KEY``, ``PREFIX_CONSUMER_SECRET``,
 ``PREFIX_ACCESS_TOKEN``, ``PREFIX_ACCESS_TOKEN_SECRET``).
@@ -158,7 +161,6 @@ import os
 import re
 import secrets
 import string
-import sys
 import time
 import uuid
 from collections import Counter, OrderedDict, deque
@@ -337,9 +339,9 @@ class RecordedRequest(TypedDict):
 
 @functools.cache
 def load_routes() -> tuple[MagentoRoute, ...]:
-    """The packaged route table (``proxy/data/magento_routes.tsv``)."""
+    """The packaged route table (``magento_standin/data/magento_routes.tsv``)."""
     text = (
-        resources.files(__package__ or "proxy")
+        resources.files("magento_standin")
         .joinpath("data/magento_routes.tsv")
         .read_text(encoding="utf-8")
     )
@@ -1916,7 +1918,7 @@ def _env(name: str, parser: argparse.ArgumentParser) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m proxy.magento_standin",
+        prog="python -m magento_standin",
         description="A Magento 2.4.6 REST stand-in (secrets only via environment variables).",
     )
     parser.add_argument("--host", default="127.0.0.1")
@@ -1976,7 +1978,3 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_level=args.log_level,
         lifespan="on",
     )
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main(sys.argv[1:])

@@ -1,0 +1,118 @@
+"""The request path's view of the key store: lookups cached for at most a second (the
+bound on how long a revoked token keeps working on a replica that has it cached), and
+last-used times written in batches, never per request. Wraps only :class:`KeyLookup`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from cachetools import TTLCache
+
+from ...errors import KeyStoreUnavailable
+from .base import AccountRecord, KeyLookup, TokenRecord
+
+__all__ = ["CACHE_TTL_SECONDS", "LAST_USED_FLUSH_SECONDS", "CachedKeyStore"]
+
+log = logging.getLogger("magento_edge.keystore")
+
+# How long a lookup (hit or miss) is trusted before asking the store again: the bound on how
+# long a revoked token (or a shrunk account) keeps working on a replica that has it cached.
+CACHE_TTL_SECONDS = 1.0
+# Last-used times are kept in memory and written at most this often (never per request).
+LAST_USED_FLUSH_SECONDS = 60.0
+
+
+class CachedKeyStore:
+    """Wraps the lookup side of a key store: :meth:`lookup` and :meth:`get_account` in TTL
+    caches (hits and misses alike), and batches last-used times. Trust model: the wrapped
+    store is the operator's; a cached answer is at most ``ttl`` seconds stale."""
+
+    def __init__(
+        self,
+        store: KeyLookup,
+        *,
+        ttl: float = CACHE_TTL_SECONDS,
+        maxsize: int = 65536,
+        clock: Callable[[], float] = time.monotonic,
+        flush_interval: float = LAST_USED_FLUSH_SECONDS,
+    ) -> None:
+        self.store = store
+        self._cache: TTLCache[str, TokenRecord | None] = TTLCache(maxsize, ttl, timer=clock)
+        self._accounts: TTLCache[str, AccountRecord | None] = TTLCache(maxsize, ttl, timer=clock)
+        self._uses: dict[str, float] = {}
+        self._flush_interval = flush_interval
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def lookup(self, token_hash: str) -> TokenRecord | None:
+        try:
+            return self._cache[token_hash]
+        except KeyError:
+            pass
+        record = await self.store.lookup(token_hash)
+        self._cache[token_hash] = record
+        return record
+
+    async def get_account(self, account_id: str) -> AccountRecord | None:
+        try:
+            return self._accounts[account_id]
+        except KeyError:
+            pass
+        account = await self.store.get_account(account_id)
+        self._accounts[account_id] = account
+        return account
+
+    def forget(self, token_hash: str) -> None:
+        """Drop a cached lookup (this process changed the token: see it at once)."""
+        self._cache.pop(token_hash, None)
+
+    # -- last used: in memory per request, written in batches --------------------------
+
+    def note_use(self, token_id: str, when: float) -> None:
+        """Remember that ``token_id`` was used at ``when`` (wall-clock seconds); written to
+        the store by :meth:`flush`, which a background task runs every ``flush_interval``
+        seconds once the first use is noted (started here, so it runs on the server's
+        loop), and :meth:`close` runs once more."""
+        if when > self._uses.get(token_id, 0.0):
+            self._uses[token_id] = when
+        if self._flusher is None:
+            self.start()
+
+    def start(self) -> None:
+        """Start the periodic flush on the running loop (idempotent)."""
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_interval)
+            try:
+                await self.flush()
+            except Exception:  # a bug here must not end last-used tracking for good
+                log.exception("flushing last-used times failed")
+
+    async def flush(self) -> None:
+        """Write the pending last-used times; on a store error keep them for next time."""
+        if not self._uses:
+            return
+        uses, self._uses = self._uses, {}
+        try:
+            await self.store.record_use(uses)
+        except KeyStoreUnavailable as exc:
+            log.warning("last-used times not written (%d tokens): %s", len(uses), exc)
+            for token_id, when in uses.items():
+                if when > self._uses.get(token_id, 0.0):
+                    self._uses[token_id] = when
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        await self.flush()
+        await self.store.close()

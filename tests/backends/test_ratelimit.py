@@ -1,0 +1,205 @@
+"""Rate-limit backends: GCRA arithmetic, daily quotas, and one contract suite over the
+memory backend (injected clock) and the Redis backend (a real redis-server, its clock)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from proxy.backends.ratelimit.base import (
+    LimitResult,
+    RateLimiter,
+    decide,
+    seconds_to_utc_midnight,
+)
+from proxy.backends.ratelimit.memory import MemoryRateLimiter
+from proxy.errors import BackendUnavailable
+from proxy.policy import Tier
+
+STANDARD = Tier("standard", rate=60, period=60, burst=120, daily=20000)
+SMALL = Tier("small", rate=2, period=1, burst=5, daily=0)  # T = 500 ms
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- the pure decision ------------------------------------------------------------------
+
+
+def test_burst_then_exact_retry_after() -> None:
+    now, tat, used = 1000.0, 0.0, 0
+    remaining = []
+    for _ in range(120):
+        result, tat, used = decide(tat, used, now, STANDARD)
+        assert result.allowed
+        remaining.append(result.remaining)
+    assert remaining == list(range(119, -1, -1))
+    denied, tat2, used2 = decide(tat, used, now, STANDARD)
+    assert not denied.allowed and denied.remaining == 0
+    assert denied.retry_after == pytest.approx(1.0)  # one emission interval: 60 s / 60
+    assert denied.reset == pytest.approx(120.0)  # the whole bucket refills in 120 s
+    assert (tat2, used2) == (tat, used)  # a refused request spends nothing
+    later, _, _ = decide(tat, used, now + 1.0, STANDARD)
+    assert later.allowed and later.remaining == 0
+
+
+def test_refill_is_linear() -> None:
+    now, tat, used = 0.0, 0.0, 0
+    for _ in range(120):
+        _, tat, used = decide(tat, used, now, STANDARD)
+    result, _, _ = decide(tat, used, now + 30.0, STANDARD)
+    assert result.allowed and result.remaining == 29  # 30 refilled, this one spent
+
+
+def test_daily_quota_refuses_until_utc_midnight_and_spends_nothing() -> None:
+    tier = Tier("d", rate=1000, period=1, burst=1000, daily=3)
+    now = 86400 * 20000 + 3600.0  # 01:00 UTC
+    tat, used = 0.0, 0
+    for left in (2, 1, 0):
+        result, tat, used = decide(tat, used, now, tier)
+        assert result.allowed and result.daily_remaining == left
+    refused, tat2, used2 = decide(tat, used, now, tier)
+    assert not refused.allowed
+    assert refused.retry_after == pytest.approx(seconds_to_utc_midnight(now)) == 82800.0
+    assert (tat2, used2) == (tat, used)
+
+
+# -- the contract, over every backend -------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def limiter(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[RateLimiter]:
+    if request.param == "memory":
+        backend: RateLimiter = MemoryRateLimiter(clock=clock)
+    else:
+        from proxy.backends.ratelimit.redis import RedisRateLimiter
+
+        url = request.getfixturevalue("redis_url")
+        backend = RedisRateLimiter(url, prefix=f"test:{id(request)}:")
+    yield backend
+    await backend.close()
+
+
+@pytest.fixture
+def advance(limiter: RateLimiter, clock: FakeClock) -> Callable[[float], Awaitable[None]]:
+    """Let ``seconds`` pass for ``limiter``."""
+
+    async def by(seconds: float) -> None:
+        if isinstance(limiter, MemoryRateLimiter):
+            clock.now += seconds
+        else:
+            # Redis decides on the Redis server's clock (TIME inside its script), which a
+            # test cannot move: the real time passes, bounded by the caller (<= 0.5 s).
+            await asyncio.sleep(seconds)
+
+    return by
+
+
+async def test_contract_burst_is_exact_under_concurrency(limiter: RateLimiter) -> None:
+    tier = Tier("t", rate=1, period=3600, burst=50, daily=0)
+    results = await asyncio.gather(*(limiter.hit("k-conc", tier) for _ in range(200)))
+    assert sum(r.allowed for r in results) == 50
+    assert sorted(r.remaining for r in results if r.allowed) == list(range(50))
+    assert all(r.retry_after >= 3599 for r in results if not r.allowed)
+
+
+async def test_contract_keys_are_independent(limiter: RateLimiter) -> None:
+    tier = Tier("t", rate=1, period=3600, burst=2, daily=0)
+    assert [(await limiter.hit("a", tier)).allowed for _ in range(3)] == [True, True, False]
+    assert (await limiter.hit("b", tier)).allowed
+
+
+async def test_contract_passes_again_after_retry_after(
+    limiter: RateLimiter, advance: Callable[[float], Awaitable[None]]
+) -> None:
+    for _ in range(5):
+        assert (await limiter.hit("k-retry", SMALL)).allowed
+    refused = await limiter.hit("k-retry", SMALL)
+    assert not refused.allowed and 0 < refused.retry_after <= 0.5 + 1e-6
+    await advance(refused.retry_after + 0.01)  # the limiter's own promise, <= 0.5 s
+    assert (await limiter.hit("k-retry", SMALL)).allowed
+
+
+async def test_contract_daily_quota(limiter: RateLimiter) -> None:
+    tier = Tier("d", rate=1000, period=1, burst=1000, daily=3)
+    outcomes = [await limiter.hit("k-daily", tier) for _ in range(4)]
+    assert [o.allowed for o in outcomes] == [True, True, True, False]
+    assert [o.daily_remaining for o in outcomes[:3]] == [2, 1, 0]
+    assert outcomes[3].retry_after == pytest.approx(outcomes[3].daily_reset, abs=1)
+
+
+def test_memory_backend_refills_with_the_injected_clock() -> None:
+    clock = FakeClock()
+    limiter = MemoryRateLimiter(clock=clock)
+
+    async def run() -> list[LimitResult]:
+        out = [await limiter.hit("k", SMALL) for _ in range(6)]
+        clock.now += 0.5
+        out.append(await limiter.hit("k", SMALL))
+        clock.now += 10
+        out.append(await limiter.hit("k", SMALL))
+        return out
+
+    results = asyncio.run(run())
+    assert [r.allowed for r in results] == [True] * 5 + [False, True, True]
+    assert results[-1].remaining == 4  # fully refilled, then one spent
+    assert len(limiter) == 1
+
+
+def test_memory_backend_sweeps_full_buckets_and_ended_days() -> None:
+    clock = FakeClock()
+    limiter = MemoryRateLimiter(clock=clock, sweep_every=3)
+    tier = Tier("d", rate=10, period=1, burst=5, daily=100)
+
+    async def run() -> None:
+        await limiter.hit("a", tier)
+        await limiter.hit("b", tier)
+        clock.now += 60  # both buckets full again: nothing worth keeping
+        await limiter.hit("c", tier)  # the third decision sweeps
+        assert len(limiter) == 1
+        assert set(limiter._days) == {"a", "b", "c"}  # today's counts are still owed
+        clock.now += 86400  # a new UTC day: yesterday's counts are worthless
+        for key in ("d", "e", "f"):
+            await limiter.hit(key, tier)
+
+    asyncio.run(run())
+    assert set(limiter._days) == {"d", "e", "f"}
+
+
+@pytest.mark.redis
+async def test_redis_script_is_reloaded_after_script_flush(redis_url: str) -> None:
+    import redis.asyncio as redis
+
+    from proxy.backends.ratelimit.redis import RedisRateLimiter
+
+    limiter = RedisRateLimiter(redis_url, prefix="test:flush:")
+    assert (await limiter.hit("k", SMALL)).allowed
+    admin = redis.Redis.from_url(redis_url)
+    await admin.script_flush()
+    await admin.aclose()
+    assert (await limiter.hit("k", SMALL)).allowed  # NOSCRIPT → loaded again
+    await limiter.close()
+
+
+async def test_redis_unreachable_raises_backend_unavailable_and_counts() -> None:
+    from proxy.backends.ratelimit.redis import RedisRateLimiter
+    from tests.servers import free_port
+
+    limiter = RedisRateLimiter(f"redis://127.0.0.1:{free_port()}/0")
+    for _ in range(3):
+        with pytest.raises(BackendUnavailable):
+            await limiter.hit("k", SMALL)
+    assert limiter.errors == 3
+    await limiter.close()
