@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -114,6 +114,33 @@ class Reader:
             return {}
         return value
 
+    def named_tables(
+        self, parent: Mapping[str, Any], key: str, where: str
+    ) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """``[key.NAME]`` tables as ``(NAME, key path, table)``; a ``NAME`` that is not a
+        table is a problem and skipped."""
+        for name, value in self.table(parent, key, where).items():
+            path = f"{_join(where, key)}.{name}"
+            if isinstance(value, dict):
+                yield name, path, value
+            else:
+                self.problem(path, "must be a table")
+
+    def array_of_tables(
+        self, parent: Mapping[str, Any], key: str, where: str
+    ) -> Iterator[tuple[int, str, dict[str, Any]]]:
+        """``[[key]]`` entries as ``(index, key path, table)``; anything else is a problem."""
+        raw = parent.get(key, [])
+        path = _join(where, key)
+        if not isinstance(raw, list):
+            self.problem(path, "must be an array of tables")
+            return
+        for i, value in enumerate(raw):
+            if isinstance(value, dict):
+                yield i, f"{path}[{i}]", value
+            else:
+                self.problem(f"{path}[{i}]", "must be a table")
+
     def string(
         self,
         parent: Mapping[str, Any],
@@ -123,12 +150,8 @@ class Reader:
         *,
         choices: Iterable[str] | None = None,
     ) -> Any:
-        value = parent.get(key, default)
-        path = _join(where, key)
-        if value is _REQUIRED:
-            self.problem(path, "is required")
-            return ""
-        if value is None or value is default:
+        path, value, done = self._lookup(parent, key, where, default, missing="")
+        if done or value is None:
             return value
         if not isinstance(value, str):
             self.problem(path, f"must be a string, got {_kind(value)}")
@@ -152,12 +175,8 @@ class Reader:
         minimum: float | None = None,
         integer: bool = False,
     ) -> Any:
-        value: Any = parent.get(key, default)
-        path = _join(where, key)
-        if value is _REQUIRED:
-            self.problem(path, "is required")
-            return 0
-        if value is default:
+        path, value, done = self._lookup(parent, key, where, default, missing=0)
+        if done:
             return value
         is_number = isinstance(value, int | float) and not isinstance(value, bool)
         if not is_number or (integer and not isinstance(value, int)):
@@ -167,6 +186,18 @@ class Reader:
         if minimum is not None and value < minimum:
             self.problem(path, f"must be at least {minimum}, got {value}")
         return value
+
+    def _lookup(
+        self, parent: Mapping[str, Any], key: str, where: str, default: Any, *, missing: Any
+    ) -> tuple[str, Any, bool]:
+        """``(key path, value, done)``: done when the value is the default (nothing to
+        check) or required and absent (a problem, ``missing`` stands in)."""
+        value = parent.get(key, default)
+        path = _join(where, key)
+        if value is _REQUIRED:
+            self.problem(path, "is required")
+            return path, missing, True
+        return path, value, value is default
 
     def boolean(self, parent: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
         value = parent.get(key, default)

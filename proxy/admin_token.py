@@ -16,7 +16,6 @@ says exactly that rather than a generic 401. Neither the password nor a token is
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -28,6 +27,7 @@ import httpx
 import jwt
 
 from .config import AdminCredential, Store
+from .control_plane import ControlPlaneClient, SharedFetch
 
 __all__ = ["AdminTokenAuth", "AdminTokenError", "login_failure"]
 
@@ -91,18 +91,16 @@ class AdminTokenAuth:
         self._credential = credential
         self._store_id = store.id
         self._url = f"{store.magento_url}/rest/{store.store_code}/V1/integration/admin/token"
-        self._timeout = httpx.Timeout(
+        timeout = httpx.Timeout(
             store.timeouts.read, connect=store.timeouts.connect, pool=store.timeouts.pool
         )
         self._clock = clock
-        self._client = client
-        self._own_client = client is None
+        self._http = ControlPlaneClient(timeout, client)
         self._value: str | None = None  # "Bearer <token>"
         self._refresh_at = 0.0
         self._expires_at = 0.0
-        self._last_attempt = float("-inf")
         self._failures = 0
-        self._inflight: asyncio.Task[None] | None = None
+        self._logins = SharedFetch(self._login)
         self.last_error: AdminTokenError | None = None
         self.logins = 0  # successful logins (tests, metrics)
 
@@ -118,37 +116,22 @@ class AdminTokenAuth:
 
     async def refresh(self) -> None:
         """Wait for a login in flight, or start one if the interval allows."""
-        if self._inflight is None:
-            self._start_refresh(self._clock())
-        task = self._inflight
-        if task is not None:
-            # Shielded: a caller that goes away must not cancel everyone's login.
-            await asyncio.shield(task)
+        self._start_refresh(self._clock())
+        await self._logins.join()
 
     def rejected(self) -> None:
         self._start_refresh(self._clock())
 
     async def close(self) -> None:
-        if self._inflight is not None:
-            self._inflight.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._inflight
-        if self._client is not None and self._own_client:
-            await self._client.aclose()
-            self._client = None
+        await self._logins.close()
+        await self._http.close()
 
     # -- logging in -----------------------------------------------------------------
 
     def _start_refresh(self, now: float) -> None:
-        if self._inflight is not None:
-            return
         # After the n-th failure in a row: the interval times 2**(n-1), at most 30 minutes.
         backoff = 2 ** max(self._failures - 1, 0)
-        wait = min(self._credential.min_refresh_interval * backoff, _MAX_BACKOFF)
-        if now - self._last_attempt < wait:
-            return
-        self._last_attempt = now
-        self._inflight = asyncio.get_running_loop().create_task(self._login())
+        self._logins.start(now, min(self._credential.min_refresh_interval * backoff, _MAX_BACKOFF))
 
     async def _login(self) -> None:
         try:
@@ -167,18 +150,14 @@ class AdminTokenAuth:
             self._value = "Bearer " + token
             self._expires_at = expires
             self._refresh_at = expires - min(300.0, lifetime / 10)
-        finally:
-            self._inflight = None
 
     async def fetch(self) -> str:
         """One login; the token, or :class:`AdminTokenError` saying why not."""
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._timeout, trust_env=False)
         body = json.dumps(
             {"username": self._credential.username, "password": self._credential.password}
         )
         try:
-            response = await self._client.post(
+            response = await self._http.get().post(
                 self._url,
                 content=body,
                 headers={"content-type": "application/json", "accept": "application/json"},

@@ -128,6 +128,29 @@ def _config(p: argparse.ArgumentParser) -> None:
     p.set_defaults(usage=p)  # the parser that reports a missing --config
 
 
+def _expiry_flags(p: argparse.ArgumentParser, expires_in: str, expires_at: str) -> None:
+    """``--expires-in DURATION`` or ``--expires-at DATE``, not both."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--expires-in", type=parse_duration, metavar="DURATION", help=expires_in)
+    group.add_argument("--expires-at", type=parse_date, metavar="DATE", help=expires_at)
+
+
+def _grant_flags(
+    p: argparse.ArgumentParser, *, stores: str | None = None, permissions: str | None = None
+) -> None:
+    """``--store ID`` and ``--permission R:A``, both repeatable; required unless the
+    command says what leaving them out means."""
+    p.add_argument(
+        "--store", action="append", required=stores is None, default=[], metavar="ID",
+        help=f"store id (repeat{'; ' + stores if stores else ''})",
+    )  # fmt: skip
+    p.add_argument(
+        "--permission", action="append", required=permissions is None, default=[],
+        metavar="R:A",
+        help=f"RESOURCE:read|write (repeat{'; ' + permissions if permissions else ''})",
+    )  # fmt: skip
+
+
 def _json(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--json", action="store_true", help=what)
 
@@ -167,13 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     create = _command(tsub, "create", "create a token; prints it alone on the last line")
     _config(create)
-    create.add_argument(
-        "--store", action="append", required=True, metavar="ID", help="store id (repeat)"
-    )
-    create.add_argument(
-        "--permission", action="append", required=True, metavar="R:A",
-        help="RESOURCE:read|write (repeat)",
-    )  # fmt: skip
+    _grant_flags(create)
     create.add_argument("--name", default="", help="a label for people (default: none)")
     create.add_argument(
         "--sandbox", action="store_true", help="a soc_pat_test_ token (default: live)"
@@ -183,15 +200,11 @@ def _parser() -> argparse.ArgumentParser:
         help="owner account id; its grants cap the token (default: none, the operator's own)",
     )  # fmt: skip
     create.add_argument("--tier", help="rate-limit tier of the policy (default: its default)")
-    expiry = create.add_mutually_exclusive_group()
-    expiry.add_argument(
-        "--expires-in", type=parse_duration, metavar="DURATION",
-        help="30d, 2w, 12h, 15m, 90s (default: never expires)",
-    )  # fmt: skip
-    expiry.add_argument(
-        "--expires-at", type=parse_date, metavar="DATE",
-        help="2026-01-31[T18:00:00Z] (default: never expires)",
-    )  # fmt: skip
+    _expiry_flags(
+        create,
+        "30d, 2w, 12h, 15m, 90s (default: never expires)",
+        "2026-01-31[T18:00:00Z] (default: never expires)",
+    )
     create.add_argument(
         "--allow-ip", action="append", default=[], metavar="CIDR",
         help="only from these networks (repeat; default: any address)",
@@ -224,15 +237,11 @@ def _parser() -> argparse.ArgumentParser:
         "--grace", type=parse_grace, default=0, metavar="DURATION",
         help="how long the old token keeps working: 0, 90s, 1h, 1w",
     )  # fmt: skip
-    rexpiry = rotate.add_mutually_exclusive_group()
-    rexpiry.add_argument(
-        "--expires-in", type=parse_duration, metavar="DURATION",
-        help="the new token's lifetime (default: the old token's expiry)",
-    )  # fmt: skip
-    rexpiry.add_argument(
-        "--expires-at", type=parse_date, metavar="DATE",
-        help="the new token's expiry (default: the old token's expiry)",
-    )  # fmt: skip
+    _expiry_flags(
+        rotate,
+        "the new token's lifetime (default: the old token's expiry)",
+        "the new token's expiry (default: the old token's expiry)",
+    )
     _json(rotate, "print the new token's id, secret and fields as JSON")
 
     accounts = _command(sub, "accounts", "accounts: owners of tokens and their ceilings")
@@ -242,39 +251,27 @@ def _parser() -> argparse.ArgumentParser:
     acreate = _command(asub, "create", "create an account; prints its id on the last line")
     _config(acreate)
     acreate.add_argument("--name", required=True, help="a label for people")
-    acreate.add_argument(
-        "--store", action="append", default=[], metavar="ID",
-        help="store id (repeat; default: none, no grants yet)",
-    )  # fmt: skip
-    acreate.add_argument(
-        "--permission", action="append", default=[], metavar="R:A",
-        help="RESOURCE:read|write on each --store (repeat; default: none)",
-    )  # fmt: skip
+    _grant_flags(
+        acreate,
+        stores="default: none, no grants yet",
+        permissions="on each --store; default: none",
+    )
     _json(acreate, "print the new account as JSON")
     grant = _command(asub, "grant", "add permissions on stores to an account")
     _config(grant)
     grant.add_argument("account_id", metavar="ACCOUNT_ID")
-    grant.add_argument(
-        "--store", action="append", required=True, metavar="ID", help="store id (repeat)"
-    )
-    grant.add_argument(
-        "--permission", action="append", required=True, metavar="R:A",
-        help="RESOURCE:read|write (repeat)",
-    )  # fmt: skip
+    _grant_flags(grant)
     _json(grant, "accepted for symmetry: grant always prints the account as JSON")
     arevoke = _command(
         asub, "revoke", "take permissions back (all of them, without --store/--permission)"
     )
     _config(arevoke)
     arevoke.add_argument("account_id", metavar="ACCOUNT_ID")
-    arevoke.add_argument(
-        "--store", action="append", default=[], metavar="ID",
-        help="store id (repeat; default: every store the account has)",
-    )  # fmt: skip
-    arevoke.add_argument(
-        "--permission", action="append", default=[], metavar="R:A",
-        help="RESOURCE:read|write (repeat; default: every permission on those stores)",
-    )  # fmt: skip
+    _grant_flags(
+        arevoke,
+        stores="default: every store the account has",
+        permissions="default: every permission on those stores",
+    )
     _json(arevoke, "accepted for symmetry: revoke always prints the account as JSON")
     alist = _command(asub, "list", "list accounts")
     _config(alist)

@@ -463,11 +463,7 @@ def _env(r: Reader, where: str, cred: dict[str, Any], key: str, environ: Mapping
 
 def _stores(r: Reader, d: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Store]:
     stores: dict[str, Store] = {}
-    for store_id, s in r.table(d, "stores", "").items():
-        w = f"stores.{store_id}"
-        if not isinstance(s, dict):
-            r.problem(w, "must be a table")
-            continue
+    for store_id, w, s in r.named_tables(d, "stores", ""):
         if not store_id.replace("-", "").replace("_", "").isalnum() or not store_id.isascii():
             r.problem(w, "store ids may use only ASCII letters, digits, '-' and '_'")
         r.unknown_keys(
@@ -555,11 +551,7 @@ def _header_name(r: Reader, where: str, name: str) -> str:
 
 def _upstreams(r: Reader, d: dict[str, Any]) -> dict[str, Upstream]:
     ups: dict[str, Upstream] = {}
-    for name, u in r.table(d, "upstreams", "").items():
-        w = f"upstreams.{name}"
-        if not isinstance(u, dict):
-            r.problem(w, "must be a table")
-            continue
+    for name, w, u in r.named_tables(d, "upstreams", ""):
         if name == "magento":
             r.problem(w, '"magento" is reserved for each store\'s own Magento')
         r.unknown_keys(u, w, ("url", "timeouts"))

@@ -106,14 +106,10 @@ class UpstreamAuth(Protocol):
     async def close(self) -> None: ...
 
 
-class BearerAuth:
-    __slots__ = ("_value",)
+class _Fixed:
+    """A credential that never changes: nothing to refresh, nothing to close."""
 
-    def __init__(self, credential: BearerCredential) -> None:
-        self._value = "Bearer " + credential.token
-
-    def authorization(self, method: str, signed_url: str) -> str:
-        return self._value
+    __slots__ = ()
 
     async def refresh(self) -> None:
         return None
@@ -125,7 +121,17 @@ class BearerAuth:
         return None
 
 
-class OAuth1Auth:
+class BearerAuth(_Fixed):
+    __slots__ = ("_value",)
+
+    def __init__(self, credential: BearerCredential) -> None:
+        self._value = "Bearer " + credential.token
+
+    def authorization(self, method: str, signed_url: str) -> str:
+        return self._value
+
+
+class OAuth1Auth(_Fixed):
     __slots__ = ("_clock", "_credential")
 
     def __init__(
@@ -136,15 +142,6 @@ class OAuth1Auth:
 
     def authorization(self, method: str, signed_url: str) -> str:
         return oauth1_authorization(self._credential, method, signed_url, clock=self._clock)
-
-    async def refresh(self) -> None:
-        return None
-
-    def rejected(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
 
 
 def auth_for(store: Store, *, clock: Callable[[], float] = time.time) -> UpstreamAuth:

@@ -39,7 +39,7 @@ from .backends.ratelimit import RateLimiter, open_limiter
 from .body import ClientGone
 from .config import Config, Store
 from .context import SCOPE_KEY, Message, Receive, RequestContext, Scope, Send
-from .credentials import MagentoOrigin, auth_for
+from .credentials import MagentoOrigin, UpstreamAuth, auth_for
 from .decide import Decision, authorize, resolve, store_for, surface_for
 from .errors import (
     BackendUnavailable,
@@ -341,40 +341,31 @@ class Edge:
         query = raw_query.decode("latin-1") if raw_query else ""
         method = scope["method"]
 
-        if mount.upstream != "magento":
+        auth: UpstreamAuth | None = None
+        if store is None or mount.upstream != "magento":
             url = base_url + path + ("?" + query if query else "")
             up_headers = upstream_request_headers(scope["headers"], fwd)
-            return await self.upstream.forward(
-                method=method,
-                url=url,
-                headers=up_headers,
-                request_headers=scope["headers"],
-                receive=ctx.receive,
-                send=ctx.send,
-                timeouts=timeouts,
-                extra_response_headers=ctx.answer_headers,
-            )
-
-        assert store is not None
-        # Scheme, Host and path+query decided once, for the signature and the headers.
-        origin = self._origins[store.id]
-        target = origin.target(fwd.proto, path, query)
-        auth = self._auths[store.id]
-        credential = auth.authorization(method, target.signed_url)
-        if credential is None:
-            await auth.refresh()
+        else:
+            # Scheme, Host and path+query decided once, for the signature and the headers.
+            origin = self._origins[store.id]
+            target = origin.target(fwd.proto, path, query)
+            auth = self._auths[store.id]
             credential = auth.authorization(method, target.signed_url)
             if credential is None:
-                raise UpstreamCredentialUnavailable(
-                    "The store's Magento credential is not available right now; "
-                    "the edge's log says why."
-                )
-        up_headers = upstream_request_headers(
-            scope["headers"], fwd, origin.headers(target, credential), drop=origin.drop
-        )
+                await auth.refresh()
+                credential = auth.authorization(method, target.signed_url)
+                if credential is None:
+                    raise UpstreamCredentialUnavailable(
+                        "The store's Magento credential is not available right now; "
+                        "the edge's log says why."
+                    )
+            url = target.url
+            up_headers = upstream_request_headers(
+                scope["headers"], fwd, origin.headers(target, credential), drop=origin.drop
+            )
         status = await self.upstream.forward(
             method=method,
-            url=target.url,
+            url=url,
             headers=up_headers,
             request_headers=scope["headers"],
             receive=ctx.receive,
@@ -382,7 +373,7 @@ class Edge:
             timeouts=timeouts,
             extra_response_headers=ctx.answer_headers,
         )
-        if status == 401:
+        if status == 401 and auth is not None:
             auth.rejected()  # an expired admin token: log in again (rate-limited)
         return status
 

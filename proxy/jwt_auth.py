@@ -19,8 +19,6 @@ published; the issuer's JWKS endpoint is trusted for keys only.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -32,6 +30,8 @@ from typing import Any
 
 import httpx
 import jwt
+
+from .control_plane import ControlPlaneClient, SharedFetch
 
 __all__ = [
     "DEFAULT_ALGORITHMS",
@@ -97,16 +97,14 @@ class KeySet:
         self._stale_for = stale_for
         self._ttl_bounds = (min_ttl, max_ttl)
         self._default_ttl = default_ttl
-        self._timeout = timeout
         self._clock = clock
-        self._client = client
-        self._own_client = client is None
+        self._http = ControlPlaneClient(httpx.Timeout(timeout), client)
         # kid -> (key, the "alg" the JWK pins or None)
         self._keys: dict[str | None, tuple[jwt.PyJWK, str | None]] = {}
         self._fetched_at = float("-inf")
         self._expires_at = float("-inf")
-        self._last_attempt = float("-inf")
-        self._inflight: asyncio.Task[None] | None = None
+        self._reason = ""
+        self._refreshes = SharedFetch(self._fetch)
         self.fetches = 0  # attempts (tests, metrics)
         self.failures = 0
         self.stale = False  # serving a key set past its max-age because the issuer is down
@@ -114,13 +112,8 @@ class KeySet:
             self._install(json.loads(path.read_text()), ttl=float("inf"))
 
     async def close(self) -> None:
-        if self._inflight is not None:
-            self._inflight.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._inflight
-        if self._client is not None and self._own_client:
-            await self._client.aclose()
-            self._client = None
+        await self._refreshes.close()
+        await self._http.close()
 
     async def key(self, kid: str | None) -> tuple[jwt.PyJWK, str | None]:
         """The key for ``kid`` and the algorithm its JWK pins (if any); refreshes when
@@ -144,20 +137,15 @@ class KeySet:
     async def _refresh(self, now: float, *, reason: str) -> None:
         if self._url is None:
             return  # a file: what it holds is all there is
-        if self._inflight is None and now - self._last_attempt >= self._cooldown:
-            self._last_attempt = now
-            self._inflight = asyncio.get_running_loop().create_task(self._fetch(reason))
-        task = self._inflight
-        if task is not None:
-            await asyncio.shield(task)  # one fetch for every waiting request
+        if self._refreshes.start(now, self._cooldown):
+            self._reason = reason  # read by the fetch, which runs from the next loop turn
+        await self._refreshes.join()  # one fetch for every waiting request
 
-    async def _fetch(self, reason: str) -> None:
+    async def _fetch(self) -> None:
         assert self._url is not None
         self.fetches += 1
         try:
-            if self._client is None:
-                self._client = httpx.AsyncClient(timeout=self._timeout, trust_env=False)
-            response = await self._client.get(self._url, headers={"accept": "application/json"})
+            response = await self._http.get().get(self._url, headers={"accept": "application/json"})
             response.raise_for_status()
             doc = json.loads(response.content)
             self._install(doc, ttl=self._ttl(response.headers.get("cache-control", "")))
@@ -168,12 +156,10 @@ class KeySet:
             log.warning(
                 "JWKS %s: refresh (%s) failed: %s%s",
                 self._url,
-                reason,
+                self._reason,
                 type(exc).__name__,
                 "; serving the last good key set" if self._keys else "",
             )
-        finally:
-            self._inflight = None
 
     def _ttl(self, cache_control: str) -> float:
         match = _MAX_AGE.search(cache_control)

@@ -333,11 +333,7 @@ def _load_scopes(
 
 def _load_tiers(r: Reader, rl: dict[str, Any]) -> dict[str, Tier]:
     tiers: dict[str, Tier] = {}
-    for tier_name, t in r.table(rl, "tiers", "ratelimit").items():
-        w = f"ratelimit.tiers.{tier_name}"
-        if not isinstance(t, dict):
-            r.problem(w, "must be a table")
-            continue
+    for tier_name, w, t in r.named_tables(rl, "tiers", "ratelimit"):
         r.unknown_keys(t, w, ("rate", "period", "burst", "daily"))
         rate = r.number(t, "rate", w, integer=True, minimum=1)
         burst = r.number(t, "burst", w, rate, integer=True, minimum=1)
@@ -390,11 +386,8 @@ def _load_route(
         e, w, ("method", "path", "resource", "access", "deny", "target", "form", "summary")
     )
     method = r.string(e, "method", w, choices=(*_METHODS, "*"))
-    text = r.string(e, "path", w)
-    try:
-        pattern = compile_pattern(text)
-    except PatternError as exc:
-        r.problem(f"{w}.path", str(exc), near=text)
+    pattern = _path_pattern(r, e, w)
+    if pattern is None:
         return None
     deny = e.get("deny")
     if deny is not None and (not isinstance(deny, str) or not deny):
@@ -437,28 +430,27 @@ def _check_target(r: Reader, where: str, target: str, names: set[str]) -> None:
             r.problem(where, f'"{target}" uses unknown variable {part}', near=target)
 
 
+def _path_pattern(r: Reader, table: dict[str, Any], where: str) -> Pattern | None:
+    """The entry's ``path`` compiled, or ``None`` with the problem reported."""
+    text = r.string(table, "path", where)
+    try:
+        return compile_pattern(text)
+    except PatternError as exc:
+        r.problem(f"{where}.path", str(exc), near=text)
+        return None
+
+
 def _load_mounts(
     r: Reader, d: dict[str, Any], tables: dict[str, tuple[Route, ...]]
 ) -> list[tuple[int, Mount]]:
     """Each mount with its index in the file, in file order."""
     mounts: list[tuple[int, Mount]] = []
-    raw = d.get("mounts", [])
-    if not isinstance(raw, list):
-        r.problem("mounts", "must be an array of tables")
-        return []
-    for i, m in enumerate(raw):
-        w = f"mounts[{i}]"
-        if not isinstance(m, dict):
-            r.problem(w, "must be a table")
-            continue
+    for i, w, m in r.array_of_tables(d, "mounts", ""):
         r.unknown_keys(
             m, w, ("name", "path", "upstream", "target", "routes", "form", "methods", "auth")
         )
-        text = r.string(m, "path", w)
-        try:
-            pattern = compile_pattern(text)
-        except PatternError as exc:
-            r.problem(f"{w}.path", str(exc), near=text)
+        pattern = _path_pattern(r, m, w)
+        if pattern is None:
             continue
         if pattern.tail:
             r.problem(f"{w}.path", "a mount path cannot end in {name:path}; routes match the rest")
@@ -493,21 +485,10 @@ def _load_mounts(
 def _load_endpoints(r: Reader, d: dict[str, Any]) -> list[tuple[int, Endpoint]]:
     """Each endpoint with its index in the file, in file order."""
     out: list[tuple[int, Endpoint]] = []
-    raw = d.get("endpoints", [])
-    if not isinstance(raw, list):
-        r.problem("endpoints", "must be an array of tables")
-        return []
-    for i, e in enumerate(raw):
-        w = f"endpoints[{i}]"
-        if not isinstance(e, dict):
-            r.problem(w, "must be a table")
-            continue
+    for i, w, e in r.array_of_tables(d, "endpoints", ""):
         r.unknown_keys(e, w, ("method", "path", "handler", "auth", "summary"))
-        text = r.string(e, "path", w)
-        try:
-            pattern = compile_pattern(text)
-        except PatternError as exc:
-            r.problem(f"{w}.path", str(exc), near=text)
+        pattern = _path_pattern(r, e, w)
+        if pattern is None:
             continue
         handler = r.string(e, "handler", w, choices=_HANDLERS)
         auth = r.boolean(e, "auth", w, True)
@@ -533,15 +514,7 @@ def _load_endpoints(r: Reader, d: dict[str, Any]) -> list[tuple[int, Endpoint]]:
 
 def _load_versions(r: Reader, d: dict[str, Any]) -> tuple[Version, ...]:
     out: list[Version] = []
-    raw = d.get("versions", [])
-    if not isinstance(raw, list):
-        r.problem("versions", "must be an array of tables")
-        return ()
-    for i, v in enumerate(raw):
-        w = f"versions[{i}]"
-        if not isinstance(v, dict):
-            r.problem(w, "must be a table")
-            continue
+    for _, w, v in r.array_of_tables(d, "versions", ""):
         r.unknown_keys(v, w, ("name", "base_path", "status", "deprecation", "sunset", "link"))
         out.append(
             Version(
