@@ -155,8 +155,8 @@ def upstream_call(rewrite: RouteRewrite, method: str, query: str, lists: Lists) 
         raise _bad("page", "and searchCriteria[currentPage] are both given; send one")
     if limit is None and not has_size:
         limit = lists.default_page_size
-        if page is None and not has_page:
-            page = 1
+    if page is None and not has_page:
+        page = 1
     if limit is not None:
         kept.append(f"searchCriteria[pageSize]={limit}")
     if page is not None:
