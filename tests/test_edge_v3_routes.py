@@ -343,6 +343,7 @@ def test_storefront_store_from_host_or_header(edge: Harness, headers: dict[str, 
         )
     assert created.status_code == 200, created.text
     assert placed.status_code == 200, placed.text
+    assert len(created.json()) == 32  # Magento's masked cart id
     first, second = _sent(edge, before)
     assert (first["method"], first["raw_path"]) == ("POST", b"/rest/default/V1/guest-carts")
     assert (second["method"], second["raw_path"]) == (
