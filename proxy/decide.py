@@ -105,6 +105,8 @@ def store_for(
             return None
         # Minimal hook (#11): a v3 JWT names its store in a claim; a PAT reaching one store
         # stands for it. A token reaching several cannot say which one it means.
+        if not principal.stores:
+            raise NotFound("No store is available to this token.")
         if len(principal.stores) != 1:
             raise BadRequest(
                 "This API acts on one store per token, and this token reaches "

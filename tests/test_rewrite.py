@@ -226,3 +226,14 @@ def test_v3_and_storefront_list_targets_are_magento_list_routes(tmp_path: Path) 
                 method = route.rewrite.target_method or route.method
                 onto_list = method == "GET" and route.target in lists
                 assert (route.rewrite.list == "page") == onto_list, route
+
+
+def test_openapi_documents_not_implemented_routes_as_501(tmp_path: Path) -> None:
+    from proxy.openapi import build
+
+    surface = load_policy(pat_copy(tmp_path))
+    doc = build(surface)
+    op = doc["paths"]["/orders/{id}"]["put"]
+    assert list(op["responses"]) == ["501"]
+    assert "Magento" in op["description"]
+    assert doc["paths"]["/orders"]["post"]["x-required-permission"] == "orders:write"
