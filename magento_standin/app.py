@@ -99,7 +99,8 @@ and try again.``), ``POST /V1/orders/:id/cancel`` (``true``, or ``false`` when t
 no longer be cancelled), ``GET /V1/customers/:customerId`` (404 ``No such entity with
 %fieldName = %fieldValue``), ``GET /V1/customers/search``, ``GET /V1/customers/me``,
 ``GET /V1/stockItems/:productSku``, ``PUT /V1/products/:productSku/stockItems/:itemId``,
-``GET/POST /V1/inventory/source-items`` (the ``default`` source is the legacy stock), and
+``GET/POST /V1/inventory/source-items`` (the ``default`` source is the legacy stock),
+``POST /V1/guest-carts`` (a new masked cart id, a 32-character JSON string), and
 ``POST /V1/integration/admin/token`` / ``customer/token`` (401 ``The account sign-in was
 incorrect or your account is disabled temporarily. Please wait and try again later.``).
 
@@ -1081,6 +1082,7 @@ class MagentoStandin:
         self.orders: dict[int, dict[str, Any]] = {}
         self.customers: dict[int, dict[str, Any]] = {}
         self.source_items: dict[tuple[str, str], dict[str, Any]] = {}
+        self.guest_carts: set[str] = set()  # masked quote ids handed out
         if seed:
             for product in _seed_products():
                 self._store_product(product)
@@ -1108,6 +1110,7 @@ class MagentoStandin:
             ("PUT", "/V1/products/:productSku/stockItems/:itemId"): self._stock_update,
             ("GET", "/V1/inventory/source-items"): self._source_items_list,
             ("POST", "/V1/inventory/source-items"): self._source_items_save,
+            ("POST", "/V1/guest-carts"): self._guest_cart_create,
             ("POST", "/V1/integration/admin/token"): self._admin_token,
             ("POST", "/V1/integration/customer/token"): self._customer_token,
         }
@@ -1738,6 +1741,13 @@ class MagentoStandin:
         token = jwt.encode(claims, self._jwt_key, algorithm="HS256")
         self._admin_tokens.add(token)
         return token
+
+    def _guest_cart_create(self, call: _Call) -> object:
+        # GuestCartManagementInterface::createEmptyCart returns the masked quote id, a
+        # 32-character string (Quote/Model/QuoteIdMask.php: Random::getUniqueHash()).
+        masked = _random_alnum(32)
+        self.guest_carts.add(masked)
+        return masked
 
     def _customer_token(self, call: _Call) -> object:
         self._credentials(call)

@@ -104,6 +104,9 @@ class Store:
     # Magento's web/secure/offloader_header: the header whose value "https" makes Magento
     # treat a request as secure (and sign-check it as https://...).
     offloader_header: str = "X-Forwarded-Proto"
+    # Host names (lower case, no port) whose storefront requests address this store
+    # (proxy.storefront); SPEC §2 pins the key.
+    hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +249,7 @@ def load_config(
         r.problem("stores", "no store is configured: add a [stores.ID] table")
     for store in stores.values():
         _check_magento_base(r, store)
+    _check_store_hosts(r, stores, surfaces, policies_loaded=not policy_problems)
     upstreams = _upstreams(r, d)
 
     logging_t = r.table(d, "logging", "")
@@ -471,7 +475,7 @@ def _stores(r: Reader, d: dict[str, Any], environ: Mapping[str, str]) -> dict[st
             w,
             (
                 "name", "environment", "magento_url", "store_code", "credential", "timeouts",
-                "magento_offloader_header",
+                "magento_offloader_header", "hosts",
             ),
         )  # fmt: skip
         cred_t = r.table(s, "credential", w)
@@ -528,8 +532,48 @@ def _stores(r: Reader, d: dict[str, Any], environ: Mapping[str, str]) -> dict[st
                 r, f"{w}.magento_offloader_header",
                 r.string(s, "magento_offloader_header", w, "X-Forwarded-Proto"),
             ),
+            hosts=_hosts(r, w, s),
         )  # fmt: skip
     return stores
+
+
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.")
+
+
+def _hosts(r: Reader, w: str, s: dict[str, Any]) -> tuple[str, ...]:
+    out: list[str] = []
+    for host in r.strings(s, "hosts", w, []):
+        name = host.lower()
+        if not name or not set(name) <= _HOST_CHARS or name.startswith((".", "-")):
+            r.problem(
+                f"{w}.hosts", f'"{host}" is not a host name (no scheme, port or path)', near=host
+            )
+        elif name in out:
+            r.problem(f"{w}.hosts", f'lists "{host}" twice', near=host)
+        else:
+            out.append(name)
+    return tuple(out)
+
+
+def _check_store_hosts(
+    r: Reader, stores: Mapping[str, Store], surfaces: list[Surface], *, policies_loaded: bool
+) -> None:
+    """A host addresses one store; and ``hosts`` only loads where a policy reads it."""
+    owner: dict[str, str] = {}
+    for store in stores.values():
+        for host in store.hosts:
+            if host in owner:
+                where = f"stores.{store.id}.hosts"
+                r.problem(where, f'"{host}" is also a host of store "{owner[host]}"', near=host)
+            owner.setdefault(host, store.id)
+    guest = any(m.credential == "none" for s in surfaces for m in s.mounts)
+    if owner and not guest and policies_loaded:  # a broken policy is named already
+        first = next(s for s in stores.values() if s.hosts)
+        r.problem(
+            f"stores.{first.id}.hosts",
+            'no loaded policy picks a store by host (a mount with credential = "none", '
+            "e.g. policies/storefront.toml): this key would do nothing",
+        )
 
 
 # RFC 9110 §5.1 field-name token characters.

@@ -68,9 +68,11 @@ class MagentoOrigin:
         custom = self.offloader != "x-forwarded-proto"
         self.drop = frozenset({self.offloader.encode("latin-1")}) if custom else frozenset()
 
-    def headers(self, target: MagentoTarget, credential: str) -> list[tuple[str, str]]:
-        """The headers that carry the target's decisions: credential, Host, offloader."""
-        out = [("authorization", credential), ("host", target.host)]
+    def headers(self, target: MagentoTarget, credential: str | None) -> list[tuple[str, str]]:
+        """The headers that carry the target's decisions: credential (``None``: a guest
+        request, none at all), Host, offloader."""
+        out = [("authorization", credential)] if credential is not None else []
+        out.append(("host", target.host))
         if self.drop:
             out.append((self.offloader, target.proto))
         return out

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from .auth import Principal
 from .config import Store
-from .errors import Forbidden, MethodNotAllowed, NotFound
+from .errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, RouteNotImplemented
 from .grants import grants_allow
 from .policy import Endpoint, Mount, Route, Surface
 
@@ -85,6 +85,8 @@ def resolve(surface: Surface, method: str, segments: Sequence[str]) -> Decision:
         route, route_vars = hit
         if route.deny is not None:
             raise Forbidden(f"This route is not available through the edge: {route.deny}")
+        if route.rewrite.not_implemented is not None:  # proxy.rewrite: documented, never sent
+            raise RouteNotImplemented(route.rewrite.not_implemented)
         return Decision(
             surface, None, mount, route, mount_vars, route_vars, rest, mount_vars.get("store")
         )
@@ -94,10 +96,23 @@ def resolve(surface: Surface, method: str, segments: Sequence[str]) -> Decision:
 def store_for(
     decision: Decision, principal: Principal | None, stores: Mapping[str, Store]
 ) -> Store | None:
-    """The store named in the path, if this caller may see it; 404 otherwise."""
+    """The store named in the path, if this caller may see it; 404 otherwise. A mount
+    without ``{store}`` takes the store from the principal when it reaches exactly one."""
     store_id = decision.store_id
     if store_id is None:
-        return None
+        mount = decision.mount
+        if principal is None or mount is None or "store" in mount.pattern.names:
+            return None
+        # Minimal hook (#11): a v3 JWT names its store in a claim; a PAT reaching one store
+        # stands for it. A token reaching several cannot say which one it means.
+        if not principal.stores:
+            raise NotFound("No store is available to this token.")
+        if len(principal.stores) != 1:
+            raise BadRequest(
+                "This API acts on one store per token, and this token reaches "
+                f"{len(principal.stores)}; use a token for exactly one store."
+            )
+        store_id = next(iter(principal.stores))
     store = stores.get(store_id)
     if store is None or (principal is not None and store_id not in principal.stores):
         raise NotFound(f'No store "{_printable(store_id)}" is available to this token.')

@@ -62,6 +62,8 @@ from .idempotency import (
 )
 from .paths import split_path
 from .ratelimit import rate_limit_headers
+from .rewrite import upstream_call
+from .storefront import host_index, store_from_request
 from .upstream import UpstreamBroke, UpstreamClient
 
 __all__ = ["Edge"]
@@ -102,6 +104,7 @@ class Edge:
             for sid, store in config.stores.items()
         }
         self._prefixes: dict[tuple[str, str | None], str] = {}
+        self._hosts = host_index(config.stores)  # storefront: Host -> store
         self._error_surface = config.surfaces[0] if config.surfaces else None
         self._access_log = config.access_log
         self.app = endpoints.application(self, self._lifespan)
@@ -202,6 +205,9 @@ class Edge:
                 return
             principal = ctx.principal
             ctx.store = store = store_for(decision, principal, self.config.stores)
+            if decision.mount is not None and decision.mount.credential == "none":
+                # The storefront: no token names the store; the Host or X-Store-Id does.
+                ctx.store = store = store_from_request(headers, self._hosts, self.config.stores)
             if principal is not None:
                 authorize(decision, principal, method, store)
             # -- idempotency wraps the forward when the client sent a key --
@@ -340,11 +346,24 @@ class Edge:
         raw_query = scope.get("query_string", b"")
         query = raw_query.decode("latin-1") if raw_query else ""
         method = scope["method"]
+        if route.rewrite.changes_request:
+            # The one place the upstream method and query are decided: what is signed
+            # below is what is sent (proxy.rewrite).
+            method, query = upstream_call(route.rewrite, method, query, decision.surface.lists)
 
         auth: UpstreamAuth | None = None
         if store is None or mount.upstream != "magento":
             url = base_url + path + ("?" + query if query else "")
             up_headers = upstream_request_headers(scope["headers"], fwd)
+        elif mount.credential == "none":
+            # Magento as a guest: its own URL and Host, and no credential at all (the
+            # client's Authorization is dropped as on every request).
+            origin = self._origins[store.id]
+            target = origin.target(fwd.proto, path, query)
+            url = target.url
+            up_headers = upstream_request_headers(
+                scope["headers"], fwd, origin.headers(target, None), drop=origin.drop
+            )
         else:
             # Scheme, Host and path+query decided once, for the signature and the headers.
             origin = self._origins[store.id]

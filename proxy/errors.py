@@ -17,6 +17,7 @@ the response has started.
     ├── PayloadTooLarge       413  payload_too_large
     ├── UnprocessableContent  422  idempotency_mismatch (same key, different request)
     ├── TooManyRequests       429  rate_limited
+    ├── RouteNotImplemented   501  not_implemented (a public route with no upstream equivalent)
     ├── UpstreamUnavailable   502  upstream_unavailable (refused, reset)
     ├── UpstreamNotConfigured 503  upstream_not_configured
     ├── UpstreamCredentialUnavailable 503  upstream_credential_unavailable (no admin token)
@@ -61,6 +62,7 @@ __all__ = [
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
+    "RouteNotImplemented",
     "TooManyRequests",
     "Unauthorized",
     "UnprocessableContent",
@@ -137,6 +139,13 @@ class PayloadTooLarge(EdgeError):
 
 class TooManyRequests(EdgeError):
     status, code, title = 429, "rate_limited", "Too Many Requests"
+
+
+class RouteNotImplemented(EdgeError):
+    """A route the API documents but the upstream has no equivalent for (policy
+    ``not_implemented``): answered at the edge, nothing is sent upstream."""
+
+    status, code, title = 501, "not_implemented", "Not Implemented"
 
 
 class UpstreamUnavailable(EdgeError):

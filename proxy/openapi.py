@@ -187,6 +187,14 @@ def _oas_path(text: str) -> str:
 def _operation(
     surface: Surface, mount: Mount, route: Route, method: str, path: str
 ) -> dict[str, Any]:
+    if route.rewrite.not_implemented is not None:  # proxy.rewrite: answered 501 at the edge
+        return {
+            "operationId": f"{method.lower()}_{mount.name}_{route.table}_{route.index}",
+            "summary": route.summary or f"{method} {route.pattern.text}",
+            "description": route.rewrite.not_implemented,
+            "security": [],
+            "responses": {"501": {"description": route.rewrite.not_implemented}},
+        }
     access = route.required_access(method)
     permission = f"{route.resource}:{access}"
     params: list[dict[str, Any]] = []

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from ._shadowing import check_shadowing, mount_order
 from ._toml import ConfigError, Reader
 from .errors import ErrorStyle
+from .rewrite import NO_REWRITE, Lists, RouteRewrite, load_lists, load_route_rewrite
 from .routing import Pattern, PatternError, RouteTable, compile_pattern
 from .types import Access, HeaderStyle
 
@@ -72,6 +73,8 @@ class Route:
     target: str | None  # rewrite, relative to the mount's target; None: path kept
     form: Literal["any", "plain", "bulk"]
     summary: str
+    # Method and query changes, or a 501 (proxy.rewrite): target_method, list, not_implemented
+    rewrite: RouteRewrite = NO_REWRITE
 
     def required_access(self, method: str) -> Access:
         if self.access is not None:
@@ -91,6 +94,9 @@ class Mount:
     form: Literal["plain", "bulk"]
     methods: frozenset[str] | None
     auth: AuthKind | None  # None: the surface's
+    # "none": to the store's Magento as a guest, never with the store's credential; the
+    # store then comes from the Host or X-Store-Id (proxy.storefront)
+    credential: Literal["store", "none"] = "store"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +156,7 @@ class Surface:
     endpoints: tuple[Endpoint, ...]
     tables: Mapping[str, tuple[Route, ...]]
     versions: tuple[Version, ...]
+    lists: Lists = field(default_factory=Lists)  # [lists]: page sizes (proxy.rewrite)
     _compiled: dict[tuple[str, str], RouteTable[Route]] = field(default_factory=dict, repr=False)
 
     def table_for(self, mount: Mount) -> RouteTable[Route]:
@@ -183,7 +190,7 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
         "",
         (
             "surface", "auth", "errors", "ratelimit", "resources", "mounts",
-            "endpoints", "routes", "versions",
+            "endpoints", "routes", "versions", "lists",
         ),
     )  # fmt: skip
     s = r.table(d, "surface", "")
@@ -245,8 +252,13 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
     if not tiers:
         r.problem("ratelimit.tiers", "must define at least one tier")
 
+    lists = load_lists(r, d)
     tables = _load_tables(r, d, known)
     indexed_mounts = _load_mounts(r, d, tables)
+    for i, mount in indexed_mounts:
+        if mount.credential == "none" and (mount.auth or auth) != "none":
+            # A token would be checked and then not used: Magento sees a guest anyway.
+            r.problem(f"mounts[{i}].auth", 'a credential = "none" mount needs auth "none"')
     indexed_endpoints = _load_endpoints(r, d)
     versions = _load_versions(r, d)
     if versions:
@@ -284,6 +296,7 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
         endpoints=endpoints,
         tables=tables,
         versions=versions,
+        lists=lists,
     )
 
 
@@ -383,8 +396,13 @@ def _load_route(
     r: Reader, w: str, table: str, index: int, e: dict[str, Any], known: set[str]
 ) -> Route | None:
     r.unknown_keys(
-        e, w, ("method", "path", "resource", "access", "deny", "target", "form", "summary")
-    )
+        e,
+        w,
+        (
+            "method", "path", "resource", "access", "deny", "target", "form", "summary",
+            "target_method", "list", "not_implemented",
+        ),
+    )  # fmt: skip
     method = r.string(e, "method", w, choices=(*_METHODS, "*"))
     pattern = _path_pattern(r, e, w)
     if pattern is None:
@@ -394,7 +412,8 @@ def _load_route(
         r.problem(f"{w}.deny", "must be a non-empty string giving the reason")
         deny = None
     resource = r.string(e, "resource", w, None)
-    if deny is None and resource is None:
+    rewrite = load_route_rewrite(r, w, e, method, _METHODS)
+    if deny is None and resource is None and rewrite.not_implemented is None:
         r.problem(w, 'needs a resource (or deny = "reason")')
     if deny is not None:
         # A denied route is never forwarded: these would look like a mapping that is not.
@@ -418,6 +437,7 @@ def _load_route(
         target=target,
         form=r.string(e, "form", w, "any", choices=("any", "plain", "bulk")),
         summary=r.string(e, "summary", w, ""),
+        rewrite=rewrite,
     )
 
 
@@ -447,8 +467,13 @@ def _load_mounts(
     mounts: list[tuple[int, Mount]] = []
     for i, w, m in r.array_of_tables(d, "mounts", ""):
         r.unknown_keys(
-            m, w, ("name", "path", "upstream", "target", "routes", "form", "methods", "auth")
-        )
+            m,
+            w,
+            (
+                "name", "path", "upstream", "target", "routes", "form", "methods", "auth",
+                "credential",
+            ),
+        )  # fmt: skip
         pattern = _path_pattern(r, m, w)
         if pattern is None:
             continue
@@ -468,18 +493,40 @@ def _load_mounts(
         auth = r.string(m, "auth", w, None, choices=("pat", "jwt", "none"))
         if auth == "jwt":
             r.problem(f"{w}.auth", _JWT_NOT_YET)
+        upstream = r.string(m, "upstream", w, "magento")
+        credential = r.string(m, "credential", w, "store", choices=("store", "none"))
+        if credential == "none":
+            _check_guest_mount(r, w, m, upstream, pattern)
         mount = Mount(
             name=r.string(m, "name", w, f"mount{i}"),
             pattern=pattern,
-            upstream=r.string(m, "upstream", w, "magento"),
+            upstream=upstream,
             target=target,
             routes=routes,
             form=r.string(m, "form", w, "plain", choices=("plain", "bulk")),
             methods=frozenset(methods) if methods is not None else None,
             auth=auth,
+            credential=credential,
         )
         mounts.append((i, mount))
     return mounts
+
+
+def _check_guest_mount(
+    r: Reader, w: str, m: dict[str, Any], upstream: str, pattern: Pattern
+) -> None:
+    """``credential = "none"``: Magento as a guest (the storefront)."""
+    if upstream != "magento":
+        r.problem(
+            f"{w}.credential",
+            '"none" sends to the store\'s Magento as a guest: needs upstream = "magento"',
+        )
+    if "store" in pattern.names:
+        r.problem(
+            f"{w}.path",
+            'a credential = "none" mount takes its store from the Host or X-Store-Id: '
+            "drop {store} from the path",
+        )
 
 
 def _load_endpoints(r: Reader, d: dict[str, Any]) -> list[tuple[int, Endpoint]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -98,7 +98,7 @@ def write_config(
     panel: str | None,
     extra: str = "",
     *,
-    policy: Path | None = None,
+    policy: Path | Sequence[Path] | None = None,
     ratelimit: str = "",
     panel_read: float = 0.5,
 ) -> Path:
@@ -108,11 +108,13 @@ def write_config(
         else ""
     )
     dead = f"http://127.0.0.1:{free_port()}"
+    paths = [policy] if isinstance(policy, Path) else list(policy or [])
+    policies = ", ".join(f'"{p}"' for p in paths or [REPO / "policies" / "storeoncloud.toml"])
     text = f"""
 [server]
 host = "127.0.0.1"
 port = 0
-policies = ["{policy or REPO / "policies" / "storeoncloud.toml"}"]
+policies = [{policies}]
 
 {ratelimit}
 
@@ -153,7 +155,7 @@ credential = {{ kind = "bearer", token_env = "ACME_MAGENTO_TOKEN" }}
 timeouts = {{ connect = 1.0, read = 1.0 }}
 
 {panel_block}
-{extra}
+{extra.replace("{MAGENTO_URL}", magento)}
 """
     path = directory / "config.toml"
     path.write_text(text)
@@ -170,7 +172,7 @@ def running_edge(
     *,
     panel: bool = True,
     extra: str = "",
-    policy: Path | None = None,
+    policy: Path | Sequence[Path] | None = None,
     ratelimit: str = "",
     cache_clock: Callable[[], float] | None = None,
 ) -> Iterator[Harness]:

@@ -121,6 +121,9 @@ _READABLE = sorted(
     and "deny" not in r
     and (r.get("access") == "read" or (r["method"] == "GET" and "access" not in r))
 )
+# Magento list routes: a query without searchCriteria gets the policy's default page appended.
+_LISTS = {r["path"] for r in _MAGENTO if r.get("list") == "criteria"}
+_DEFAULT_PAGE = f"searchCriteria[pageSize]={_POLICY['lists']['default_page_size']}&searchCriteria[currentPage]=1"
 # A variable's value is never a literal segment of any route, so the path can only be
 # the route it was built from (a literal would win over the variable).
 _LITERALS = {part for r in _MAGENTO for part in r["path"].split("/") if not part.startswith("{")}
@@ -171,7 +174,9 @@ def test_every_request_the_token_may_make_reaches_magento(
     assert seen is not last, f"{method} {target} -> {response.status}, not forwarded"
     assert seen["method"] == method
     assert seen["raw_path"] == ("/rest/default/V1" + path).encode()  # byte for byte
-    assert seen["query"] == query.encode()
+    if method == "GET" and path in _LISTS and "searchCriteria" not in query:
+        query = "&".join(q for q in (query, _DEFAULT_PAGE) if q)
+    assert seen["query"] == query.encode()  # byte for byte, the default page appended
     assert ("authorization", f"Bearer {MAGENTO_TOKEN}") in seen["headers"]  # the store's
     assert response.status == seen["status"]  # Magento's answer, passed through
 

@@ -1301,3 +1301,16 @@ async def test_two_factor_auth_refuses_admin_tokens() -> None:
         # A wrong password is still the plain sign-in error.
         r = await c.post(url, json={"username": "ops", "password": "no"})
         assert r.status_code == 401 and "sign-in was incorrect" in r.json()["message"]
+
+
+async def test_guest_cart_creation_answers_a_masked_cart_id(
+    client: httpx.AsyncClient, standin: MagentoStandin
+) -> None:
+    # GuestCartManagementInterface::createEmptyCart: anonymous, no body, a JSON string.
+    first = await client.post("/rest/default/V1/guest-carts")
+    second = await client.post("/rest/V1/guest-carts")
+    assert first.status_code == second.status_code == 200
+    ids = [first.json(), second.json()]
+    assert all(isinstance(i, str) and len(i) == 32 and i.isalnum() for i in ids)
+    assert ids[0] != ids[1]
+    assert set(ids) <= standin.guest_carts

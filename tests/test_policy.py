@@ -178,7 +178,10 @@ def test_without_display_the_path_is_named(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("addition", "key"),
     [
-        ("\n[extra]\nx = 1\n", r": extra: unknown key \(known: auth, endpoints, errors, mounts, "),
+        (
+            "\n[extra]\nx = 1\n",
+            r": extra: unknown key \(known: auth, endpoints, errors, lists, mounts, ",
+        ),
         ('\n[auth]\nkind = "pat"\nscope = {}\n', r": auth\.scope: unknown key"),
         ('\n[errors]\nstyle = "problem"\ntypebase = "x"\n', r": errors\.typebase: unknown key"),
         ('\n[ratelimit]\nheader = "ratelimit"\n', r": ratelimit\.header: unknown key"),
