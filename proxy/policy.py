@@ -263,6 +263,7 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
     indexed_mounts = _load_mounts(r, d, tables)
     indexed_endpoints = _load_endpoints(r, d)
     versions = _load_versions(r, d, "/" + "/".join(base_parts))
+    hosts = _load_hosts(r, s)
     check_shadowing(r, indexed_endpoints, indexed_mounts, tables)
     # Most specific prefix first: more literal segments, then more segments.
     mounts = tuple(m for _, m in sorted(indexed_mounts, key=lambda im: mount_order(im[1])))
@@ -292,7 +293,7 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
         endpoints=endpoints,
         tables=tables,
         versions=versions,
-        hosts=_load_hosts(r, s),
+        hosts=hosts,
     )
 
 
@@ -553,7 +554,7 @@ def _load_versions(r: Reader, d: dict[str, Any], base_path: str) -> tuple[Versio
             r.problem(f"{w}.link", f'"{link}" must be an http:// or https:// URL', near=link)
         if link is None and (deprecation is not None or sunset is not None):
             r.problem(w, "a version with a deprecation or sunset date needs a migration link")
-        if link is not None and deprecation is None and sunset is None:
+        if link is not None and "deprecation" not in v and "sunset" not in v:
             r.problem(f"{w}.link", "is only sent once a version is deprecated: add its dates")
         out.append(
             Version(
