@@ -26,6 +26,7 @@ from .backends import keystore as _keystore
 from .backends import ratelimit as _ratelimit
 from .backends._classpath import is_class_path, load_class
 from .policy import Surface, load_policy
+from .versions import shared_hosts
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
@@ -608,16 +609,20 @@ def _upstreams(r: Reader, d: dict[str, Any]) -> dict[str, Upstream]:
 
 
 def _check_surface_overlap(r: Reader, surfaces: list[Surface]) -> None:
-    seen: dict[str, str] = {}
+    """Two surfaces (or versions) may share a base path only on disjoint hosts."""
+    seen: dict[str, list[Surface]] = {}
     for s in surfaces:
         paths = [s.base_path, *(v.base_path for v in s.versions)]
         for p in paths:
-            if p in seen:
-                r.problem(
-                    "server.policies",
-                    f'{s.source.name} and {seen[p]} both claim the base path "{p}"',
-                )
-            seen[p] = s.source.name
+            for other in seen.get(p, ()):
+                where = shared_hosts(s.hosts, other.hosts)
+                if where is not None:
+                    r.problem(
+                        "server.policies",
+                        f'{s.source.name} and {other.source.name} both claim the base path "{p}" '
+                        f"{where}",
+                    )
+            seen.setdefault(p, []).append(s)
 
 
 def _secret_scanning(r: Reader, d: dict[str, Any], base: Path) -> dict[str, EllipticCurvePublicKey]:

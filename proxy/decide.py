@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
+from . import versions
 from .auth import Principal
 from .config import Store
 from .errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, RouteNotImplemented
@@ -34,14 +35,13 @@ class Decision(NamedTuple):
     store_id: str | None
 
 
-def surface_for(surfaces: Sequence[Surface], segments: Sequence[str]) -> Surface | None:
-    """The surface with the longest base path that prefixes the path (``surfaces`` is
-    ordered longest first by :func:`proxy.config.load_config`)."""
-    for surface in surfaces:
-        n = len(surface.base_parts)
-        if tuple(segments[:n]) == surface.base_parts:
-            return surface
-    return None
+def surface_for(
+    surfaces: Sequence[Surface], segments: Sequence[str], host: str = ""
+) -> Surface | None:
+    """The surface serving the path on ``host`` (its own base path or a version's), as
+    :func:`proxy.versions.match` picks it; the edge keeps the index built once."""
+    base = versions.match(versions.index(surfaces), segments, host)
+    return base.surface if base is not None else None
 
 
 def resolve(surface: Surface, method: str, segments: Sequence[str]) -> Decision:

@@ -31,7 +31,7 @@ from typing import Any
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
-from . import endpoints
+from . import endpoints, versions
 from .auth import authenticate
 from .backends.keystore import KeyLookup
 from .backends.keystore.cached import CachedKeyStore
@@ -40,7 +40,8 @@ from .body import ClientGone
 from .config import Config, Store
 from .context import SCOPE_KEY, Message, Receive, RequestContext, Scope, Send
 from .credentials import MagentoOrigin, UpstreamAuth, auth_for
-from .decide import Decision, authorize, resolve, store_for, surface_for
+from .decide import Decision, authorize, resolve, store_for
+from .envelope import magento_errors
 from .errors import (
     BackendUnavailable,
     EdgeError,
@@ -106,6 +107,7 @@ class Edge:
         self._prefixes: dict[tuple[str, str | None], str] = {}
         self._hosts = host_index(config.stores)  # storefront: Host -> store
         self._error_surface = config.surfaces[0] if config.surfaces else None
+        self._bases = versions.index(config.surfaces)  # host + base path → surface, version
         self._access_log = config.access_log
         self.app = endpoints.application(self, self._lifespan)
         self._entry: ASGIApp | None = None
@@ -175,12 +177,7 @@ class Edge:
         )
         try:
             segments = split_path(scope.get("raw_path") or scope["path"].encode())
-            surface = surface_for(self.config.surfaces, segments)
-            if surface is None:
-                raise NotFound("No API is served under this path.")
-            ctx.surface = surface
-            method = scope["method"]
-            ctx.decision = decision = resolve(surface, method, segments)
+            # Forwarding first: its host (Host, or a trusted X-Forwarded-Host) picks the surface.
             ctx.fwd = fwd = build_forwarding(
                 scope.get("client"),
                 scope.get("scheme", "http"),
@@ -188,6 +185,15 @@ class Edge:
                 self.config.trusted_proxies,
                 ctx.request_id,
             )
+            # -- versions: the surface by host and base path; a version's dates (410 / headers)
+            base = versions.match(self._bases, segments, fwd.host)
+            if base is None:
+                raise NotFound("No API is served under this path.")
+            ctx.surface = surface = base.surface
+            if base.version is not None:
+                segments = versions.enter(base, segments, self.clock(), ctx.answer_headers)
+            method = scope["method"]
+            ctx.decision = decision = resolve(surface, method, segments)
             if decision.endpoint is not None:
                 needs_auth = decision.endpoint.auth
             else:
@@ -391,6 +397,8 @@ class Edge:
             send=ctx.send,
             timeouts=timeouts,
             extra_response_headers=ctx.answer_headers,
+            # envelope surfaces only: Magento's JSON errors rewritten (proxy.envelope)
+            errors=magento_errors(decision.surface, mount, ctx.request_id),
         )
         if status == 401 and auth is not None:
             auth.rejected()  # an expired admin token: log in again (rate-limited)

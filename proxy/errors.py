@@ -1,9 +1,10 @@
 """Step 0 of the request path: the one error tree, and how edge errors are rendered.
 
 Every answer the edge gives itself (as opposed to Magento's answers, which pass through
-verbatim) is an :class:`EdgeError`. Each knows its HTTP status, a stable ``code`` and a
-human ``detail``; :func:`render` turns it into the surface's error style, only ever before
-the response has started.
+verbatim) is an :class:`EdgeError`. Each knows its HTTP status, a stable ``code`` (the
+problem type), its ``envelope`` code (UPPER_SNAKE, SPEC §4.2) and a human ``detail``;
+:func:`render` turns it into the surface's error style, only ever before the response has
+started.
 
     EdgeError
     ├── BadRequest            400  bad_request        (malformed path, header, body)
@@ -70,6 +71,7 @@ __all__ = [
     "UpstreamNotConfigured",
     "UpstreamTimeout",
     "UpstreamUnavailable",
+    "envelope_code_for_status",
     "render",
 ]
 
@@ -81,6 +83,8 @@ class EdgeError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
     title: ClassVar[str] = "Internal Server Error"
+    # The code in the envelope style (SPEC §4.2: UPPER_SNAKE, the partner API's names).
+    envelope: ClassVar[str] = "INTERNAL_ERROR"
 
     def __init__(
         self,
@@ -94,51 +98,70 @@ class EdgeError(Exception):
         self.headers: dict[str, str] = dict(headers or {})
         self.extra: dict[str, Any] = dict(extra or {})
 
+    def envelope_code(self) -> str:
+        return self.envelope
+
 
 class BadRequest(EdgeError):
     status, code, title = 400, "bad_request", "Bad Request"
+    envelope = "BAD_REQUEST"
 
 
 class Unauthorized(EdgeError):
     status, code, title = 401, "unauthorized", "Unauthorized"
+    envelope = "UNAUTHORIZED"
 
 
 class Forbidden(EdgeError):
     status, code, title = 403, "forbidden", "Forbidden"
+    envelope = "FORBIDDEN"
+
+    def envelope_code(self) -> str:
+        # A 403 that names the permission it lacks is the partner API's missing scope;
+        # a denied route or the wrong environment is plainly forbidden.
+        return "INSUFFICIENT_SCOPE" if "required" in self.extra else "FORBIDDEN"
 
 
 class NotFound(EdgeError):
     status, code, title = 404, "not_found", "Not Found"
+    envelope = "RESOURCE_NOT_FOUND"
 
 
 class MethodNotAllowed(EdgeError):
     status, code, title = 405, "method_not_allowed", "Method Not Allowed"
+    envelope = "METHOD_NOT_ALLOWED"
 
 
 class Conflict(EdgeError):
     status, code, title = 409, "idempotency_conflict", "Conflict"
+    envelope = "IDEMPOTENCY_CONFLICT"
 
 
 class AnswerNotRecorded(Conflict):
     """The key's first request completed, but its answer was over ``max_record_bytes``."""
 
     code = "idempotency_answer_not_recorded"
+    envelope = "IDEMPOTENCY_ANSWER_NOT_RECORDED"
 
 
 class Gone(EdgeError):
     status, code, title = 410, "version_retired", "Gone"
+    envelope = "VERSION_RETIRED"
 
 
 class UnprocessableContent(EdgeError):
     status, code, title = 422, "idempotency_mismatch", "Unprocessable Content"
+    envelope = "IDEMPOTENCY_MISMATCH"
 
 
 class PayloadTooLarge(EdgeError):
     status, code, title = 413, "payload_too_large", "Content Too Large"
+    envelope = "PAYLOAD_TOO_LARGE"
 
 
 class TooManyRequests(EdgeError):
     status, code, title = 429, "rate_limited", "Too Many Requests"
+    envelope = "RATE_LIMITED"
 
 
 class RouteNotImplemented(EdgeError):
@@ -146,26 +169,32 @@ class RouteNotImplemented(EdgeError):
     ``not_implemented``): answered at the edge, nothing is sent upstream."""
 
     status, code, title = 501, "not_implemented", "Not Implemented"
+    envelope = "NOT_IMPLEMENTED"
 
 
 class UpstreamUnavailable(EdgeError):
     status, code, title = 502, "upstream_unavailable", "Bad Gateway"
+    envelope = "UPSTREAM_UNAVAILABLE"
 
 
 class UpstreamNotConfigured(EdgeError):
     status, code, title = 503, "upstream_not_configured", "Service Unavailable"
+    envelope = "UPSTREAM_UNAVAILABLE"
 
 
 class UpstreamCredentialUnavailable(EdgeError):
     status, code, title = 503, "upstream_credential_unavailable", "Service Unavailable"
+    envelope = "UPSTREAM_UNAVAILABLE"
 
 
 class LimiterUnavailable(EdgeError):
     status, code, title = 503, "rate_limiter_unavailable", "Service Unavailable"
+    envelope = "SERVICE_UNAVAILABLE"
 
 
 class KeyStoreUnavailable(EdgeError):
     status, code, title = 503, "keystore_unavailable", "Service Unavailable"
+    envelope = "SERVICE_UNAVAILABLE"
 
 
 class IdempotencyUnavailable(EdgeError):
@@ -173,10 +202,12 @@ class IdempotencyUnavailable(EdgeError):
     without its guarantee."""
 
     status, code, title = 503, "idempotency_unavailable", "Service Unavailable"
+    envelope = "SERVICE_UNAVAILABLE"
 
 
 class UpstreamTimeout(EdgeError):
     status, code, title = 504, "upstream_timeout", "Gateway Timeout"
+    envelope = "UPSTREAM_TIMEOUT"
 
 
 class BackendUnavailable(Exception):
@@ -208,7 +239,7 @@ def render(
     else:
         doc = {
             "error": {
-                "code": error.code.upper(),
+                "code": error.envelope_code(),
                 "message": error.detail,
                 "details": error.extra,
                 "request_id": request_id,
@@ -225,3 +256,21 @@ def render(
         (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()
     )
     return error.status, headers, body
+
+
+# Codes for answers the edge did not make (Magento's, rewritten by proxy.envelope): by status.
+_STATUS_CODES = {
+    400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "RESOURCE_NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED", 406: "NOT_ACCEPTABLE", 409: "CONFLICT", 410: "GONE",
+    413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE", 422: "UNPROCESSABLE_CONTENT",
+    429: "RATE_LIMITED", 500: "INTERNAL_ERROR", 501: "NOT_IMPLEMENTED",
+    502: "UPSTREAM_UNAVAILABLE", 503: "SERVICE_UNAVAILABLE", 504: "UPSTREAM_TIMEOUT",
+}  # fmt: skip
+
+
+def envelope_code_for_status(status: int) -> str:
+    """The envelope code of an upstream answer with ``status``."""
+    code = _STATUS_CODES.get(status)
+    if code is not None:
+        return code
+    return "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR"

@@ -9,11 +9,13 @@ surface without touching code; ``docs`` in the README describe every key.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from . import versions
 from ._shadowing import check_shadowing, mount_order
 from ._toml import ConfigError, Reader
 from .errors import ErrorStyle
@@ -40,6 +42,8 @@ _ACCESS: tuple[Access, ...] = ("read", "write")
 _HANDLERS = ("stores", "openapi", "leaked_tokens")
 # The method each handler answers: leak reports are POSTed (GitHub secret scanning).
 _HANDLER_METHODS = {"stores": "GET", "openapi": "GET", "leaked_tokens": "POST"}
+# A version's migration link goes into a Link header: no spaces, quotes or angle brackets.
+_LINK = re.compile(r"https?://[^\s<>\"]+")
 # The JWT issue builds these; until then a policy asking for them is refused, never
 # quietly served with personal access tokens instead.
 _JWT_NOT_YET = (
@@ -121,14 +125,23 @@ class JwtSettings:
 
 @dataclass(frozen=True, slots=True)
 class Version:
-    """Another base path of the same surface and where it stands in its lifecycle."""
+    """Another base path of the same surface, served like it until its ``sunset``
+    (:mod:`proxy.versions` says what happens on which date)."""
 
     name: str
     base_path: str
-    status: Literal["current", "deprecated", "retired"]
-    deprecation: str | None  # RFC 9745 date
-    sunset: str | None  # RFC 8594 date
+    base_parts: tuple[str, ...]
+    deprecation: float | None  # epoch seconds; from then on: Deprecation/Sunset/Link
+    sunset: float | None  # epoch seconds; from then on: 410 VERSION_RETIRED
     link: str | None  # migration guide
+    headers: tuple[tuple[bytes, bytes], ...]  # what a deprecated version's answers carry
+
+    def status(self, now: float) -> Literal["current", "deprecated", "retired"]:
+        if self.sunset is not None and now >= self.sunset:
+            return "retired"
+        if self.headers and (self.deprecation is None or now >= self.deprecation):
+            return "deprecated"
+        return "current"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +170,7 @@ class Surface:
     tables: Mapping[str, tuple[Route, ...]]
     versions: tuple[Version, ...]
     lists: Lists = field(default_factory=Lists)  # [lists]: page sizes (proxy.rewrite)
+    hosts: frozenset[str] = frozenset()  # [surface] hosts (lower-case); empty: every host
     _compiled: dict[tuple[str, str], RouteTable[Route]] = field(default_factory=dict, repr=False)
 
     def table_for(self, mount: Mount) -> RouteTable[Route]:
@@ -194,7 +208,7 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
         ),
     )  # fmt: skip
     s = r.table(d, "surface", "")
-    r.unknown_keys(s, "surface", ("name", "title", "version", "base_path"))
+    r.unknown_keys(s, "surface", ("name", "title", "version", "base_path", "hosts"))
     name = r.string(s, "name", "surface")
     base_path = r.string(s, "base_path", "surface")
     base_parts: tuple[str, ...] = ()
@@ -260,13 +274,8 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
             # A token would be checked and then not used: Magento sees a guest anyway.
             r.problem(f"mounts[{i}].auth", 'a credential = "none" mount needs auth "none"')
     indexed_endpoints = _load_endpoints(r, d)
-    versions = _load_versions(r, d)
-    if versions:
-        r.problem(
-            "versions",
-            "not available in this version: the edge does not serve a version's base_path "
-            "yet (its paths would answer 404)",
-        )
+    versions = _load_versions(r, d, "/" + "/".join(base_parts))
+    hosts = _load_hosts(r, s)
     check_shadowing(r, indexed_endpoints, indexed_mounts, tables)
     # Most specific prefix first: more literal segments, then more segments.
     mounts = tuple(m for _, m in sorted(indexed_mounts, key=lambda im: mount_order(im[1])))
@@ -297,6 +306,7 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
         tables=tables,
         versions=versions,
         lists=lists,
+        hosts=hosts,
     )
 
 
@@ -559,21 +569,73 @@ def _load_endpoints(r: Reader, d: dict[str, Any]) -> list[tuple[int, Endpoint]]:
     return out
 
 
-def _load_versions(r: Reader, d: dict[str, Any]) -> tuple[Version, ...]:
+def _load_versions(r: Reader, d: dict[str, Any], base_path: str) -> tuple[Version, ...]:
     out: list[Version] = []
+    claimed = {base_path: "surface.base_path"}
+    names: dict[str, str] = {}
     for _, w, v in r.array_of_tables(d, "versions", ""):
-        r.unknown_keys(v, w, ("name", "base_path", "status", "deprecation", "sunset", "link"))
+        r.unknown_keys(v, w, ("name", "base_path", "deprecation", "sunset", "link"))
+        name = r.string(v, "name", w)
+        if name in names:
+            r.problem(f"{w}.name", f'"{name}" is also {names[name]} ({r.where(names[name])})')
+        names[name] = w
+        parts: tuple[str, ...] = ()
+        try:
+            pattern = compile_pattern(r.string(v, "base_path", w) or "/")
+            if pattern.names or pattern.tail:
+                r.problem(f"{w}.base_path", "must not contain variables")
+            parts = tuple(p or "" for p in pattern.parts)
+        except PatternError as exc:
+            r.problem(f"{w}.base_path", str(exc))
+        path = "/" + "/".join(parts)
+        if path in claimed:
+            other = claimed[path]
+            r.problem(f"{w}.base_path", f'"{path}" is also {other} ({r.where(other)})')
+        claimed[path] = f"{w}.base_path"
+        deprecation = _when(r, v, "deprecation", w)
+        sunset = _when(r, v, "sunset", w)
+        if deprecation is not None and sunset is not None and sunset <= deprecation:
+            r.problem(f"{w}.sunset", "must come after deprecation")
+        link = r.string(v, "link", w, None)
+        if link is not None and not _LINK.fullmatch(link):
+            r.problem(f"{w}.link", f'"{link}" must be an http:// or https:// URL', near=link)
+        if link is None and (deprecation is not None or sunset is not None):
+            r.problem(w, "a version with a deprecation or sunset date needs a migration link")
+        if link is not None and "deprecation" not in v and "sunset" not in v:
+            r.problem(f"{w}.link", "is only sent once a version is deprecated: add its dates")
         out.append(
             Version(
-                name=r.string(v, "name", w),
-                base_path=r.string(v, "base_path", w),
-                status=r.string(v, "status", w, choices=("current", "deprecated", "retired")),
-                deprecation=r.string(v, "deprecation", w, None),
-                sunset=r.string(v, "sunset", w, None),
-                link=r.string(v, "link", w, None),
+                name=name,
+                base_path=path,
+                base_parts=parts,
+                deprecation=deprecation,
+                sunset=sunset,
+                link=link,
+                headers=versions.lifecycle_headers(deprecation, sunset, link),
             )
         )
     return tuple(out)
+
+
+def _when(r: Reader, table: dict[str, Any], key: str, where: str) -> float | None:
+    if key not in table:
+        return None
+    when = versions.parse_when(table[key])
+    if isinstance(when, str):
+        r.problem(f"{where}.{key}", when, near=table[key])
+        return None
+    return when
+
+
+def _load_hosts(r: Reader, s: dict[str, Any]) -> frozenset[str]:
+    hosts = [h.lower() for h in r.strings(s, "hosts", "surface")]
+    if "hosts" in s and not hosts:
+        r.problem("surface.hosts", "must name at least one host (leave it out for every host)")
+    for host in hosts:
+        problem = versions.host_problem(host)
+        if problem is not None:
+            r.problem("surface.hosts", problem, near=host)
+    return frozenset(h.rstrip(".") for h in hosts)
 
 
 def _unknown(kind: str, value: str, known: set[str]) -> str:

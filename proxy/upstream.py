@@ -24,6 +24,8 @@ from yarl import URL
 
 from .body import ClientGone, declared_length, iter_body, read_body
 from .config import Timeouts
+from .envelope import MAX_BYTES as MAX_ERROR_BYTES
+from .envelope import MagentoErrors
 from .errors import UpstreamTimeout, UpstreamUnavailable
 from .headers import response_headers
 from .types import Receive, Send
@@ -84,8 +86,10 @@ class UpstreamClient:
         send: Send,
         timeouts: Timeouts,
         extra_response_headers: Sequence[tuple[bytes, bytes]],
+        errors: MagentoErrors | None = None,
     ) -> int:
-        """Forward one request; returns the upstream status (for logs and metrics)."""
+        """Forward one request; returns the upstream status (for logs and metrics).
+        ``errors``: rewrite an error answer into the envelope (envelope surfaces only)."""
         session = self._session
         if session is None:
             raise RuntimeError("UpstreamClient.start() was not awaited")
@@ -148,6 +152,9 @@ class UpstreamClient:
                 )
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return status
+            if errors is not None and errors.wants(status, out_headers, length):
+                await self._answer_error(response, out_headers, errors, receive, send, body_done)
+                return status
             if length is not None and length <= _SMALL_BODY:
                 try:
                     body = await response.read()
@@ -163,6 +170,46 @@ class UpstreamClient:
             await send({"type": "http.response.start", "status": status, "headers": out_headers})
             await self._stream_response(response, receive, send, watch=body_done)
             return status
+
+    async def _answer_error(
+        self,
+        response: aiohttp.ClientResponse,
+        headers: list[tuple[bytes, bytes]],
+        errors: MagentoErrors,
+        receive: Receive,
+        send: Send,
+        watch: bool,
+    ) -> None:
+        """An error answer on an envelope surface: read up to the bound (whatever its
+        framing: Magento behind nginx often answers chunked), rewrite it if it is a
+        Magento error, else send it as it came; over the bound, stream the rest."""
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while size <= MAX_ERROR_BYTES:
+                chunk = await response.content.readany()
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout("The store's upstream stopped answering.") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable("The store's upstream broke off its answer.") from exc
+        status = response.status
+        body = b"".join(chunks)
+        if size > MAX_ERROR_BYTES:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            await self._stream_response(response, receive, send, watch=watch)
+            return
+        rewritten = errors.rewrite(status, body)
+        if rewritten is not None:
+            body = rewritten
+            headers = [(n, v) for n, v in headers if n != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
 
     async def _stream_response(
         self, response: aiohttp.ClientResponse, receive: Receive, send: Send, *, watch: bool

@@ -175,9 +175,11 @@ def running_edge(
     policy: Path | Sequence[Path] | None = None,
     ratelimit: str = "",
     cache_clock: Callable[[], float] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Iterator[Harness]:
     """``cache_clock``: the clock of the edge's key-store lookup cache, for tests that
-    drive its TTL (revocation seen after it) instead of sleeping through it."""
+    drive its TTL (revocation seen after it) instead of sleeping through it. ``clock``:
+    the edge's wall clock (version dates, token expiry)."""
     from magento_standin import create_standin
 
     standin = create_standin(
@@ -197,7 +199,7 @@ def running_edge(
             ratelimit=ratelimit,
         )
         config = load_config(path, env=env())
-        edge_app = Edge.from_config(config, SQLiteKeyStore(config.keystore_path or ""))
+        edge_app = Edge.from_config(config, SQLiteKeyStore(config.keystore_path or ""), clock=clock)
         if cache_clock is not None:
             # Edge wraps its store in a CachedKeyStore on the monotonic clock; swap in one on
             # the same store with the test's clock before the edge serves anything.

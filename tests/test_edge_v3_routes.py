@@ -242,7 +242,7 @@ def test_v3_refusals_send_nothing(edge: Harness) -> None:
     with edge.client() as c:
         anonymous = c.get(f"{V3}/orders")
     assert scope.status_code == 403 and write.status_code == 403
-    _envelope(scope, "FORBIDDEN")
+    _envelope(scope, "INSUFFICIENT_SCOPE")  # SPEC §4.2: a missing permission
     assert two_stores.status_code == 400
     assert "one store" in _envelope(two_stores, "BAD_REQUEST")["message"]
     assert anonymous.status_code == 401
@@ -369,7 +369,7 @@ def test_storefront_without_a_store_is_refused(
     with httpx.Client(base_url=edge.url) as c:
         r = c.post(f"{SF}/cart", headers=headers)
     assert r.status_code == status, r.text
-    _envelope(r, "NOT_FOUND" if status == 404 else "BAD_REQUEST")
+    _envelope(r, "RESOURCE_NOT_FOUND" if status == 404 else "BAD_REQUEST")
     assert _sent(edge, before) == []
 
 

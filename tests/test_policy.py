@@ -200,7 +200,10 @@ def test_unknown_keys_in_nested_tables(tmp_path: Path) -> None:
         + ROUTES.replace('resource = "orders" }', 'resource = "orders", acess = "read" }')
     )
     problems = _problems(_write(tmp_path, text))
-    _one(problems, r": surface\.basepath: unknown key \(known: base_path, name, title, version\)")
+    _one(
+        problems,
+        r": surface\.basepath: unknown key \(known: base_path, hosts, name, title, version\)",
+    )
     _one(problems, r": ratelimit\.tiers\.standard\.burts: unknown key")
     _one(problems, r": mounts\[0\]\.upstreams: unknown key")
     _one(problems, r": routes\.magento\[0\]\.acess: unknown key")
@@ -537,23 +540,7 @@ def test_leaked_tokens_endpoint_is_a_post_without_token_auth(tmp_path: Path) -> 
     ]
 
 
-def test_version_checks(tmp_path: Path) -> None:
-    text = MINIMAL + '\n[[versions]]\nname = "v0"\nbase_path = "/api/v0"\nstatus = "gone"\n'
-    problems = _problems(_write(tmp_path, text))
-    _one(
-        problems,
-        r':26: versions\[0\]\.status: unknown value "gone" \(known: current, deprecated, retired\)',
-    )
-    _one(problems, r":23: versions: not available in this version: the edge does not serve")
-
-
-def test_versions_are_refused_until_they_are_served(tmp_path: Path) -> None:
-    text = MINIMAL + '\n[[versions]]\nname = "v0"\nbase_path = "/api/v0"\nstatus = "retired"\n'
-    path = _write(tmp_path, text)
-    assert _problems(path) == [
-        f"{path}:23: versions: not available in this version: the edge does not serve a "
-        "version's base_path yet (its paths would answer 404)"
-    ]
+# Versions ([[versions]]) are tested in tests/test_versions.py.
 
 
 # -- a v3-shaped policy (SPEC §4.2) -------------------------------------------------------------
@@ -623,20 +610,19 @@ v3 = [
 [[versions]]
 name = "v2"
 base_path = "/api/v2"
-status = "deprecated"
-deprecation = "@1735689600"
-sunset = "Wed, 31 Dec 2025 23:59:59 GMT"
+deprecation = "2025-01-01"
+sunset = "2026-01-01"
 link = "https://developer.store.icu/migrate/v2-to-v3"
 
 [[versions]]
 name = "v1"
 base_path = "/api/v1"
-status = "retired"
+sunset = "2025-06-30"
 link = "https://developer.store.icu/migrate/v1-to-v3"
 """
 
 
-# What of the v3 surface this version serves: no JWT, scopes or versions yet.
+# What of the v3 surface this version serves: no JWT or scopes yet.
 V3_TODAY = V3[: V3.index("[auth]")] + V3[V3.index("[errors]") : V3.index("[[versions]]")]
 
 
@@ -645,8 +631,6 @@ def test_v3_shaped_policy_is_refused_naming_what_is_not_built(tmp_path: Path) ->
     assert _problems(path) == [
         f"{path}:10: auth.kind: {NO_JWT}",
         f"{path}:18: auth.scopes: scopes name grants of JWT access tokens: {NO_JWT}",
-        f"{path}:62: versions: not available in this version: the edge does not serve a "
-        "version's base_path yet (its paths would answer 404)",
     ]
 
 
