@@ -9,6 +9,7 @@ the response has started.
     ├── BadRequest            400  bad_request        (malformed path, header, body)
     ├── Unauthorized          401  unauthorized       (missing / invalid / revoked token)
     ├── Forbidden             403  forbidden          (token lacks the permission; route denied)
+    │   └── InsufficientScope 403  insufficient_scope (a JWT's scopes do not grant it)
     ├── NotFound              404  not_found          (no such route, or store hidden)
     ├── MethodNotAllowed      405  method_not_allowed
     ├── Conflict              409  idempotency_conflict (same key still in flight)
@@ -22,6 +23,7 @@ the response has started.
     ├── UpstreamCredentialUnavailable 503  upstream_credential_unavailable (no admin token)
     ├── LimiterUnavailable    503  rate_limiter_unavailable (on_backend_error = "deny")
     ├── KeyStoreUnavailable   503  keystore_unavailable (token store unreachable)
+    ├── TokenIssuerUnavailable 503 token_issuer_unavailable (no usable JWKS, issuer down)
     ├── IdempotencyUnavailable 503  idempotency_unavailable (idempotency backend unreachable)
     └── UpstreamTimeout       504  upstream_timeout
 
@@ -56,11 +58,13 @@ __all__ = [
     "Forbidden",
     "Gone",
     "IdempotencyUnavailable",
+    "InsufficientScope",
     "KeyStoreUnavailable",
     "LimiterUnavailable",
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
+    "TokenIssuerUnavailable",
     "TooManyRequests",
     "Unauthorized",
     "UnprocessableContent",
@@ -103,6 +107,12 @@ class Unauthorized(EdgeError):
 
 class Forbidden(EdgeError):
     status, code, title = 403, "forbidden", "Forbidden"
+
+
+class InsufficientScope(Forbidden):
+    """A JWT access token whose scopes do not grant the route (RFC 6750 §3.1)."""
+
+    code = "insufficient_scope"
 
 
 class NotFound(EdgeError):
@@ -157,6 +167,12 @@ class LimiterUnavailable(EdgeError):
 
 class KeyStoreUnavailable(EdgeError):
     status, code, title = 503, "keystore_unavailable", "Service Unavailable"
+
+
+class TokenIssuerUnavailable(EdgeError):
+    """The JWT issuer's keys cannot be fetched and the last good set is too old."""
+
+    status, code, title = 503, "token_issuer_unavailable", "Service Unavailable"
 
 
 class IdempotencyUnavailable(EdgeError):

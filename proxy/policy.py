@@ -302,9 +302,10 @@ def _load_jwt(r: Reader, auth_t: dict[str, Any], used: bool) -> JwtSettings | No
     for claim in _CLAIMS:
         if claim in claims_t:
             name = r.string(claims_t, claim, "auth.claims")
-            if not name:
+            if isinstance(claims_t[claim], str) and not name.strip():
                 r.problem(f"auth.claims.{claim}", "must name a claim")
-            claims[claim] = name
+            elif name:
+                claims[claim] = name
     return JwtSettings(issuer=issuer, claims=claims, where=r.where("auth.issuer"))
 
 
