@@ -27,6 +27,7 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cachetools import TLRUCache
 
@@ -35,9 +36,11 @@ from .backends.keystore.cached import CachedKeyStore
 from .config import Config, Issuer
 from .errors import InsufficientScope, TokenIssuerUnavailable
 from .grants import grants_allow
-from .jwt_auth import InvalidToken, IssuerUnavailable, JWTClaims, JWTVerifier, KeySet
 from .policy import Surface
 from .types import Access
+
+if TYPE_CHECKING:  # imported when a JWT surface exists: httpx (JWKS) loads only then
+    from .jwt_auth import JWTClaims, JWTVerifier, KeySet
 
 __all__ = ["JWTAuthenticator", "insufficient_scope", "scopes_granting"]
 
@@ -76,6 +79,8 @@ class JWTAuthenticator:
         for surface in config.surfaces:
             if surface.jwt is None:
                 continue
+            from .jwt_auth import JWTVerifier
+
             issuer = config.issuers[surface.jwt.issuer]  # load_config checked the name
             keys = self._keysets.get(issuer.name)
             if keys is None:
@@ -135,6 +140,8 @@ class JWTAuthenticator:
         )
 
     async def _verify(self, token: str, digest: bytes, surface: Surface) -> _Verified:
+        from .jwt_auth import InvalidToken, IssuerUnavailable
+
         try:
             claims = await self._verifiers[surface.name].verify(token)
         except InvalidToken as exc:
@@ -207,6 +214,8 @@ def _until_exp(_key: bytes, value: _Verified, _now: float) -> float:
 
 
 def _keyset(issuer: Issuer) -> KeySet:
+    from .jwt_auth import KeySet
+
     if issuer.jwks_file is not None:
         return KeySet(path=issuer.jwks_file)
     return KeySet(url=issuer.jwks_url, cooldown=issuer.refresh_cooldown, stale_for=issuer.stale_for)

@@ -25,7 +25,6 @@ from .backends import idempotency as _idempotency
 from .backends import keystore as _keystore
 from .backends import ratelimit as _ratelimit
 from .backends._classpath import is_class_path, load_class
-from .jwt_auth import DEFAULT_ALGORITHMS, FORBIDDEN_ALGORITHMS, KeySet
 from .policy import Surface, load_policy
 
 if TYPE_CHECKING:
@@ -128,7 +127,7 @@ class Issuer:
     jwks_file: Path | None
     refresh_cooldown: float = 30.0  # at most one refresh per this for unknown kids
     stale_for: float = 86400.0  # serve the last good key set this long when the issuer is down
-    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256", "EdDSA")
     leeway: float = 30.0  # seconds of clock skew allowed on exp/nbf/iat
 
 
@@ -279,6 +278,11 @@ def load_config(
     scanning_keys = _secret_scanning(r, d, base)
     issuers = _issuers(r, d, base)
     policy_problems.extend(_unknown_issuers(surfaces, issuers))
+    used = {s.jwt.issuer for s in surfaces if s.jwt is not None}
+    for name in issuers.keys() - used:
+        # A setting that loads is a setting that works: an issuer no policy names would
+        # look like accepted JWTs where none are.
+        r.problem(f"issuers.{name}", "no policy names this issuer (auth.issuer = ...)")
 
     problems = r.problems + policy_problems
     if problems:
@@ -600,7 +604,8 @@ def _check_surface_overlap(r: Reader, surfaces: list[Surface]) -> None:
             seen[p] = s.source.name
 
 
-_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")  # what jwt_auth can check a key type for
+# What jwt_auth can match to a key type (its DEFAULT_ALGORITHMS; a test keeps them equal).
+_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
 
 
 def _issuers(r: Reader, d: dict[str, Any], base: Path) -> dict[str, Issuer]:
@@ -619,17 +624,20 @@ def _issuers(r: Reader, d: dict[str, Any], base: Path) -> dict[str, Issuer]:
             _http_url(r, f"{w}.jwks_url", url)
         path: Path | None = None
         if rel is not None:
+            # Imported here: httpx (JWKS fetching) loads only for configs that use JWTs.
+            from .jwt_auth import KeySet
+
             path = base / rel
             try:
                 KeySet(path=path)  # reads and checks it now: a bad file is refused here
             except (OSError, ValueError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) else str(exc)
                 r.problem(f"{w}.jwks_file", f"cannot use {rel}: {reason}", near=rel)
-        algorithms = tuple(r.strings(t, "algorithms", w, list(DEFAULT_ALGORITHMS)))
+        algorithms = tuple(r.strings(t, "algorithms", w, list(_ALGORITHMS)))
         if not algorithms and "algorithms" in t:
             r.problem(f"{w}.algorithms", "must list at least one algorithm")
         for alg in algorithms:
-            if alg in FORBIDDEN_ALGORITHMS or alg.lower() == "none" or alg.upper().startswith("HS"):
+            if alg.lower() == "none" or alg.upper().startswith("HS"):
                 r.problem(
                     f"{w}.algorithms",
                     f'"{alg}" is never accepted for access tokens (no signature, or a shared '

@@ -177,15 +177,30 @@ def test_issuer_audience_and_a_http_jwks_url_are_required(tmp_path: Path) -> Non
     _one(problems, r':8: issuers\.storeicu\.jwks_url: "ftp://keys" must be an http')
 
 
+def test_an_issuer_no_policy_names_is_refused(tmp_path: Path) -> None:
+    path = _config(tmp_path, ISSUER + ISSUER.replace("storeicu]", "spare]"))
+    assert _problems(path) == [
+        f"{path}:13: issuers.spare: no policy names this issuer (auth.issuer = ...)"
+    ]
+
+
 def test_the_policy_must_name_a_config_issuer(tmp_path: Path) -> None:
     # Reported where the name is: the policy's auth.issuer line.
     path = _config(tmp_path, ISSUER.replace("[issuers.storeicu]", "[issuers.other]"))
     assert _problems(path) == [
+        f"{path}:8: issuers.other: no policy names this issuer (auth.issuer = ...)",
         'partner.toml:9: auth.issuer: unknown issuer "storeicu" '
-        "(known in config.toml [issuers]: other)"
+        "(known in config.toml [issuers]: other)",
     ]
     path = _config(tmp_path, "")
     assert _problems(path) == [
         'partner.toml:9: auth.issuer: unknown issuer "storeicu" '
         "(known in config.toml [issuers]: none defined)"
     ]
+
+
+def test_config_knows_the_verifiers_algorithms() -> None:
+    # config checks names without importing jwt_auth (httpx): the two lists must agree.
+    from proxy.config import _ALGORITHMS
+
+    assert _ALGORITHMS == DEFAULT_ALGORITHMS
