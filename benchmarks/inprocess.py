@@ -10,6 +10,13 @@ one process, rounds interleaved in alternating order: the same GET forwarded (up
 stubbed) and the same ``GET /stores`` answered, CPU µs per request for each, the median
 ratio and its spread over rounds.
 
+``--jwt`` compares, in one edge and one interleaved run, a PAT-authenticated forward on the
+v1 surface with a JWT-authenticated one (RS256, issuer keys from a file) on a v3-shaped
+surface, and prints what one signature check costs on its own (the cost the edge's
+verified-claims cache saves on every request after a token's first).
+
+    .venv/bin/python benchmarks/inprocess.py --jwt [--rounds 7] [-n 5000]
+
 CPU time (``time.process_time``) over many iterations, after a warm-up; the printed figures
 are per call. No wall-clock assertion anywhere: this prints, it does not judge.
 """
@@ -20,6 +27,7 @@ import argparse
 import asyncio
 import importlib.util
 import io
+import json
 import statistics
 import subprocess
 import sys
@@ -250,12 +258,122 @@ async def compare(rev: str, rounds: int, n: int) -> None:
             )
 
 
+JWT_POLICY = """
+resources = ["products"]
+[surface]
+name = "partner"
+base_path = "/api/v3"
+[auth]
+kind = "jwt"
+issuer = "bench"
+[auth.scopes]
+read_products = ["products:read"]
+[ratelimit]
+default_tier = "internal"
+[ratelimit.tiers.internal]
+rate = 1000000000
+period = 1
+burst = 1000000000
+[[mounts]]
+name = "v3"
+path = "/"
+target = "/rest/{store_code}/V1"
+routes = "v3"
+[routes]
+v3 = [{ method = "GET", path = "/products/{id}", resource = "products", target = "/products/{id}" }]
+"""
+
+
+async def jwt_vs_pat(directory: Path, rounds: int, n: int) -> None:
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwt.algorithms import RSAAlgorithm
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = {**RSAAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": "k1", "use": "sig"}
+    (directory / "jwks.json").write_text(json.dumps({"keys": [public]}))
+    (directory / "partner.toml").write_text(JWT_POLICY)
+    (directory / "config.toml").write_text(
+        CONFIG.replace(f'policies = ["{POLICY}"]', f'policies = ["{POLICY}", "partner.toml"]')
+        + '[issuers.bench]\nissuer = "https://auth.bench/"\naudience = "https://api.bench"\n'
+        'jwks_file = "jwks.json"\n'
+    )
+    config = load_config(directory / "config.toml", env={"BENCH_TOKEN": "x"})
+    keystore = SQLiteKeyStore(directory / "edge.db")
+    pat = generate_token()
+    record = TokenRecord(
+        id="tok_bench", name="bench", kind="live", stores=("acme",),
+        permissions={"products": "read"}, tier="internal",
+    )  # fmt: skip
+    await keystore.create(record, hash_token(pat))
+    edge = Edge.from_config(config, keystore)
+
+    async def stub_forward(**kwargs: Any) -> int:  # the upstream call is not measured
+        await kwargs["send"]({"type": "http.response.start", "status": 200, "headers": []})
+        await kwargs["send"]({"type": "http.response.body", "body": b"{}"})
+        return 200
+
+    edge.upstream.forward = stub_forward  # type: ignore[method-assign]
+    now = int(time.time())
+    token = jwt.encode(
+        {"iss": "https://auth.bench/", "aud": "https://api.bench", "exp": now + 3600,
+         "iat": now, "client_id": "bench", "store_id": "acme", "scope": "read_products",
+         "jti": "bench-1", "partner_tier": "internal"},
+        key, algorithm="RS256", headers={"kid": "k1"},
+    )  # fmt: skip
+    scopes = {
+        "PAT (v1 forward)": _scope(b"/api/v1/stores/acme/commerce/products/24-MB01", pat),
+        "JWT (v3 forward)": _scope(b"/api/v3/products/24-MB01", token),
+    }
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    for scope in scopes.values():
+        for _ in range(1000):
+            await edge(dict(scope), receive, send)
+    per: dict[str, list[float]] = {k: [] for k in scopes}
+    for r in range(rounds):
+        for label in list(scopes) if r % 2 == 0 else list(reversed(scopes)):
+            statuses.clear()
+            t = time.process_time()
+            for _ in range(n):
+                await edge(dict(scopes[label]), receive, send)
+            per[label].append((time.process_time() - t) / n * 1e6)
+            if set(statuses) != {200}:
+                raise SystemExit(f"{label}: statuses {sorted(set(statuses))}")
+    print(f"{rounds} interleaved rounds of {n} requests, CPU us per request (median, range):")
+    for label, values in per.items():
+        print(f"  {label:18} {statistics.median(values):7.2f} us  "
+              f"({min(values):.2f}-{max(values):.2f})")  # fmt: skip
+    verifier = edge.jwt._verifiers["partner"]  # the signature check alone
+    await verifier.verify(token)
+    m = max(200, n // 5)
+    t = time.process_time()
+    for _ in range(m):
+        await verifier.verify(token)
+    print(f"  {'RS256 verify alone':18} {_per_call(time.process_time() - t, m)}  "
+          "(paid once per token, then cached until its exp)")  # fmt: skip
+    await edge.jwt.close()
+    await edge.keystore.close()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--baseline", metavar="REV", help="compare with the edge at this revision")
+    p.add_argument("--jwt", action="store_true", help="JWT- vs PAT-authenticated requests")
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("-n", type=int, default=20000, help="requests per round and edge")
     args = p.parse_args()
+    if args.jwt:
+        with tempfile.TemporaryDirectory() as d:
+            asyncio.run(jwt_vs_pat(Path(d), max(2, args.rounds), max(100, args.n)))
+        return 0
     if args.baseline:
         asyncio.run(compare(args.baseline, max(2, args.rounds), max(100, args.n)))
         return 0

@@ -29,10 +29,19 @@ from .grants import parse_permission
 from .tokens import generate_token, hash_token, parse_token
 from .types import Access, TokenKind
 
-__all__ = ["NotFound", "UsageError", "accounts_command", "tokens_command"]
+__all__ = [
+    "REVOKE_JWT_DEFAULT_SECONDS",
+    "NotFound",
+    "UsageError",
+    "accounts_command",
+    "tokens_command",
+]
 
 # A token is 49 characters; reading more than this from stdin only finds garbage.
 _STDIN_LIMIT = 4096
+# revoke-jwt without --until: longer than an access token lives (RFC 9068 tokens are
+# minutes to hours), so the jti is denied until the token has expired anyway.
+REVOKE_JWT_DEFAULT_SECONDS = 24 * 3600
 
 
 class UsageError(Exception):
@@ -141,6 +150,8 @@ async def tokens_command(config: Config, store: KeyStore, args: argparse.Namespa
         return await _rotate(store, args)
     if command == "revoke":
         return await _revoke(store, args)
+    if command == "revoke-jwt":
+        return await _revoke_jwt(store, args)
     now = time.time()
     if command == "list":
         records = await store.list()
@@ -167,6 +178,25 @@ async def tokens_command(config: Config, store: KeyStore, args: argparse.Namespa
         _print_json(_token_view(await _token(store, args.token_id), now))
         return 0
     raise UsageError(f"unknown command tokens {command}")  # pragma: no cover - argparse
+
+
+async def _revoke_jwt(store: KeyStore, args: argparse.Namespace) -> int:
+    jti: str = args.jti
+    if not jti.strip():
+        raise UsageError("JTI is empty: give the token's jti claim")
+    now = time.time()
+    until: float = args.until if args.until is not None else now + REVOKE_JWT_DEFAULT_SECONDS
+    if until <= now:
+        raise UsageError(
+            f"--until {until:g} is already past: a token with that expiry is refused anyway; "
+            "nothing was revoked"
+        )
+    await store.revoke_jti(jti, until)
+    if args.json:
+        _print_json({"jti": jti, "revoked": True, "until": until, "until_iso": _iso(until)})
+    else:
+        print(f"revoked jti {jti} until {_iso(until)} (every replica within 1 s)")
+    return 0
 
 
 def _read_secret() -> str:

@@ -26,24 +26,35 @@ from .grants import effective_grants
 from .tokens import parse_token
 from .types import Access
 
-__all__ = ["Principal", "authenticate", "bearer_token"]
+__all__ = ["Principal", "authenticate", "bearer_token", "challenge"]
 
 _REALM = 'Bearer realm="magento-edge"'
 
 
 @dataclass(slots=True)  # not frozen: one is built per request, and frozen init is slow
 class Principal:
-    """An authenticated caller: its token's public id and what it may do now."""
+    """An authenticated caller: its token's public id and what it may do now. A personal
+    access token has its key-store ``record``; a JWT access token (``kind == "jwt"``,
+    :mod:`proxy.auth_jwt`) has none, and acts on one store for one ``client_id``."""
 
     token_id: str
-    kind: str
+    kind: str  # "live" | "test" (personal access tokens) | "jwt"
     stores: frozenset[str]  # the stores it can reach now
     permissions: Mapping[str, Access]  # the most it may do on any one store
     tier: str | None
-    record: TokenRecord
+    record: TokenRecord | None  # None: a JWT (nothing of it is stored)
     # Per store, what it may do there; None: ``permissions`` on every store in ``stores``.
     store_grants: Mapping[str, Mapping[str, Access]] | None = None
     account: AccountRecord | None = None
+    client_id: str | None = None  # a JWT's partner application ("client_id" claim)
+    store_id: str | None = None  # the one store a JWT acts on ("store_id" claim)
+
+    def reaches(self, environment: str) -> bool:
+        """Live tokens reach live stores, test tokens sandbox ones; a JWT's issuer chose
+        its store, whatever the environment."""
+        if self.kind == "jwt":
+            return True
+        return self.kind == ("test" if environment == "sandbox" else "live")
 
     def permissions_for(self, store_id: str | None) -> Mapping[str, Access]:
         """The effective grants on ``store_id`` (``None``: a route without a store)."""
@@ -52,7 +63,8 @@ class Principal:
         return self.store_grants.get(store_id, {})
 
 
-def _challenge(detail: str, *, sent: bool) -> Unauthorized:
+def challenge(detail: str, *, sent: bool) -> Unauthorized:
+    """401 with the RFC 6750 challenge: ``error="invalid_token"`` when a token was sent."""
     value = f'{_REALM}, error="invalid_token"' if sent else _REALM
     return Unauthorized(detail, headers={"WWW-Authenticate": value})
 
@@ -87,34 +99,34 @@ async def authenticate(
     """The caller behind ``headers``; ``client`` is its address (for IP allowlists)."""
     token = bearer_token(headers)
     if token is None:
-        raise _challenge(
+        raise challenge(
             "This API needs a bearer token: Authorization: Bearer soc_pat_...", sent=False
         )
     parsed = parse_token(token)
     if parsed is None:
-        raise _challenge(
+        raise challenge(
             "The bearer token is malformed (wrong prefix, length or checksum).", sent=True
         )
     record = await keystore.lookup(parsed.hash)
     if record is None:
-        raise _challenge("The bearer token is not known.", sent=True)
+        raise challenge("The bearer token is not known.", sent=True)
     if record.revoked:
         if (record.revoked_reason or "").startswith("leaked"):
-            raise _challenge(
+            raise challenge(
                 "The bearer token has been revoked because it was reported as leaked; "
                 "create a new one and keep it out of public places.",
                 sent=True,
             )
-        raise _challenge("The bearer token has been revoked.", sent=True)
+        raise challenge("The bearer token has been revoked.", sent=True)
     now = clock()
     if record.expires_at is not None and record.expires_at <= now:
         if record.replaced_by is not None:
-            raise _challenge(
+            raise challenge(
                 "The bearer token was rotated and its grace period has ended; "
                 "use the token that replaced it.",
                 sent=True,
             )
-        raise _challenge("The bearer token has expired.", sent=True)
+        raise challenge("The bearer token has expired.", sent=True)
     if record.allow_ips and not _address_allowed(client, record.allow_ips):
         raise Forbidden("This token may not be used from this network address.")
     account: AccountRecord | None = None
@@ -130,7 +142,7 @@ async def authenticate(
     else:
         account = await keystore.get_account(record.account_id)
         if account is None:
-            raise _challenge("The bearer token's account no longer exists.", sent=True)
+            raise challenge("The bearer token's account no longer exists.", sent=True)
         grants = effective_grants(record, account)
         widest: dict[str, Access] = {}
         for perms in grants.values():

@@ -22,7 +22,13 @@ from typing import Any
 
 from . import __version__
 from ._toml import ConfigError
-from .admin import NotFound, UsageError, accounts_command, tokens_command
+from .admin import (
+    REVOKE_JWT_DEFAULT_SECONDS,
+    NotFound,
+    UsageError,
+    accounts_command,
+    tokens_command,
+)
 from .config import load_config, unresolved_hosts
 from .errors import KeyStoreUnavailable
 
@@ -71,6 +77,19 @@ def parse_duration(text: str) -> int:
             "(to stop a token now, use tokens revoke)"
         )
     return seconds
+
+
+def parse_epoch(text: str) -> float:
+    """``1767225600`` (or with a fraction) → epoch seconds."""
+    try:
+        when = float(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'"{text}" is not a time in epoch seconds like 1767225600'
+        ) from None
+    if not 0 < when < 2**40:  # NaN and inf fail this too
+        raise argparse.ArgumentTypeError(f'"{text}" is not a usable epoch time')
+    return when
 
 
 def parse_grace(text: str) -> int:
@@ -243,6 +262,18 @@ def _parser() -> argparse.ArgumentParser:
         "the new token's expiry (default: the old token's expiry)",
     )
     _json(rotate, "print the new token's id, secret and fields as JSON")
+    revoke_jwt = _command(
+        tsub, "revoke-jwt", "deny a JWT access token by its jti claim, on every replica within 1 s"
+    )
+    _config(revoke_jwt)
+    revoke_jwt.add_argument("jti", metavar="JTI", help="the token's jti claim")
+    revoke_jwt.add_argument(
+        "--until", type=parse_epoch, metavar="EPOCH",
+        help="deny until this time (epoch seconds), when the token expires anyway "
+        f"(default: now + {REVOKE_JWT_DEFAULT_SECONDS // 3600} h, longer than any access "
+        "token the issuer should mint)",
+    )  # fmt: skip
+    _json(revoke_jwt, "print the outcome as JSON")
 
     accounts = _command(sub, "accounts", "accounts: owners of tokens and their ceilings")
     asub = accounts.add_subparsers(

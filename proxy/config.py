@@ -35,6 +35,7 @@ __all__ = [
     "AdminCredential",
     "BearerCredential",
     "Config",
+    "Issuer",
     "OAuth1Credential",
     "Store",
     "Timeouts",
@@ -118,6 +119,23 @@ class Upstream:
 
 
 @dataclass(frozen=True, slots=True)
+class Issuer:
+    """``[issuers.NAME]``: an OAuth 2.0 authorization server whose JWT access tokens a
+    ``auth.kind = "jwt"`` policy accepts (SPEC §4.2). Exactly one of ``jwks_url`` and
+    ``jwks_file`` is set; a file was read and found to hold a usable key at load."""
+
+    name: str
+    issuer: str  # must equal the token's "iss"
+    audience: str  # must be in the token's "aud"
+    jwks_url: str | None
+    jwks_file: Path | None
+    refresh_cooldown: float = 30.0  # at most one refresh per this for unknown kids
+    stale_for: float = 86400.0  # serve the last good key set this long when the issuer is down
+    algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256", "EdDSA")
+    leeway: float = 30.0  # seconds of clock skew allowed on exp/nbf/iat
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: Path
     host: str
@@ -146,11 +164,13 @@ class Config:
     # have to be recorded (above: not replayable, see README "Idempotency")
     idempotency_max_body_bytes: int = 1024 * 1024
     idempotency_max_record_bytes: int = 1024 * 1024
+    # [issuers.NAME]: who signs the JWT access tokens of auth.kind = "jwt" policies
+    issuers: Mapping[str, Issuer] = field(default_factory=dict)
 
 
 _TOP = (
     "server", "keystore", "ratelimit", "idempotency", "stores", "upstreams", "logging",
-    "secret_scanning",
+    "secret_scanning", "issuers",
 )  # fmt: skip
 
 
@@ -261,6 +281,13 @@ def load_config(
     access_log = r.boolean(logging_t, "access_log", "logging", True)
 
     scanning_keys = _secret_scanning(r, d, base)
+    issuers = _issuers(r, d, base)
+    policy_problems.extend(_unknown_issuers(surfaces, issuers))
+    used = {s.jwt.issuer for s in surfaces if s.jwt is not None}
+    for name in issuers.keys() - used:
+        # A setting that loads is a setting that works: an issuer no policy names would
+        # look like accepted JWTs where none are.
+        r.problem(f"issuers.{name}", "no policy names this issuer (auth.issuer = ...)")
 
     problems = r.problems + policy_problems
     if problems:
@@ -290,6 +317,7 @@ def load_config(
         access_log=access_log,
         keystore_prefix=ks_prefix,
         secret_scanning_keys=scanning_keys,
+        issuers=issuers,
     )
 
 
@@ -623,6 +651,80 @@ def _check_surface_overlap(r: Reader, surfaces: list[Surface]) -> None:
                         f"{where}",
                     )
             seen.setdefault(p, []).append(s)
+
+
+# What jwt_auth can match to a key type (its DEFAULT_ALGORITHMS; a test keeps them equal).
+_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
+
+
+def _issuers(r: Reader, d: dict[str, Any], base: Path) -> dict[str, Issuer]:
+    out: dict[str, Issuer] = {}
+    for name, w, t in r.named_tables(d, "issuers", ""):
+        r.unknown_keys(
+            t, w,
+            ("issuer", "audience", "jwks_url", "jwks_file", "refresh_cooldown_seconds",
+             "stale_for_seconds", "algorithms", "leeway_seconds"),
+        )  # fmt: skip
+        url = r.string(t, "jwks_url", w, None)
+        rel = r.string(t, "jwks_file", w, None)
+        if (url is None) == (rel is None):
+            r.problem(w, "needs exactly one of jwks_url and jwks_file")
+        if url is not None:
+            _http_url(r, f"{w}.jwks_url", url)
+        path: Path | None = None
+        if rel is not None:
+            # Imported here: httpx (JWKS fetching) loads only for configs that use JWTs.
+            from .jwt_auth import KeySet
+
+            path = base / rel
+            try:
+                KeySet(path=path)  # reads and checks it now: a bad file is refused here
+            except (OSError, ValueError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+                r.problem(f"{w}.jwks_file", f"cannot use {rel}: {reason}", near=rel)
+        algorithms = tuple(r.strings(t, "algorithms", w, list(_ALGORITHMS)))
+        if not algorithms and "algorithms" in t:
+            r.problem(f"{w}.algorithms", "must list at least one algorithm")
+        for alg in algorithms:
+            if alg.lower() == "none" or alg.upper().startswith("HS"):
+                r.problem(
+                    f"{w}.algorithms",
+                    f'"{alg}" is never accepted for access tokens (no signature, or a shared '
+                    "secret anyone with the public key would know)",
+                    near=alg,
+                )
+            elif alg not in _ALGORITHMS:
+                r.problem(
+                    f"{w}.algorithms",
+                    f'unknown algorithm "{alg}" (known: {", ".join(_ALGORITHMS)})',
+                    near=alg,
+                )
+        out[name] = Issuer(
+            name=name,
+            issuer=r.string(t, "issuer", w),
+            audience=r.string(t, "audience", w),
+            jwks_url=url,
+            jwks_file=path,
+            refresh_cooldown=float(r.number(t, "refresh_cooldown_seconds", w, 30, minimum=1)),
+            stale_for=float(r.number(t, "stale_for_seconds", w, 86400, minimum=0)),
+            algorithms=tuple(a for a in algorithms if a in _ALGORITHMS),
+            leeway=float(r.number(t, "leeway_seconds", w, 30, minimum=0)),
+        )
+    return out
+
+
+def _unknown_issuers(surfaces: list[Surface], issuers: Mapping[str, Issuer]) -> list[str]:
+    """A JWT policy's ``auth.issuer`` must name a config issuer (reported at the policy's
+    line: that is where the name is)."""
+    problems = []
+    for s in surfaces:
+        if s.jwt is not None and s.jwt.issuer and s.jwt.issuer not in issuers:
+            known = ", ".join(sorted(issuers)) or "none defined"
+            problems.append(
+                f'{s.jwt.where}: auth.issuer: unknown issuer "{s.jwt.issuer}" (known in '
+                f"config.toml [issuers]: {known})"
+            )
+    return problems
 
 
 def _secret_scanning(r: Reader, d: dict[str, Any], base: Path) -> dict[str, EllipticCurvePublicKey]:

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from . import versions
 from .auth import Principal
+from .auth_jwt import insufficient_scope
 from .config import Store
 from .errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, RouteNotImplemented
 from .grants import grants_allow
@@ -96,9 +97,12 @@ def resolve(surface: Surface, method: str, segments: Sequence[str]) -> Decision:
 def store_for(
     decision: Decision, principal: Principal | None, stores: Mapping[str, Store]
 ) -> Store | None:
-    """The store named in the path, if this caller may see it; 404 otherwise. A mount
-    without ``{store}`` takes the store from the principal when it reaches exactly one."""
+    """The store named in the path, if this caller may see it; 404 otherwise. A path
+    without a store (the v3 surface) is on the store a JWT names in its claims; a personal
+    token reaching exactly one store stands for that store there."""
     store_id = decision.store_id
+    if store_id is None and principal is not None:
+        store_id = principal.store_id  # None for personal tokens: no store
     if store_id is None:
         mount = decision.mount
         if principal is None or mount is None or "store" in mount.pattern.names:
@@ -123,20 +127,23 @@ def authorize(decision: Decision, principal: Principal, method: str, store: Stor
     route = decision.route
     if route is None or route.resource is None:
         return
-    if store is not None:
+    if store is not None and not principal.reaches(store.environment):
         wanted = "test" if store.environment == "sandbox" else "live"
-        if principal.kind != wanted:
-            raise Forbidden(
-                f"A {principal.kind} token cannot reach a {store.environment} store; "
-                f"use a soc_pat_{wanted}_ token."
-            )
+        raise Forbidden(
+            f"A {principal.kind} token cannot reach a {store.environment} store; "
+            f"use a soc_pat_{wanted}_ token."
+        )
     access = route.required_access(method)
     # Effective grants: the token's ∩ its account's current grants on this store.
     permissions = principal.permissions_for(store.id if store is not None else None)
     if not grants_allow(permissions, route.resource, access):
         required = f"{route.resource}:{access}"
-        if principal.account is not None and grants_allow(
-            principal.record.permissions, route.resource, access
+        if principal.kind == "jwt":  # RFC 6750 §3.1: name the scopes that would do
+            raise insufficient_scope(decision.surface, route.resource, access)
+        if (
+            principal.record is not None
+            and principal.account is not None
+            and grants_allow(principal.record.permissions, route.resource, access)
         ):
             raise Forbidden(
                 f"This token's account does not currently grant {required} on this store.",

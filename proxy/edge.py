@@ -33,6 +33,7 @@ from starlette.types import ASGIApp
 
 from . import endpoints, versions
 from .auth import authenticate
+from .auth_jwt import JWTAuthenticator
 from .backends.keystore import KeyLookup
 from .backends.keystore.cached import CachedKeyStore
 from .backends.ratelimit import RateLimiter, open_limiter
@@ -100,6 +101,8 @@ class Edge:
         self.upstream = upstream or UpstreamClient(max_connections=config.max_connections)
         self.clock = clock
         self._auths = {sid: auth_for(store, clock=clock) for sid, store in config.stores.items()}
+        # auth.kind = "jwt" surfaces (issue #11): their issuers' key sets and verifiers
+        self.jwt = JWTAuthenticator(config, clock=clock)
         self._origins = {
             sid: MagentoOrigin(store.magento_url, store.offloader_header)
             for sid, store in config.stores.items()
@@ -163,6 +166,7 @@ class Edge:
             await self.upstream.close()
             for auth in self._auths.values():
                 await auth.close()
+            await self.jwt.close()
             await self.keystore.close()
             if self.limiter is not None:
                 await self.limiter.close()
@@ -196,10 +200,14 @@ class Edge:
             ctx.decision = decision = resolve(surface, method, segments)
             if decision.endpoint is not None:
                 needs_auth = decision.endpoint.auth
+                kind = surface.auth
             else:
                 assert decision.mount is not None
-                needs_auth = (decision.mount.auth or surface.auth) != "none"
-            if needs_auth:
+                kind = decision.mount.auth or surface.auth
+                needs_auth = kind != "none"
+            if needs_auth and kind == "jwt":  # an OAuth 2.0 access token (auth_jwt)
+                ctx.principal = await self.jwt.authenticate(headers, surface, self.keystore)
+            elif needs_auth:
                 ctx.principal = await authenticate(
                     headers, self.keystore, client=fwd.client, clock=self.clock
                 )
@@ -289,8 +297,11 @@ class Edge:
         if principal is None:
             key = f"{surface.name}:ip:{ctx.fwd.client}"
             tier = surface.tiers[surface.default_tier]
+        elif principal.client_id is not None:  # a JWT: its partner application on its store
+            key = f"{surface.name}:client:{principal.client_id}:{principal.store_id}"
+            tier = surface.tiers.get(principal.tier or "") or surface.tiers[surface.default_tier]
         else:
-            account = principal.record.account_id
+            account = principal.record.account_id if principal.record else None
             if surface.limit_key == "account" and account:
                 key = f"{surface.name}:acct:{account}"
             else:

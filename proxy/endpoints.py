@@ -162,13 +162,14 @@ def _stores(config: Config, ctx: RequestContext) -> list[dict[str, Any]]:
     principal = ctx.principal
     assert principal is not None
     out = []
-    for store_id in principal.record.stores:  # the token's order
+    order = principal.record.stores if principal.record else sorted(principal.stores)
+    for store_id in order:  # the token's order
         if store_id not in principal.stores:
             continue  # its account no longer has this store
         store = config.stores.get(store_id)
         if store is None:
             continue  # a store removed from config since the token was made
-        if (store.environment == "sandbox") != (principal.kind == "test"):
+        if not principal.reaches(store.environment):
             continue  # live tokens never reach sandbox stores, nor test tokens live ones
         out.append(
             {

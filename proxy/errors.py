@@ -10,6 +10,7 @@ started.
     ├── BadRequest            400  bad_request        (malformed path, header, body)
     ├── Unauthorized          401  unauthorized       (missing / invalid / revoked token)
     ├── Forbidden             403  forbidden          (token lacks the permission; route denied)
+    │   └── InsufficientScope 403  insufficient_scope (a JWT's scopes do not grant it)
     ├── NotFound              404  not_found          (no such route, or store hidden)
     ├── MethodNotAllowed      405  method_not_allowed
     ├── Conflict              409  idempotency_conflict (same key still in flight)
@@ -24,6 +25,7 @@ started.
     ├── UpstreamCredentialUnavailable 503  upstream_credential_unavailable (no admin token)
     ├── LimiterUnavailable    503  rate_limiter_unavailable (on_backend_error = "deny")
     ├── KeyStoreUnavailable   503  keystore_unavailable (token store unreachable)
+    ├── TokenIssuerUnavailable 503 token_issuer_unavailable (no usable JWKS, issuer down)
     ├── IdempotencyUnavailable 503  idempotency_unavailable (idempotency backend unreachable)
     └── UpstreamTimeout       504  upstream_timeout
 
@@ -58,12 +60,14 @@ __all__ = [
     "Forbidden",
     "Gone",
     "IdempotencyUnavailable",
+    "InsufficientScope",
     "KeyStoreUnavailable",
     "LimiterUnavailable",
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
     "RouteNotImplemented",
+    "TokenIssuerUnavailable",
     "TooManyRequests",
     "Unauthorized",
     "UnprocessableContent",
@@ -120,6 +124,16 @@ class Forbidden(EdgeError):
         # A 403 that names the permission it lacks is the partner API's missing scope;
         # a denied route or the wrong environment is plainly forbidden.
         return "INSUFFICIENT_SCOPE" if "required" in self.extra else "FORBIDDEN"
+
+
+class InsufficientScope(Forbidden):
+    """A JWT access token whose scopes do not grant the route (RFC 6750 §3.1)."""
+
+    code = "insufficient_scope"
+    envelope = "INSUFFICIENT_SCOPE"
+
+    def envelope_code(self) -> str:
+        return self.envelope
 
 
 class NotFound(EdgeError):
@@ -195,6 +209,13 @@ class LimiterUnavailable(EdgeError):
 class KeyStoreUnavailable(EdgeError):
     status, code, title = 503, "keystore_unavailable", "Service Unavailable"
     envelope = "SERVICE_UNAVAILABLE"
+
+
+class TokenIssuerUnavailable(EdgeError):
+    """The JWT issuer's keys cannot be fetched and the last good set is too old."""
+
+    status, code, title = 503, "token_issuer_unavailable", "Service Unavailable"
+    envelope = "TOKEN_ISSUER_UNAVAILABLE"
 
 
 class IdempotencyUnavailable(EdgeError):

@@ -188,8 +188,11 @@ def _key_from(raw: bytes) -> str | None:
 
 def caller_of(principal: Principal) -> str:
     """Whose keys these are: the token's account (every token of it shares keys, as
-    Stripe scopes keys to the account), else the token itself."""
-    account = principal.record.account_id
+    Stripe scopes keys to the account), a JWT's partner application (its access tokens
+    are short-lived: a retry may carry the next one), else the token itself."""
+    if principal.client_id is not None:
+        return f"client:{principal.client_id}"
+    account = principal.record.account_id if principal.record else None
     return f"acct:{account}" if account else f"tok:{principal.token_id}"
 
 

@@ -174,6 +174,8 @@ class KeySet:
         for entry in doc["keys"]:
             if not isinstance(entry, Mapping) or entry.get("use", "sig") != "sig":
                 continue
+            if entry.get("kty") == "oct":
+                continue  # a shared secret has no place in a public key set: never used
             try:
                 key = jwt.PyJWK(dict(entry))
             except (jwt.PyJWTError, ValueError, TypeError, KeyError):

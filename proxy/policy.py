@@ -44,11 +44,8 @@ _HANDLERS = ("stores", "openapi", "leaked_tokens")
 _HANDLER_METHODS = {"stores": "GET", "openapi": "GET", "leaked_tokens": "POST"}
 # A version's migration link goes into a Link header: no spaces, quotes or angle brackets.
 _LINK = re.compile(r"https?://[^\s<>\"]+")
-# The JWT issue builds these; until then a policy asking for them is refused, never
-# quietly served with personal access tokens instead.
-_JWT_NOT_YET = (
-    'JWT access tokens are not available in this version (use "pat", or "none" for no auth)'
-)
+# Claims a policy may rename under [auth.claims] (SPEC §4.2; iss/aud/exp/nbf/iat are fixed).
+_CLAIMS = ("scope", "scp", "store_id", "client_id", "partner_tier", "jti")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +113,12 @@ class Endpoint:
 
 @dataclass(frozen=True, slots=True)
 class JwtSettings:
-    issuer: str
-    audience: str
-    jwks_url: str
-    algorithms: tuple[str, ...]
-    store_claim: str
+    """``auth.kind = "jwt"``: which ``config.toml`` issuer verifies the surface's tokens
+    (checked against config by :func:`proxy.config.load_config`) and claim renames."""
+
+    issuer: str  # a name in config [issuers]
+    claims: Mapping[str, str]  # SPEC claim name -> the name this issuer uses
+    where: str  # file:line of auth.issuer, for config's cross-check
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,20 +224,16 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
     known = set(resources)
 
     auth_t = r.table(d, "auth", "")
-    r.unknown_keys(auth_t, "auth", ("kind", "jwt", "scopes"))
+    r.unknown_keys(auth_t, "auth", ("kind", "issuer", "claims", "scopes", "jwt"))
     auth: AuthKind = r.string(auth_t, "kind", "auth", "pat", choices=("pat", "jwt", "none"))
-    if auth == "jwt":
-        r.problem("auth.kind", _JWT_NOT_YET)
-    jwt = _load_jwt(r, auth_t) if auth == "jwt" or "jwt" in auth_t else None
-    if auth == "jwt" and jwt is None:
-        r.problem("auth.jwt", 'is required when auth.kind is "jwt"')
-    if "jwt" in auth_t and auth != "jwt":
-        r.problem("auth.jwt", 'is only read with auth.kind = "jwt"')
-    # Parsed and checked so far, but nothing acts on them yet: loading them would claim
-    # a behaviour the edge does not have (SPEC §2).
-    if "scopes" in auth_t:
-        r.problem("auth.scopes", "scopes name grants of JWT access tokens: " + _JWT_NOT_YET)
+    raw_mounts = d.get("mounts")
+    jwt_mount = isinstance(raw_mounts, list) and any(
+        isinstance(m, dict) and m.get("auth") == "jwt" for m in raw_mounts
+    )
+    jwt = _load_jwt(r, auth_t, auth == "jwt" or jwt_mount)
     scopes = _load_scopes(r, auth_t, known)
+    if jwt is not None and not scopes:
+        r.problem("auth.scopes", "JWT access tokens need [auth.scopes]: scope name -> grants")
 
     err = r.table(d, "errors", "")
     r.unknown_keys(err, "errors", ("style", "type_base"))
@@ -310,23 +304,32 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
     )
 
 
-def _load_jwt(r: Reader, auth_t: dict[str, Any]) -> JwtSettings | None:
-    j = r.table(auth_t, "jwt", "auth")
-    if not j:
+def _load_jwt(r: Reader, auth_t: dict[str, Any], used: bool) -> JwtSettings | None:
+    """``auth.issuer`` and ``[auth.claims]``; only with JWTs in use (``used``), so that a
+    setting that loads is one the edge acts on (SPEC §2)."""
+    if "jwt" in auth_t:
+        r.problem(
+            "auth.jwt",
+            "the issuer is deployment data: define it in config.toml [issuers.NAME] "
+            "(issuer, audience, jwks_url) and name it here with auth.issuer",
+        )
+    if not used:
+        for key in ("issuer", "claims", "scopes"):
+            if key in auth_t:
+                r.problem(f"auth.{key}", 'is only read with auth.kind = "jwt" (or a jwt mount)')
         return None
-    w = "auth.jwt"
-    r.unknown_keys(j, w, ("issuer", "audience", "jwks_url", "algorithms", "store_claim"))
-    algorithms = tuple(r.strings(j, "algorithms", w, ["RS256"]))
-    for alg in algorithms:
-        if alg.lower() == "none" or alg.startswith("HS"):
-            r.problem(f"{w}.algorithms", f'"{alg}" is not allowed for access tokens', near=alg)
-    return JwtSettings(
-        issuer=r.string(j, "issuer", w),
-        audience=r.string(j, "audience", w),
-        jwks_url=r.string(j, "jwks_url", w),
-        algorithms=algorithms,
-        store_claim=r.string(j, "store_claim", w, "store_id"),
-    )
+    issuer = r.string(auth_t, "issuer", "auth")
+    claims_t = r.table(auth_t, "claims", "auth")
+    r.unknown_keys(claims_t, "auth.claims", _CLAIMS)
+    claims: dict[str, str] = {}
+    for claim in _CLAIMS:
+        if claim in claims_t:
+            name = r.string(claims_t, claim, "auth.claims")
+            if isinstance(claims_t[claim], str) and not name.strip():
+                r.problem(f"auth.claims.{claim}", "must name a claim")
+            elif name:
+                claims[claim] = name
+    return JwtSettings(issuer=issuer, claims=claims, where=r.where("auth.issuer"))
 
 
 def _parse_grant(r: Reader, where: str, text: str, known: set[str]) -> tuple[str, Access] | None:
@@ -501,8 +504,6 @@ def _load_mounts(
                 if meth not in _METHODS:
                     r.problem(f"{w}.methods", f'unknown method "{meth}"', near=meth)
         auth = r.string(m, "auth", w, None, choices=("pat", "jwt", "none"))
-        if auth == "jwt":
-            r.problem(f"{w}.auth", _JWT_NOT_YET)
         upstream = r.string(m, "upstream", w, "magento")
         credential = r.string(m, "credential", w, "store", choices=("store", "none"))
         if credential == "none":

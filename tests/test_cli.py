@@ -400,3 +400,59 @@ def test_exit_codes_and_secret_stdin_as_a_process(config: Path, tmp_path: Path) 
     assert _cli(config, "check").returncode == 0
     version = _cli(None, "--version")
     assert version.returncode == 0 and version.stdout.startswith("magento-edge ")
+
+
+# -- tokens revoke-jwt (SPEC §4.2) ------------------------------------------------------------
+
+
+def _jti_revoked(config: Path, jti: str) -> bool:
+    import asyncio
+
+    from proxy.backends.keystore.sqlite import SQLiteKeyStore
+
+    store = SQLiteKeyStore(config.parent / "edge.db")
+    try:
+        return asyncio.run(store.jti_revoked(jti))
+    finally:
+        asyncio.run(store.close())
+
+
+def test_revoke_jwt_denies_the_jti_for_a_day_by_default(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = time.time()
+    code, out, _ = _run(capsys, "tokens", "revoke-jwt", "--config", str(config), "--json", "j-1")
+    assert code == 0
+    doc = json.loads(out)
+    assert (doc["jti"], doc["revoked"]) == ("j-1", True)
+    assert before + 86400 <= doc["until"] <= time.time() + 86400
+    assert doc["until_iso"].endswith("Z")
+    assert _jti_revoked(config, "j-1") and not _jti_revoked(config, "j-2")
+
+
+def test_revoke_jwt_until_an_epoch(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    until = int(time.time()) + 120
+    code, out, _ = _run(
+        capsys, "tokens", "revoke-jwt", "--config", str(config), "j-3", "--until", str(until)
+    )
+    assert code == 0
+    assert out.startswith("revoked jti j-3 until ")
+    assert _jti_revoked(config, "j-3")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["j", "--until", "yesterday"], "is not a time in epoch seconds"),
+        (["j", "--until", "nan"], "is not a usable epoch time"),
+        (["j", "--until", "1000"], "is already past"),
+        (["  "], "JTI is empty"),
+    ],
+)
+def test_revoke_jwt_usage_errors_exit_2_and_revoke_nothing(
+    config: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, _, err = _run(capsys, "tokens", "revoke-jwt", "--config", str(config), *argv)
+    assert code == 2
+    assert message in err
+    assert not _jti_revoked(config, "j")

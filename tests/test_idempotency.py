@@ -126,12 +126,16 @@ def test_caller_is_the_account_else_the_token() -> None:
 
     class P:
         token_id = "tok_1"
-        record = Rec()
+        record: Rec | None = Rec()
+        client_id: str | None = None
 
     p: Any = P()
     assert caller_of(p) == "tok:tok_1"
     p.record.account_id = "acc_9"
     assert caller_of(p) == "acct:acc_9"
+    # A JWT: its partner application, whichever short-lived token a retry carries.
+    p.record, p.client_id, p.token_id = None, "partner-app", "jwt:partner-app:j1"
+    assert caller_of(p) == "client:partner-app"
 
 
 def test_request_target_is_store_path_and_query_as_sent() -> None:

@@ -438,62 +438,83 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
 JWT = """
 [auth]
 kind = "jwt"
+issuer = "storeicu"
 
-[auth.jwt]
-issuer = "https://id.example"
-audience = "api"
-jwks_url = "https://id.example/.well-known/jwks.json"
+[auth.scopes]
+read_orders = ["orders:read"]
+admin = ["*:write"]
 """
 
 
-NO_JWT = 'JWT access tokens are not available in this version (use "pat", or "none" for no auth)'
-
-
-@pytest.mark.parametrize("alg", ["none", "None", "NONE", "HS256", "HS384", "HS512"])
-def test_jwt_algorithms_refuse_none_and_hmac(tmp_path: Path, alg: str) -> None:
-    text = HEAD + JWT + f'algorithms = ["RS256", "{alg}"]\n' + MOUNT + ROUTES
-    problems = _problems(_write(tmp_path, text))
-    _one(problems, rf':17: auth\.jwt\.algorithms: "{alg}" is not allowed for access tokens')
-    assert len(problems) == 2  # and the kind itself, below
-
-
-def test_jwt_is_refused_until_it_is_built(tmp_path: Path) -> None:
-    # Accepting it would serve the surface with personal access tokens instead: a setting
-    # that loads but does not work (SPEC §2).
+def test_jwt_policy_loads_naming_its_config_issuer(tmp_path: Path) -> None:
     path = _write(tmp_path, HEAD + JWT + MOUNT + ROUTES)
-    assert _problems(path) == [f"{path}:11: auth.kind: {NO_JWT}"]
+    s = load_policy(path)
+    assert s.auth == "jwt"
+    assert s.jwt is not None
+    assert (s.jwt.issuer, dict(s.jwt.claims), s.jwt.where) == ("storeicu", {}, f"{path}:12")
+    assert s.scopes == {"read_orders": (("orders", "read"),), "admin": (("*", "write"),)}
 
 
-def test_a_jwt_mount_is_refused_until_it_is_built(tmp_path: Path) -> None:
-    path = _write(
-        tmp_path, MINIMAL.replace('routes = "magento"', 'routes = "magento"\nauth = "jwt"')
-    )
-    assert _problems(path) == [f"{path}:15: mounts[0].auth: {NO_JWT}"]
+def test_jwt_claims_may_be_renamed(tmp_path: Path) -> None:
+    text = HEAD + JWT + '\n[auth.claims]\nstore_id = "https://store.icu/store"\nscp = "roles"\n'
+    s = load_policy(_write(tmp_path, text + MOUNT + ROUTES))
+    assert s.jwt is not None
+    assert dict(s.jwt.claims) == {"store_id": "https://store.icu/store", "scp": "roles"}
 
 
-def test_jwt_settings_without_the_jwt_kind_are_refused(tmp_path: Path) -> None:
-    text = HEAD + JWT.replace('kind = "jwt"', 'kind = "pat"') + MOUNT + ROUTES
-    path = _write(tmp_path, text)
-    assert _problems(path) == [f'{path}:13: auth.jwt: is only read with auth.kind = "jwt"']
+def test_jwt_claim_renames_are_checked(tmp_path: Path) -> None:
+    text = HEAD + JWT + '\n[auth.claims]\nstore = "sid"\njti = ""\nscope = 3\n'
+    problems = _problems(_write(tmp_path, text + MOUNT + ROUTES))
+    _one(problems, r":19: auth\.claims\.store: unknown key \(known: client_id, jti, partner_tier")
+    _one(problems, r":20: auth\.claims\.jti: must name a claim")
+    _one(problems, r":21: auth\.claims\.scope: must be a string, got an integer")
+    assert len(problems) == 3
 
 
-def test_jwt_kind_needs_jwt_settings(tmp_path: Path) -> None:
+def test_the_old_inline_jwt_table_points_to_config_issuers(tmp_path: Path) -> None:
+    # The issuer is deployment data (SPEC §4.2): an inline [auth.jwt] is refused, saying where.
+    text = HEAD + JWT + '\n[auth.jwt]\nissuer = "https://id.example"\n' + MOUNT + ROUTES
+    problems = _problems(_write(tmp_path, text))
+    _one(problems, r":18: auth\.jwt: the issuer is deployment data: define it in config\.toml")
+    assert len(problems) == 1
+
+
+def test_jwt_kind_needs_an_issuer_and_scopes(tmp_path: Path) -> None:
     text = HEAD + '\n[auth]\nkind = "jwt"\n' + MOUNT + ROUTES
     problems = _problems(_write(tmp_path, text))
-    _one(problems, r':10: auth\.jwt: is required when auth\.kind is "jwt"')
-    _one(problems, r":11: auth\.kind: JWT access tokens are not available in this version")
+    _one(problems, r":10: auth\.issuer: is required")
+    _one(problems, r":10: auth\.scopes: JWT access tokens need \[auth\.scopes\]")
+    assert len(problems) == 2
 
 
-def test_jwt_settings_need_issuer_audience_and_jwks(tmp_path: Path) -> None:
-    text = HEAD + '\n[auth]\nkind = "jwt"\n[auth.jwt]\nstore_claim = "sid"\n' + MOUNT + ROUTES
-    problems = _problems(_write(tmp_path, text))
-    for key in ("issuer", "audience", "jwks_url"):
-        _one(problems, rf"auth\.jwt\.{key}: is required")
+def test_jwt_settings_without_jwt_in_use_are_refused(tmp_path: Path) -> None:
+    # A setting that loads is a setting that works (SPEC §2): with personal tokens only,
+    # an issuer, claim renames or scopes would never be read.
+    text = HEAD + JWT.replace('kind = "jwt"', 'kind = "pat"') + '[auth.claims]\njti = "id"\n'
+    path = _write(tmp_path, text + MOUNT + ROUTES)
+    problems = _problems(path)
+    _one(problems, r':12: auth\.issuer: is only read with auth\.kind = "jwt"')
+    _one(problems, r':14: auth\.scopes: is only read with auth\.kind = "jwt"')
+    _one(problems, r':17: auth\.claims: is only read with auth\.kind = "jwt"')
+    assert len(problems) == 3
+
+
+def test_a_jwt_mount_on_a_pat_surface_uses_the_surface_issuer(tmp_path: Path) -> None:
+    text = HEAD + JWT.replace('kind = "jwt"', 'kind = "pat"') + MOUNT + ROUTES
+    text = text.replace('routes = "magento"', 'routes = "magento"\nauth = "jwt"')
+    s = load_policy(_write(tmp_path, text))
+    assert s.auth == "pat" and s.mounts[0].auth == "jwt"
+    assert s.jwt is not None and s.jwt.issuer == "storeicu"
+    # Without the issuer, the jwt mount cannot be served.
+    bare = HEAD + MOUNT.replace('routes = "magento"', 'routes = "magento"\nauth = "jwt"') + ROUTES
+    problems = _problems(_write(tmp_path, bare, "bare.toml"))
+    _one(problems, r"auth\.issuer: is required")
 
 
 def test_scope_grants_are_checked(tmp_path: Path) -> None:
     text = (
-        HEAD + '\n[auth.scopes]\nok = ["orders:read", "*:write"]\nbad = ["orders", "order:read", '
+        HEAD + '\n[auth]\nkind = "jwt"\nissuer = "x"\n'
+        '\n[auth.scopes]\nok = ["orders:read", "*:write"]\nbad = ["orders", "order:read", '
         '"orders:admin"]\nnotalist = "orders:read"\n' + MOUNT + ROUTES
     )
     problems = _problems(_write(tmp_path, text))
@@ -501,8 +522,7 @@ def test_scope_grants_are_checked(tmp_path: Path) -> None:
     _one(problems, r'auth\.scopes\.bad: unknown resource "order" \(known: orders, products\)')
     _one(problems, r'auth\.scopes\.bad: "orders:admin" must be RESOURCE:read')
     _one(problems, r"auth\.scopes\.notalist: must be a list of RESOURCE:read\|write strings")
-    _one(problems, r":10: auth\.scopes: scopes name grants of JWT access tokens: JWT access")
-    assert len(problems) == 5
+    assert len(problems) == 4
 
 
 # -- endpoints and versions --------------------------------------------------------------------
@@ -556,12 +576,10 @@ base_path = "/api/v3"
 
 [auth]
 kind = "jwt"
+issuer = "storeicu"
 
-[auth.jwt]
-issuer = "https://auth.store.icu"
-audience = "https://api.store.icu"
-jwks_url = "https://auth.store.icu/.well-known/jwks.json"
-store_claim = "store"
+[auth.claims]
+store_id = "store"
 
 [auth.scopes]
 read_products = ["products:read"]
@@ -622,16 +640,13 @@ link = "https://developer.store.icu/migrate/v1-to-v3"
 """
 
 
-# What of the v3 surface this version serves: no JWT or scopes yet.
-V3_TODAY = V3[: V3.index("[auth]")] + V3[V3.index("[errors]") : V3.index("[[versions]]")]
+# The whole v3 surface loads: JWT auth, scopes and versions are all built.
+V3_TODAY = V3
 
 
-def test_v3_shaped_policy_is_refused_naming_what_is_not_built(tmp_path: Path) -> None:
-    path = _write(tmp_path, V3, "storeicu.toml")
-    assert _problems(path) == [
-        f"{path}:10: auth.kind: {NO_JWT}",
-        f"{path}:18: auth.scopes: scopes name grants of JWT access tokens: {NO_JWT}",
-    ]
+def test_v3_shaped_policy_loads_its_versions(tmp_path: Path) -> None:
+    s = load_policy(_write(tmp_path, V3, "storeicu.toml"))
+    assert [(v.name, v.base_path) for v in s.versions] == [("v2", "/api/v2"), ("v1", "/api/v1")]
 
 
 def test_v3_shaped_policy_loads_without_what_is_not_built(tmp_path: Path) -> None:
@@ -642,7 +657,11 @@ def test_v3_shaped_policy_loads_without_what_is_not_built(tmp_path: Path) -> Non
         "3.0.0",
         "/api/v3",
     )
-    assert (s.auth, s.jwt, s.scopes, s.versions) == ("pat", None, {}, ())
+    assert (s.auth, len(s.versions)) == ("jwt", 2)
+    assert s.jwt is not None
+    assert (s.jwt.issuer, dict(s.jwt.claims)) == ("storeicu", {"store_id": "store"})
+    assert s.scopes["admin"] == (("*", "write"),)
+    assert s.scopes["read_products"] == (("products", "read"),)
     assert s.error_style == "envelope"
     assert s.header_style == "x-rate-limit"
     assert set(s.tiers) == {"standard", "gold", "platinum"}

@@ -56,6 +56,9 @@ class LookupOnly:
     async def revoke(self, token_id: str, reason: str | None = None) -> bool:
         return False
 
+    async def jti_revoked(self, jti: str) -> bool:
+        return False
+
     async def close(self) -> None:
         return None
 

@@ -112,7 +112,8 @@ def test_the_factories_take_a_class_path_too(tmp_path: Path) -> None:
         ("keystore", f"{MOD}:Missing", f"module {MOD} has no Missing"),
         ("keystore", f"{MOD}:NOT_A_CLASS", "is not a class"),
         ("keystore", f"{MOD}:LookupOnly", "does not implement KeyStore: missing or not async: "
-         "create, create_account, get, list, list_accounts, retire, set_account_grants"),
+         "create, create_account, get, list, list_accounts, retire, revoke_jti, "
+         "set_account_grants"),
         ("ratelimit", f"{MOD}:SyncLimiter", "does not implement RateLimiter: missing or not "
          "async: hit"),
         ("ratelimit", f"{MOD}:NeedsArguments", "must be constructible with no arguments"),

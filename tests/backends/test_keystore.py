@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import sys
+import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
@@ -126,6 +127,53 @@ async def test_revoke(keystore: KeyStore) -> None:
     assert other is not None and other.revoked is False
     # Revoking again is still "found".
     assert await keystore.revoke("tok_a") is True
+
+
+# -- the JWT deny list (jti) ------------------------------------------------------------
+
+
+async def test_a_revoked_jti_is_denied_until_its_time(keystore: KeyStore) -> None:
+    now = time.time()
+    assert await keystore.jti_revoked("jti-1") is False
+    await keystore.revoke_jti("jti-1", now + 3600)
+    assert await keystore.jti_revoked("jti-1") is True
+    # Per jti: another is untouched; a jti is an exact string, not a prefix.
+    assert await keystore.jti_revoked("jti-2") is False
+    assert await keystore.jti_revoked("jti-") is False
+
+
+async def test_a_jti_past_its_until_is_not_denied(keystore: KeyStore) -> None:
+    # The token has expired anyway: the entry must not deny (nor linger) after that.
+    await keystore.revoke_jti("old", time.time() - 1)
+    assert await keystore.jti_revoked("old") is False
+
+
+async def test_revoking_a_jti_again_keeps_the_later_until(keystore: KeyStore) -> None:
+    now = time.time()
+    await keystore.revoke_jti("jti-1", now + 3600)
+    await keystore.revoke_jti("jti-1", now - 10)  # an earlier time must not shorten it
+    assert await keystore.jti_revoked("jti-1") is True
+    await keystore.revoke_jti("jti-2", now - 10)
+    await keystore.revoke_jti("jti-2", now + 3600)  # a later time extends it
+    assert await keystore.jti_revoked("jti-2") is True
+
+
+async def test_jti_values_are_data_not_syntax(keystore: KeyStore) -> None:
+    hostile = ["a'; DROP TABLE revoked_jtis; --", "*", "j:x", "ünï \x00code", "x" * 2000]
+    until = time.time() + 60
+    for jti in hostile:
+        await keystore.revoke_jti(jti, until)
+    for jti in hostile:
+        assert await keystore.jti_revoked(jti) is True
+    assert await keystore.jti_revoked("x") is False
+
+
+async def test_revoked_jtis_and_tokens_do_not_mix(keystore: KeyStore) -> None:
+    await keystore.create(_record("tok_a"), "a" * 64)
+    await keystore.revoke_jti("tok_a", time.time() + 60)
+    got = await keystore.get("tok_a")
+    assert got is not None and got.revoked is False
+    assert await keystore.jti_revoked("a" * 64) is False
 
 
 async def test_created_revoked_record_stays_revoked(keystore: KeyStore) -> None:
@@ -322,6 +370,8 @@ class CountingStore:
         self.uses: list[dict[str, float]] = []
         self.fail_writes = False
         self.closed = False
+        self.revoked_jtis: set[str] = set()
+        self.jti_lookups: list[str] = []
 
     async def lookup(self, token_hash: str) -> TokenRecord | None:
         self.lookups.append(token_hash)
@@ -335,6 +385,10 @@ class CountingStore:
         if self.fail_writes:
             raise KeyStoreUnavailable("down")
         self.uses.append(dict(uses))
+
+    async def jti_revoked(self, jti: str) -> bool:
+        self.jti_lookups.append(jti)
+        return jti in self.revoked_jtis
 
     async def close(self) -> None:
         self.closed = True
@@ -410,6 +464,31 @@ async def test_cache_over_a_real_store_sees_revocation(keystore: KeyStore) -> No
     clock.now += 2
     third = await cached.lookup("9" * 64)
     assert third is not None and third.revoked
+
+
+async def test_cached_jti_answers_are_trusted_for_at_most_the_ttl() -> None:
+    # The same ≤ 1 s bound as PAT revocation (SPEC §4.2, §5), misses and hits alike.
+    store, clock = CountingStore(), FakeClock()
+    cached = CachedKeyStore(store, clock=clock)  # type: ignore[arg-type]
+    for _ in range(3):
+        assert await cached.jti_revoked("j1") is False
+    assert store.jti_lookups == ["j1"]
+    store.revoked_jtis.add("j1")
+    clock.now += 0.5
+    assert await cached.jti_revoked("j1") is False  # still the cached answer
+    clock.now += 0.5
+    assert await cached.jti_revoked("j1") is True
+    assert store.jti_lookups == ["j1", "j1"]
+
+
+async def test_cache_over_a_real_store_sees_a_revoked_jti(keystore: KeyStore) -> None:
+    clock = FakeClock()
+    cached = CachedKeyStore(keystore, ttl=1.0, clock=clock)
+    assert await cached.jti_revoked("j") is False
+    await keystore.revoke_jti("j", time.time() + 60)
+    assert await cached.jti_revoked("j") is False
+    clock.now += 1.0
+    assert await cached.jti_revoked("j") is True
 
 
 async def test_cache_close_closes_the_store() -> None:

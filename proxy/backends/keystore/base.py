@@ -8,6 +8,10 @@ so it rarely touches the store at all. :class:`KeyStore` adds what administratio
 (:mod:`.sqlite`, embedded default) and ``redis`` (:mod:`.redis`, many replicas), or an
 operator's own class. A key store holds hashes, never tokens.
 
+JWT access tokens are not stored (their issuer signs them); the store keeps only the deny
+list of revoked ``jti`` values, each until the token would have expired anyway, so it
+reaches every replica within the same bound as a revoked personal token.
+
 Tokens and accounts share one store (not an ``AccountStore`` beside it) on purpose: a
 token names its account by id, both must be seen by every replica within the same bound,
 and one backend setting must not be able to put them in different places.
@@ -111,6 +115,10 @@ class KeyLookup(Protocol):
         keeps the first reason."""
         ...
 
+    async def jti_revoked(self, jti: str) -> bool:
+        """Whether a JWT access token's ``jti`` is on the deny list now (SPEC §4.2)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -133,3 +141,8 @@ class KeyStore(KeyLookup, Protocol):
     async def list_accounts(self) -> builtins.list[AccountRecord]: ...
 
     async def set_account_grants(self, account_id: str, grants: Grants) -> bool: ...
+
+    async def revoke_jti(self, jti: str, until: float) -> None:
+        """Deny ``jti`` until ``until`` (epoch seconds), when the token would have expired
+        anyway; the entry then goes away. A later ``until`` already stored is kept."""
+        ...

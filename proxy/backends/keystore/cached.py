@@ -1,5 +1,6 @@
-"""The request path's view of the key store: lookups cached for at most a second (the
-bound on how long a revoked token keeps working on a replica that has it cached), and
+"""The request path's view of the key store: lookups (tokens, accounts, revoked JWT ids)
+cached for at most a second (the bound on how long a revoked token keeps working on a
+replica that has it cached), and
 last-used times written in batches, never per request. Wraps only :class:`KeyLookup`.
 """
 
@@ -44,6 +45,7 @@ class CachedKeyStore:
         self.store = store
         self._cache: TTLCache[str, TokenRecord | None] = TTLCache(maxsize, ttl, timer=clock)
         self._accounts: TTLCache[str, AccountRecord | None] = TTLCache(maxsize, ttl, timer=clock)
+        self._jtis: TTLCache[str, bool] = TTLCache(maxsize, ttl, timer=clock)
         self._uses: dict[str, float] = {}
         self._flush_interval = flush_interval
         self._flusher: asyncio.Task[None] | None = None
@@ -65,6 +67,17 @@ class CachedKeyStore:
         account = await self.store.get_account(account_id)
         self._accounts[account_id] = account
         return account
+
+    async def jti_revoked(self, jti: str) -> bool:
+        """Whether a JWT's ``jti`` is denied; cached like a lookup, so a ``revoke-jwt`` is
+        seen by every replica within the same bound as a revoked personal token."""
+        try:
+            return self._jtis[jti]
+        except KeyError:
+            pass
+        revoked = await self.store.jti_revoked(jti)
+        self._jtis[jti] = revoked
+        return revoked
 
     def forget(self, token_hash: str) -> None:
         """Drop a cached lookup (this process changed the token: see it at once)."""

@@ -10,6 +10,7 @@ Layout (``P`` is ``keystore.prefix``, default ``edge:ks:``):
     P tokens       zset   token ids by creation time (listing)
     P a:{id}       hash   "record" (JSON id, name, created_at) and "grants" (JSON)
     P accounts     zset   account ids by creation time
+    P j:{jti}      string a revoked JWT id: its "until" epoch, expiring then (PEXPIREAT)
 
 Floats are written with ``repr`` so they round-trip exactly. Changes that must not race
 (create if absent, expire-no-later-than, keep-the-newest last-used) are Lua scripts.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -67,6 +69,14 @@ redis.call('HSET', KEYS[1], 'revoked', '1')
 if ARGV[1] ~= '' then redis.call('HSETNX', KEYS[1], 'revoked_reason', ARGV[1]) end
 return 1
 """
+# KEYS: jti key. ARGV: until (epoch s), until (epoch ms). Keeps the later "until".
+_REVOKE_JTI = """
+local cur = redis.call('GET', KEYS[1])
+if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return 1
+"""
 # KEYS: token hash key. ARGV: when. Keeps the newest last-used time.
 _TOUCH = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -101,6 +111,7 @@ class RedisKeyStore:
         self._retire = self._redis.register_script(_RETIRE)
         self._revoke = self._redis.register_script(_REVOKE)
         self._touch = self._redis.register_script(_TOUCH)
+        self._revoke_jti = self._redis.register_script(_REVOKE_JTI)
 
     def _t(self, token_hash: str) -> str:
         return f"{self._p}t:{token_hash}"
@@ -191,6 +202,19 @@ class RedisKeyStore:
                             keys=[self._t(token_hash)], args=[repr(uses[token_id])], client=pipe
                         )
                 await pipe.execute()
+
+    # -- revoked JWT ids ----------------------------------------------------------------
+
+    async def jti_revoked(self, jti: str) -> bool:
+        with _translated():
+            return bool(await self._redis.exists(f"{self._p}j:{jti}"))
+
+    async def revoke_jti(self, jti: str, until: float) -> None:
+        with _translated():
+            # Redis drops the key at "until" (a time already past drops it at once).
+            await self._revoke_jti(
+                keys=[f"{self._p}j:{jti}"], args=[repr(until), str(math.ceil(until * 1000))]
+            )
 
     # -- accounts -----------------------------------------------------------------------
 

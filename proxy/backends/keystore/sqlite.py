@@ -16,7 +16,8 @@ import builtins
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from ...errors import DuplicateError, KeyStoreUnavailable
@@ -39,6 +40,10 @@ CREATE TABLE IF NOT EXISTS tokens (
     created_at REAL NOT NULL,
     last_used_at REAL,
     revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS revoked_jtis (
+    jti TEXT PRIMARY KEY,
+    until REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS accounts (
     id TEXT PRIMARY KEY,
@@ -69,8 +74,9 @@ def _translated() -> Iterator[None]:
 class SQLiteKeyStore:
     """Trust model: whoever can read the file sees hashes and grants, never tokens."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
+        self._clock = clock  # wall time: a jti is denied until an epoch
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with _translated():
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -165,6 +171,25 @@ class SQLiteKeyStore:
                 db.execute("COMMIT")
             finally:
                 db.close()
+
+    # -- revoked JWT ids ----------------------------------------------------------------
+
+    async def jti_revoked(self, jti: str) -> bool:
+        with _translated():
+            row = self._db.execute(
+                "SELECT 1 FROM revoked_jtis WHERE jti = ? AND until > ?", (jti, self._clock())
+            ).fetchone()
+        return row is not None
+
+    async def revoke_jti(self, jti: str, until: float) -> None:
+        with _translated():
+            # Entries past their time deny nothing: dropped here, so the table stays small.
+            self._db.execute("DELETE FROM revoked_jtis WHERE until <= ?", (self._clock(),))
+            self._db.execute(
+                "INSERT INTO revoked_jtis (jti, until) VALUES (?, ?) "
+                "ON CONFLICT(jti) DO UPDATE SET until = MAX(until, excluded.until)",
+                (jti, until),
+            )
 
     # -- accounts -----------------------------------------------------------------------
 
