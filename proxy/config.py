@@ -7,6 +7,7 @@ Secrets are never inline: credentials name environment variables, read at load.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import ipaddress
 import json
@@ -26,7 +27,7 @@ from .backends import keystore as _keystore
 from .backends import ratelimit as _ratelimit
 from .backends._classpath import is_class_path, load_class
 from .policy import Surface, load_policy
-from .versions import shared_hosts
+from .versions import host_problem, shared_hosts
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
@@ -207,7 +208,9 @@ def load_config(
 
     server = r.table(d, "server", "")
     r.unknown_keys(
-        server, "server", ("host", "port", "policies", "trusted_proxies", "max_connections")
+        server,
+        "server",
+        ("host", "port", "policies", "trusted_proxies", "max_connections", "surface_hosts"),
     )
     host = r.string(server, "host", "server", "127.0.0.1")
     port = r.number(server, "port", "server", 8080, integer=True, minimum=0)
@@ -231,6 +234,7 @@ def load_config(
             Exception
         ) as exc:  # pragma: no cover - defensive: a loader bug must still name the file
             policy_problems.append(f"{rel}: cannot load: {exc}")
+    surfaces = _surface_hosts(r, server, surfaces, checked=not policy_problems)
     _check_surface_overlap(r, surfaces)
 
     ks = r.table(d, "keystore", "")
@@ -634,6 +638,34 @@ def _upstreams(r: Reader, d: dict[str, Any]) -> dict[str, Upstream]:
             timeouts=_timeouts(r, u, w),
         )
     return ups
+
+
+def _surface_hosts(
+    r: Reader, server: dict[str, Any], surfaces: list[Surface], *, checked: bool
+) -> list[Surface]:
+    """``[server] surface_hosts = { NAME = ["api.example.com"] }``: the Host names each
+    surface answers on in this deployment (white-labelled API domains are deployment data),
+    in place of its policy's ``[surface] hosts``."""
+    table = r.table(server, "surface_hosts", "server")
+    by_name = {s.name: s for s in surfaces}
+    out = list(surfaces)
+    for name in table:
+        where = f"server.surface_hosts.{name}"
+        hosts = [h.lower().rstrip(".") for h in r.strings(table, name, "server.surface_hosts")]
+        if not hosts:
+            r.problem(where, "must name at least one host (leave the surface out for every host)")
+        for host in hosts:
+            problem = host_problem(host)
+            if problem is not None:
+                r.problem(where, problem, near=host)
+        surface = by_name.get(name)
+        if surface is None:
+            if checked:  # a policy that failed to load is reported already
+                r.problem(where, f'no loaded policy is the surface "{name}" '
+                          f"(loaded: {', '.join(sorted(by_name)) or 'none'})")  # fmt: skip
+            continue
+        out[out.index(surface)] = dataclasses.replace(surface, hosts=frozenset(hosts))
+    return out
 
 
 def _check_surface_overlap(r: Reader, surfaces: list[Surface]) -> None:
