@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import importlib.util
 import io
 import json
@@ -146,8 +147,11 @@ async def redis_limiter(url: str, n: int = 6400) -> None:
 def _import_baseline(rev: str, directory: Path) -> ModuleType:
     """The ``proxy`` package at ``rev``, importable as ``edge_baseline`` (its imports are
     all relative, so it runs beside this checkout's ``proxy`` without clashing)."""
+    # Its policies too: a policy of this checkout may use keys the baseline does not know.
     tar = subprocess.run(
-        ["git", "-C", str(HERE.parent), "archive", rev, "proxy"], check=True, capture_output=True
+        ["git", "-C", str(HERE.parent), "archive", rev, "proxy", "policies"],
+        check=True,
+        capture_output=True,
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
         archive.extractall(directory, filter="data")
@@ -162,13 +166,28 @@ def _import_baseline(rev: str, directory: Path) -> ModuleType:
     return module
 
 
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
 async def _one_edge(package: str, directory: Path) -> tuple[Any, str]:
     """An edge of ``package`` (``proxy`` or ``edge_baseline``) with one token and its
     upstream stubbed; ``directory`` holds its config."""
     config_mod = sys.modules[f"{package}.config"]
     edge_mod = sys.modules[f"{package}.edge"]
-    keystore_mod = sys.modules[f"{package}.keystore"]
-    sqlite_mod = sys.modules[f"{package}.keystore_sqlite"]
+    # The key store moved to backends/ after the Starlette change; either layout works.
+    if f"{package}.backends.keystore.base" in sys.modules or _importable(
+        f"{package}.backends.keystore.base"
+    ):
+        keystore_mod = sys.modules[f"{package}.backends.keystore.base"]
+        sqlite_mod = sys.modules[f"{package}.backends.keystore.sqlite"]
+    else:
+        keystore_mod = sys.modules[f"{package}.keystore"]
+        sqlite_mod = sys.modules[f"{package}.keystore_sqlite"]
     tokens_mod = sys.modules[f"{package}.tokens"]
     config = config_mod.load_config(directory / "config.toml", env={"BENCH_TOKEN": "x"})
     keystore = sqlite_mod.SQLiteKeyStore(directory / "edge.db")
@@ -220,7 +239,10 @@ async def compare(rev: str, rounds: int, n: int) -> None:
         edges = {}
         for name, package in (("before", "edge_baseline"), ("after", "proxy")):
             (Path(d) / name).mkdir()
-            (Path(d) / name / "config.toml").write_text(CONFIG)
+            text = CONFIG
+            if package == "edge_baseline":
+                text = text.replace(str(POLICY), str(Path(d) / "src" / "policies" / POLICY.name))
+            (Path(d) / name / "config.toml").write_text(text)
             edges[name] = await _one_edge(package, Path(d) / name)
         cases = {
             "forward GET (hot path)": b"/api/v1/stores/acme/commerce/products/24-MB01",
