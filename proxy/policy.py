@@ -45,6 +45,8 @@ _HANDLER_METHODS = {"stores": "GET", "openapi": "GET", "leaked_tokens": "POST"}
 # A version's migration link goes into a Link header: no spaces, quotes or angle brackets.
 _LINK = re.compile(r"https?://[^\s<>\"]+")
 # Claims a policy may rename under [auth.claims] (SPEC §4.2; iss/aud/exp/nbf/iat are fixed).
+# [auth] keys that only document the issuer (proxy.openapi's OAuth 2.0 flows).
+_OAUTH_URLS = ("token_url", "authorization_url")
 _CLAIMS = ("scope", "scp", "store_id", "client_id", "partner_tier", "jti")
 
 
@@ -119,6 +121,10 @@ class JwtSettings:
     issuer: str  # a name in config [issuers]
     claims: Mapping[str, str]  # SPEC claim name -> the name this issuer uses
     where: str  # file:line of auth.issuer, for config's cross-check
+    # The issuer's OAuth 2.0 endpoints, for the OpenAPI document's flows only (the edge
+    # verifies tokens, it never calls these): auth.token_url, auth.authorization_url.
+    token_url: str | None = None
+    authorization_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +230,7 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
     known = set(resources)
 
     auth_t = r.table(d, "auth", "")
-    r.unknown_keys(auth_t, "auth", ("kind", "issuer", "claims", "scopes", "jwt"))
+    r.unknown_keys(auth_t, "auth", ("kind", "issuer", "claims", "scopes", "jwt", *_OAUTH_URLS))
     auth: AuthKind = r.string(auth_t, "kind", "auth", "pat", choices=("pat", "jwt", "none"))
     raw_mounts = d.get("mounts")
     jwt_mount = isinstance(raw_mounts, list) and any(
@@ -314,7 +320,7 @@ def _load_jwt(r: Reader, auth_t: dict[str, Any], used: bool) -> JwtSettings | No
             "(issuer, audience, jwks_url) and name it here with auth.issuer",
         )
     if not used:
-        for key in ("issuer", "claims", "scopes"):
+        for key in ("issuer", "claims", "scopes", *_OAUTH_URLS):
             if key in auth_t:
                 r.problem(f"auth.{key}", 'is only read with auth.kind = "jwt" (or a jwt mount)')
         return None
@@ -329,7 +335,24 @@ def _load_jwt(r: Reader, auth_t: dict[str, Any], used: bool) -> JwtSettings | No
                 r.problem(f"auth.claims.{claim}", "must name a claim")
             elif name:
                 claims[claim] = name
-    return JwtSettings(issuer=issuer, claims=claims, where=r.where("auth.issuer"))
+    urls = {key: _oauth_url(r, auth_t, key) for key in _OAUTH_URLS}
+    if urls["authorization_url"] and not urls["token_url"]:
+        r.problem("auth.authorization_url", "the authorization code flow needs auth.token_url too")
+    return JwtSettings(
+        issuer=issuer,
+        claims=claims,
+        where=r.where("auth.issuer"),
+        token_url=urls["token_url"],
+        authorization_url=urls["authorization_url"],
+    )
+
+
+def _oauth_url(r: Reader, auth_t: dict[str, Any], key: str) -> str | None:
+    url: str | None = r.string(auth_t, key, "auth", None)
+    if url is not None and not _LINK.fullmatch(url):
+        r.problem(f"auth.{key}", f'"{url}" must be an http:// or https:// URL', near=url)
+        return None
+    return url
 
 
 def _parse_grant(r: Reader, where: str, text: str, known: set[str]) -> tuple[str, Access] | None:

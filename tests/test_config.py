@@ -109,12 +109,34 @@ def test_spec_example_loads(confdir: Path) -> None:
     assert (config.log_level, config.access_log) == ("info", True)
 
 
-def test_shipped_example_config_loads(tmp_path: Path) -> None:
+def _example(tmp_path: Path) -> Path:
     shutil.copy(ROOT / "config.example.toml", tmp_path / "config.toml")
-    (tmp_path / "policies").mkdir()
-    shutil.copy(SHIPPED_POLICY, tmp_path / "policies" / "storeoncloud.toml")
-    config = load_config(tmp_path / "config.toml", env={"ACME_MAGENTO_TOKEN": SECRET})
+    shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    return tmp_path / "config.toml"
+
+
+def test_shipped_example_config_loads(tmp_path: Path) -> None:
+    config = load_config(_example(tmp_path), env={"ACME_MAGENTO_TOKEN": SECRET})
     assert set(config.stores) == {"acme"}
+    # All three shipped APIs, the two with an /api/v1 each on its own host.
+    hosts = {s.name: s.hosts for s in config.surfaces}
+    assert hosts == {
+        "storeoncloud": frozenset({"api.storeoncloud.com"}),
+        "storeicu": frozenset({"api.store.icu"}),
+        "storefront": frozenset(),
+    }
+    issuer = config.issuers["storeicu"]
+    assert (issuer.issuer, issuer.audience) == ("https://auth.store.icu/", "https://api.store.icu")
+    assert config.stores["acme"].hosts == ("shop.example.com",)
+
+
+def test_check_passes_on_the_shipped_example_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from proxy.cli import main
+
+    monkeypatch.setenv("ACME_MAGENTO_TOKEN", SECRET)
+    assert main(["check", "--config", str(_example(tmp_path))]) == 0, capsys.readouterr()
 
 
 ONE_STORE = """\

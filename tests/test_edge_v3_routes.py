@@ -1,30 +1,50 @@
-"""The v3 routes, the storefront and the v1 default page size, end to end.
+"""The partner API v3, the storefront and the v1 default page size, end to end.
 
-Real uvicorn servers on loopback: the edge with the three shipped policies in front of the
-Magento stand-in and the panel. ``policies/storeicu.toml`` ships with JWT auth, which
-another part of issue 11 builds; these tests load a copy whose ``[auth]`` table is replaced
-by personal access tokens, so every route, rewrite and credential is exercised as it will
-run (a token reaching one store stands for the JWT's ``store_id``).
+Real uvicorn servers on loopback: the edge with the three SHIPPED policies (as
+config.example.toml serves them: each API on its own host through ``[server]
+surface_hosts``) in front of the Magento stand-in and the panel, and the issuer's JWKS
+served by a real server. v3 calls carry JWT access tokens signed by a key of that JWKS,
+minted with pyjwt with the claims a partner's token has (``store_id``, ``client_id``,
+``scope``, ``partner_tier``, ``jti``). Every v3 route reaches Magento (or the panel)
+rewritten and with the token's store's credential; every refusal of SPEC §4.2 is the
+envelope with nothing sent upstream. (``tests/test_edge_jwt.py`` covers the verifier's
+edge cases on a small policy: algorithms, cooldown counts, tiers, hostile tokens.)
 """
 
 from __future__ import annotations
 
-import re
+import itertools
+import json
+import time
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+from openapi_spec_validator import validate
 
-from tests.conftest import MAGENTO_TOKEN, REPO, Harness, running_edge
+from proxy.cli import main
+from proxy.openapi import build
+from proxy.policy import load_policy
+from tests.conftest import MAGENTO_TOKEN, REPO, Harness, running_edge, wait_for
+from tests.servers import serving
+from tests.test_edge_jwt import AUD, ISS, REFUSED, claims, sign
+from tests.test_jwt_auth import RSA_KEY, RSA_KEY_2, JWKSApp, jwk
 
 V3 = "/api/v3"
 SF = "/api/storefront/v3"
 SHOP = "shop.example.com"
+ICU = "api.store.icu"  # the partner API's host
+SOC = "api.storeoncloud.com"  # the developer API's host
 DEFAULT_PAGE = "searchCriteria[pageSize]=50&searchCriteria[currentPage]=1"
+CHANGELOG = "https://developers.store.icu/api/changelog"
 
 STORES = """
+[server.surface_hosts]
+storeoncloud = ["api.storeoncloud.com"]
+storeicu = ["api.store.icu"]
+
 [stores.shop]
 name = "Shop (storefront only)"
 magento_url = "{MAGENTO_URL}"
@@ -34,35 +54,75 @@ hosts = ["shop.example.com", "WWW.Shop.Example.com"]
 """
 
 
-def pat_copy(directory: Path) -> Path:
-    """policies/storeicu.toml with its [auth] tables (JWT, scopes) replaced by PAT auth, and
-    without its earlier versions (their /api/v1 is the developer API's here; versions are
-    tested in test_versions.py)."""
-    text = (REPO / "policies" / "storeicu.toml").read_text()
-    text = text[: text.index("[[versions]]")]
-    replaced, n = re.subn(
-        r"\[auth\]\n.*?(?=\n\[errors\])", '[auth]\nkind = "pat"\n', text, flags=re.S
+@dataclass
+class Edge:
+    h: Harness
+    jwks: JWKSApp
+
+    @property
+    def standin(self) -> Any:
+        return self.h.standin
+
+    def v3(self, token: str | None = None, **headers: str) -> httpx.Client:
+        """A client of the partner API (its host), with a JWT when given."""
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(
+            base_url=self.h.url, headers={"Host": ICU, **auth, **headers}, timeout=30
+        )
+
+    def v1(self, token: str | None = None) -> httpx.Client:
+        """A client of the developer API (its host), with a personal access token."""
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.h.url, headers={"Host": SOC, **auth}, timeout=30)
+
+    def mark(self) -> tuple[int, int]:
+        """What reached Magento and the panel so far."""
+        return len(self.h.standin.requests), len(self.h.panel.requests)
+
+    def token(self, *permissions: str, stores: tuple[str, ...] = ("acme",)) -> str:
+        return self.h.token(*permissions, stores=stores)
+
+
+_clients = itertools.count()
+
+
+def mint(*scopes: str, store: str | None = "acme", **extra: Any) -> str:
+    """A partner's access token, signed by the issuer's published key. Each token is its
+    own client (client x store is the rate-limit key), so the many calls of this module
+    never meet a limit."""
+    return sign(
+        claims(
+            scope=" ".join(scopes),
+            store_id=store,
+            client_id=f"partner-app-{next(_clients)}",
+            partner_tier="gold",
+            **extra,
+        )
     )
-    assert n == 1 and "jwt" not in replaced.split("[errors]")[0]
-    path = directory / "storeicu-pat.toml"
-    path.write_text(replaced)
-    return path
 
 
 @pytest.fixture(scope="module")
-def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     directory = tmp_path_factory.mktemp("v3")
     policies = [
         REPO / "policies" / "storeoncloud.toml",
-        pat_copy(directory),
+        REPO / "policies" / "storeicu.toml",
         REPO / "policies" / "storefront.toml",
     ]
-    with running_edge(directory, policy=policies, extra=STORES) as h:
-        yield h
+    jwks = JWKSApp()
+    jwks.keys = [jwk("rsa-1", RSA_KEY)]
+    with serving(jwks) as jwks_server:
+        issuer = (
+            f'\n[issuers.storeicu]\nissuer = "{ISS}"\naudience = "{AUD}"\n'
+            f'jwks_url = "{jwks_server.url}/jwks.json"\nrefresh_cooldown_seconds = 1\n'
+        )
+        with running_edge(directory, policy=policies, extra=STORES + issuer) as h:
+            yield Edge(h, jwks)
 
 
-def _sent(h: Harness, before: int) -> list[dict[str, Any]]:
-    return list(h.standin.requests)[before:] if len(h.standin.requests) > before else []
+def _sent(edge: Edge, before: tuple[int, int]) -> list[dict[str, Any]]:
+    reqs = edge.standin.requests
+    return list(reqs)[before[0] :] if len(reqs) > before[0] else []
 
 
 def _header(request: dict[str, Any], name: str) -> list[str]:
@@ -75,6 +135,18 @@ def _envelope(r: httpx.Response, code: str) -> dict[str, Any]:
     assert error["code"] == code, r.text
     assert error["request_id"] == r.headers["x-request-id"]
     return error
+
+
+def _refused(edge: Edge, r: httpx.Response, status: int, code: str, before: object) -> None:
+    assert r.status_code == status, r.text
+    _envelope(r, code)
+    assert edge.mark() == before  # nothing reached Magento or the panel
+
+
+def _scope(grant: str) -> str:
+    """The seed's scope for a grant: products:read -> read_products."""
+    resource, access = grant.split(":")
+    return f"{access}_{resource}"
 
 
 # (grant, v3 method, v3 path, JSON body, Magento method, Magento path after /rest/default)
@@ -110,7 +182,7 @@ LISTS = {"/products", "/orders", "/customers", "/inventory", "/pages"}
 
 @pytest.mark.parametrize(("grant", "method", "path", "body", "m_method", "m_path"), ROUTES)
 def test_every_v3_route_reaches_magento_rewritten_with_the_store_credential(
-    edge: Harness,
+    edge: Edge,
     grant: str,
     method: str,
     path: str,
@@ -118,9 +190,9 @@ def test_every_v3_route_reaches_magento_rewritten_with_the_store_credential(
     m_method: str,
     m_path: str,
 ) -> None:
-    token = edge.token(grant)
-    before = len(edge.standin.requests)
-    with edge.client(token) as c:
+    token = mint(_scope(grant))  # exactly the scope the route needs
+    before = edge.mark()
+    with edge.v3(token) as c:
         r = c.request(method, V3 + path, json=body)
     (sent,) = _sent(edge, before)
     assert r.status_code == sent["status"], r.text  # Magento's answer, passed through
@@ -129,14 +201,50 @@ def test_every_v3_route_reaches_magento_rewritten_with_the_store_credential(
     assert sent["raw_path"] == ("/rest/default" + m_path).encode()
     listed = method == "GET" and path in LISTS
     assert sent["query"] == (DEFAULT_PAGE.encode() if listed else b"")
-    assert _header(sent, "authorization") == [f"Bearer {MAGENTO_TOKEN}"]
+    assert _header(sent, "authorization") == [f"Bearer {MAGENTO_TOKEN}"]  # acme's, not the JWT
+    assert all(token not in value for _, value in sent["headers"])
     if body is not None:
         assert sent["body_length"] > 0  # streamed unchanged
-    assert "x-rate-limit-limit" in r.headers
+    assert r.headers["x-rate-limit-limit"] == "240"  # the token's partner_tier (gold)
+    assert int(r.headers["x-rate-limit-reset"]) >= int(time.time())  # epoch seconds
 
 
-def test_v3_list_answers_are_magento_search_results(edge: Harness) -> None:
-    with edge.client(edge.token("products:read")) as c:
+ALL_SCOPES = [
+    *(f"{a}_{r}" for r in ("products", "orders", "customers", "inventory", "content", "themes")
+      for a in ("read", "write")),
+    "read_reports",
+    "admin",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("grant", "method", "path", "body", "m_method", "m_path"), ROUTES)
+def test_every_v3_route_refuses_a_token_without_its_scope(
+    edge: Edge,
+    grant: str,
+    method: str,
+    path: str,
+    body: Any,
+    m_method: str,
+    m_path: str,
+) -> None:
+    resource, access = grant.split(":")
+    granting = {"admin", f"write_{resource}"} | (
+        {f"read_{resource}"} if access == "read" else set()
+    )
+    token = mint(*(s for s in ALL_SCOPES if s not in granting))  # every other scope
+    before = edge.mark()
+    with edge.v3(token) as c:
+        r = c.request(method, V3 + path, json=body)
+    _refused(edge, r, 403, "INSUFFICIENT_SCOPE", before)
+    assert r.headers["www-authenticate"] == (
+        f'Bearer realm="magento-edge", error="insufficient_scope", '
+        f'scope="{" ".join(sorted(granting))}"'
+    )
+    assert r.json()["error"]["details"]["required"] == grant
+
+
+def test_v3_list_answers_are_magento_search_results(edge: Edge) -> None:
+    with edge.v3(mint("read_products")) as c:
         r = c.get(f"{V3}/products", params={"limit": "2", "page": "1"})
     assert r.status_code == 200, r.text
     data = r.json()
@@ -167,9 +275,9 @@ def test_v3_list_answers_are_magento_search_results(edge: Harness) -> None:
         ),
     ],
 )
-def test_page_and_limit_become_search_criteria(edge: Harness, query: str, expected: str) -> None:
-    before = len(edge.standin.requests)
-    with edge.client(edge.token("orders:read")) as c:
+def test_page_and_limit_become_search_criteria(edge: Edge, query: str, expected: str) -> None:
+    before = edge.mark()
+    with edge.v3(mint("read_orders")) as c:
         r = c.get(f"{V3}/orders?{query}")
     assert r.status_code == 200, r.text
     (sent,) = _sent(edge, before)
@@ -184,80 +292,156 @@ def test_page_and_limit_become_search_criteria(edge: Harness, query: str, expect
         "limit=5&searchCriteria[pageSize]=5", "page=2&searchCriteria[current_page]=2",
     ],
 )  # fmt: skip
-def test_bad_page_or_limit_is_400_with_nothing_sent(edge: Harness, query: str) -> None:
-    before = len(edge.standin.requests)
-    with edge.client(edge.token("products:read")) as c:
+def test_bad_page_or_limit_is_400_with_nothing_sent(edge: Edge, query: str) -> None:
+    before = edge.mark()
+    with edge.v3(mint("read_products")) as c:
         r = c.get(f"{V3}/products?{query}")
     assert r.status_code == 400, r.text
     error = _envelope(r, "BAD_REQUEST")
     assert error["details"]["parameter"] in ("page", "limit")
-    assert _sent(edge, before) == []
+    assert edge.mark() == before
 
 
 @pytest.mark.parametrize(
     ("method", "path"),
     [("PUT", "/orders/1"), ("PUT", "/carts/abc123"), ("POST", "/bulk/customers/export")],
 )
-def test_routes_without_a_magento_equivalent_are_501(edge: Harness, method: str, path: str) -> None:
-    before = len(edge.standin.requests)
-    with edge.client(edge.token("orders:write", "customers:write")) as c:
+def test_routes_without_a_magento_equivalent_are_501(edge: Edge, method: str, path: str) -> None:
+    before = edge.mark()
+    with edge.v3(mint("admin")) as c:
         r = c.request(method, V3 + path, json={"x": 1})
     assert r.status_code == 501, r.text
     assert "Magento" in _envelope(r, "NOT_IMPLEMENTED")["message"]
-    assert _sent(edge, before) == []
+    assert edge.mark() == before
 
 
 @pytest.mark.parametrize(
-    ("grant", "method", "path", "panel_path"),
+    ("scope", "method", "path", "panel_path"),
     [
-        ("webhooks:write", "POST", "/webhooks", "/stores/acme/webhooks"),
-        ("webhooks:read", "GET", "/webhooks", "/stores/acme/webhooks"),
-        ("webhooks:write", "DELETE", "/webhooks/wh_1", "/stores/acme/webhooks/wh_1"),
-        ("themes:write", "PUT", "/themes/current/colors", "/stores/acme/themes/current/colors"),
-        ("reports:read", "GET", "/reports/sales", "/stores/acme/reports/sales"),
+        ("admin", "POST", "/webhooks", "/stores/acme/webhooks"),  # only admin grants webhooks
+        ("admin", "GET", "/webhooks", "/stores/acme/webhooks"),
+        ("admin", "DELETE", "/webhooks/wh_1", "/stores/acme/webhooks/wh_1"),
+        ("write_themes", "PUT", "/themes/current/colors", "/stores/acme/themes/current/colors"),
+        ("read_themes", "GET", "/themes", "/stores/acme/themes"),
+        ("read_reports", "GET", "/reports/sales", "/stores/acme/reports/sales"),
     ],
 )
 def test_webhooks_themes_and_reports_go_to_the_panel(
-    edge: Harness, grant: str, method: str, path: str, panel_path: str
+    edge: Edge, scope: str, method: str, path: str, panel_path: str
 ) -> None:
-    with edge.client(edge.token(grant)) as c:
+    token = mint(scope)
+    before = edge.mark()
+    with edge.v3(token) as c:
         r = c.request(method, V3 + path)
     assert r.status_code == 200, r.text
-    seen = edge.panel.requests[-1]
+    assert edge.mark() == (before[0], before[1] + 1)  # the panel only
+    seen = edge.h.panel.requests[-1]
     assert (seen["method"], seen["raw_path"]) == (method, panel_path)
     assert not [v for k, v in seen["headers"] if k == "authorization"]
 
 
-def test_reports_are_read_only(edge: Harness) -> None:
-    with edge.client(edge.token("reports:write")) as c:
+@pytest.mark.parametrize(
+    ("scope", "method", "path"),
+    [("read_reports", "GET", "/webhooks"), ("read_themes", "PUT", "/themes/x"),
+     ("write_themes", "GET", "/reports/sales")],
+)  # fmt: skip
+def test_panel_routes_need_their_scope(edge: Edge, scope: str, method: str, path: str) -> None:
+    before = edge.mark()
+    with edge.v3(mint(scope)) as c:
+        r = c.request(method, V3 + path)
+    _refused(edge, r, 403, "INSUFFICIENT_SCOPE", before)
+
+
+def test_reports_are_read_only(edge: Edge) -> None:
+    before = edge.mark()
+    with edge.v3(mint("admin")) as c:
         r = c.post(f"{V3}/reports/sales")
-    assert r.status_code == 405
-    _envelope(r, "METHOD_NOT_ALLOWED")
+    _refused(edge, r, 405, "METHOD_NOT_ALLOWED", before)
 
 
-def test_v3_refusals_send_nothing(edge: Harness) -> None:
-    before = len(edge.standin.requests)
-    with edge.client(edge.token("products:read")) as c:
-        scope = c.get(f"{V3}/orders")
-        write = c.post(f"{V3}/products", json={"product": {}})
-    with edge.client(edge.token("orders:read", stores=("acme", "oak"))) as c:
-        two_stores = c.get(f"{V3}/orders")
-    with edge.client() as c:
-        anonymous = c.get(f"{V3}/orders")
-    assert scope.status_code == 403 and write.status_code == 403
-    _envelope(scope, "INSUFFICIENT_SCOPE")  # SPEC §4.2: a missing permission
-    assert two_stores.status_code == 400
-    assert "one store" in _envelope(two_stores, "BAD_REQUEST")["message"]
-    assert anonymous.status_code == 401
-    assert _sent(edge, before) == []
+# -- refused on the v3 surface: the envelope, nothing sent upstream ----------------------------
+
+V3_TARGETS = [("GET", "/products"), ("GET", "/products/BAG%2F01")]
 
 
-def test_oauth1_store_signs_the_rewritten_method_and_query(edge: Harness) -> None:
+@pytest.mark.parametrize("case", list(REFUSED))
+@pytest.mark.parametrize(("method", "path"), V3_TARGETS)
+def test_bad_tokens_are_refused_on_v3(edge: Edge, case: str, method: str, path: str) -> None:
+    """test_edge_jwt's refusals (expired, wrong aud/iss, alg none, HMAC with the public key,
+    a key not published, no client_id/store_id, ...; each a token with read_products for
+    acme) on the shipped policy."""
+    token = REFUSED[case]()
+    before = edge.mark()
+    with edge.v3(token) as c:
+        r = c.request(method, V3 + path)
+    _refused(edge, r, 401, "UNAUTHORIZED", before)
+    assert r.headers["www-authenticate"] == 'Bearer realm="magento-edge", error="invalid_token"'
+    assert token not in r.text
+
+
+def test_no_token_is_401_with_nothing_sent(edge: Edge) -> None:
+    before = edge.mark()
+    with edge.v3() as c:
+        r = c.post(f"{V3}/orders", json={"entity": {}})
+    _refused(edge, r, 401, "UNAUTHORIZED", before)
+    assert r.headers["www-authenticate"] == 'Bearer realm="magento-edge"'
+
+
+def test_an_unknown_kid_is_refused_after_one_refresh(edge: Edge) -> None:
+    time.sleep(1.1)  # past the issuer's 1 s refresh cooldown
+    fetches = edge.jwks.fetches
+    token = sign(claims(scope="admin"), RSA_KEY_2, kid="rotated-in")
+    before = edge.mark()
+    with edge.v3(token) as c:
+        r = c.get(f"{V3}/orders")
+    _refused(edge, r, 401, "UNAUTHORIZED", before)
+    assert edge.jwks.fetches == fetches + 1  # the key set was refreshed, the kid still unknown
+
+
+@pytest.mark.parametrize("store", ["nope", "ACME", "acme/../oak", "oak "])
+def test_a_store_id_not_configured_is_404_with_nothing_sent(edge: Edge, store: str) -> None:
+    before = edge.mark()
+    with edge.v3(mint("admin", store=store)) as c:
+        r = c.get(f"{V3}/orders/1")
+    _refused(edge, r, 404, "RESOURCE_NOT_FOUND", before)
+
+
+def test_the_store_is_the_tokens_never_a_header(edge: Edge) -> None:
+    """An acme token asking for oak by header still acts on acme (acme's bearer credential,
+    not oak's OAuth 1.0a signature); an oak token acts on oak."""
+    before = edge.mark()
+    with edge.v3(mint("read_orders"), **{"X-Store-Id": "oak"}) as c:
+        acme = c.get(f"{V3}/orders/1")
+    with edge.v3(mint("read_orders", store="oak")) as c:
+        oak = c.get(f"{V3}/orders/1")
+    assert acme.status_code == oak.status_code == 200, (acme.text, oak.text)
+    to_acme, to_oak = _sent(edge, before)
+    assert _header(to_acme, "authorization") == [f"Bearer {MAGENTO_TOKEN}"]
+    assert _header(to_oak, "authorization")[0].startswith("OAuth ")
+
+
+def test_a_revoked_jti_is_refused_with_nothing_sent(
+    edge: Edge, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jti = f"v3-revoked-{time.monotonic_ns()}"
+    token = mint("write_orders", jti=jti)
+    with edge.v3(token) as c:
+        assert c.get(f"{V3}/carts/abc123").status_code == 200  # verified and cached
+        assert main(["tokens", "revoke-jwt", "--config", str(edge.h.config_path), jti]) == 0
+        capsys.readouterr()
+        assert wait_for(lambda: c.get(f"{V3}/carts/abc123").status_code == 401, timeout=3)
+        before = edge.mark()
+        r = c.post(f"{V3}/carts/abc123/checkout", json={"paymentMethod": {"method": "checkmo"}})
+    _refused(edge, r, 401, "UNAUTHORIZED", before)
+    assert r.json()["error"]["message"] == "The access token has been revoked."
+
+
+def test_oauth1_store_signs_the_rewritten_method_and_query(edge: Edge) -> None:
     """The stand-in verifies the OAuth 1.0a signature over the method and query it gets:
     a 200 means the edge signed the rewritten request, not the client's."""
-    token = edge.token("orders:write", "products:read", stores=("oak",))
-    before = len(edge.standin.requests)
-    with edge.client(token) as c:
+    token = mint("write_orders", "read_products", store="oak")
+    before = edge.mark()
+    with edge.v3(token) as c:
         listed = c.get(f"{V3}/products?limit=3&page=2&searchCriteria[sort_orders][0][field]=sku")
         created = c.post(f"{V3}/orders", json={"entity": {"customer_email": "o@example.com"}})
     assert listed.status_code == 200, listed.text
@@ -273,19 +457,61 @@ def test_oauth1_store_signs_the_rewritten_method_and_query(edge: Harness) -> Non
         assert _header(sent, "authorization")[0].startswith("OAuth ")
 
 
+# -- versions and hosts on the shipped policies (the real clock: 2026-11-29 or later) ----------
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize("token", [True, False])
+def test_the_partner_apis_v1_and_v2_are_retired(edge: Edge, version: str, token: bool) -> None:
+    before = edge.mark()
+    with edge.v3(mint("admin") if token else None) as c:
+        r = c.get(f"/api/{version}/products?limit=5")
+    _refused(edge, r, 410, "VERSION_RETIRED", before)
+    details = r.json()["error"]["details"]
+    assert details["version"] == version and details["link"] == CHANGELOG
+    assert CHANGELOG in r.json()["error"]["message"]
+    assert (
+        details["sunset"] == {"v1": "2025-06-30T00:00:00Z", "v2": "2026-01-01T00:00:00Z"}[version]
+    )
+
+
+def test_each_api_answers_on_its_own_host(edge: Edge) -> None:
+    """Both APIs have an /api/v1: the developer API's current one on its host, the partner
+    API's retired one on its; v3 is the partner API's host only."""
+    before = edge.mark()
+    with edge.v1(edge.token("stores:read")) as c:
+        stores = c.get("/api/v1/stores")
+        no_v3 = c.get(f"{V3}/orders", headers={"Authorization": f"Bearer {mint('admin')}"})
+    assert stores.status_code == 200, stores.text
+    assert [s["id"] for s in stores.json()["stores"]] == ["acme"]
+    assert no_v3.status_code == 404
+    assert edge.mark() == before
+    with edge.v3(mint("admin")) as c:
+        retired = c.get("/api/v1/stores")
+    assert retired.status_code == 410
+
+
+def test_v3_openapi_document_is_served_without_a_token(edge: Edge) -> None:
+    with edge.v3() as c:
+        r = c.get(f"{V3}/openapi.json")
+    assert r.status_code == 200, r.text
+    doc = json.loads(r.content)
+    validate(doc)
+    assert doc == build(load_policy(REPO / "policies" / "storeicu.toml"))
+    assert set(doc["components"]["securitySchemes"]) == {"oauth2"}
+
+
 # -- the v1 commerce gateway's default page size -------------------------------------------
 
 
 @pytest.mark.parametrize(
     "path", ["/orders", "/products", "/customers/search", "/inventory/source-items"]
 )
-def test_v1_list_route_without_criteria_gets_the_default_page_size(
-    edge: Harness, path: str
-) -> None:
+def test_v1_list_route_without_criteria_gets_the_default_page_size(edge: Edge, path: str) -> None:
     grant = {"/orders": "orders", "/products": "products", "/customers/search": "customers"}
     token = edge.token(f"{grant.get(path, 'inventory')}:read")
-    before = len(edge.standin.requests)
-    with edge.client(token) as c:
+    before = edge.mark()
+    with edge.v1(token) as c:
         r = c.get(f"/api/v1/stores/acme/commerce{path}")
     assert r.status_code == 200, r.text  # Magento would say "searchCriteria is required"
     (sent,) = _sent(edge, before)
@@ -293,10 +519,10 @@ def test_v1_list_route_without_criteria_gets_the_default_page_size(
     assert "items" in r.json()
 
 
-def test_v1_other_queries_pass_byte_for_byte(edge: Harness) -> None:
+def test_v1_other_queries_pass_byte_for_byte(edge: Edge) -> None:
     token = edge.token("products:read", "orders:read")
-    before = len(edge.standin.requests)
-    with edge.client(token) as c:
+    before = edge.mark()
+    with edge.v1(token) as c:
         own = c.get("/api/v1/stores/acme/commerce/orders?searchCriteria[pageSize]=1000")
         empty = c.get("/api/v1/stores/acme/commerce/products?searchCriteria=")
         item = c.get("/api/v1/stores/acme/commerce/products/BAG%2F01?page=2")
@@ -312,9 +538,9 @@ def test_v1_other_queries_pass_byte_for_byte(edge: Harness) -> None:
 # -- the storefront ------------------------------------------------------------------------
 
 
-def test_storefront_products_go_to_magento_as_a_guest(edge: Harness) -> None:
-    before = len(edge.standin.requests)
-    with httpx.Client(base_url=edge.url) as c:
+def test_storefront_products_go_to_magento_as_a_guest(edge: Edge) -> None:
+    before = edge.mark()
+    with httpx.Client(base_url=edge.h.url) as c:
         r = c.get(
             f"{SF}/products?limit=5&storeId=1&currencyCode=USD",
             headers={"Host": SHOP, "Authorization": f"Bearer {MAGENTO_TOKEN}"},
@@ -335,9 +561,9 @@ def test_storefront_products_go_to_magento_as_a_guest(edge: Harness) -> None:
     "headers",
     [{"Host": SHOP}, {"Host": "www.shop.example.com:8443"}, {"X-Store-Id": "acme"}, {"X-Store-Id": "oak"}],
 )  # fmt: skip
-def test_storefront_store_from_host_or_header(edge: Harness, headers: dict[str, str]) -> None:
-    before = len(edge.standin.requests)
-    with httpx.Client(base_url=edge.url) as c:
+def test_storefront_store_from_host_or_header(edge: Edge, headers: dict[str, str]) -> None:
+    before = edge.mark()
+    with httpx.Client(base_url=edge.h.url) as c:
         created = c.post(f"{SF}/cart", headers=headers)
         placed = c.post(
             f"{SF}/cart/abc123/checkout",
@@ -366,14 +592,14 @@ def test_storefront_store_from_host_or_header(edge: Harness, headers: dict[str, 
     ],
 )
 def test_storefront_without_a_store_is_refused(
-    edge: Harness, headers: dict[str, str], status: int
+    edge: Edge, headers: dict[str, str], status: int
 ) -> None:
-    before = len(edge.standin.requests)
-    with httpx.Client(base_url=edge.url) as c:
+    before = edge.mark()
+    with httpx.Client(base_url=edge.h.url) as c:
         r = c.post(f"{SF}/cart", headers=headers)
     assert r.status_code == status, r.text
     _envelope(r, "RESOURCE_NOT_FOUND" if status == 404 else "BAD_REQUEST")
-    assert _sent(edge, before) == []
+    assert edge.mark() == before
 
 
 @pytest.mark.parametrize(
@@ -386,10 +612,10 @@ def test_storefront_without_a_store_is_refused(
     ],
 )
 def test_storefront_reaches_only_its_routes(
-    edge: Harness, method: str, path: str, status: int
+    edge: Edge, method: str, path: str, status: int
 ) -> None:
-    before = len(edge.standin.requests)
-    with httpx.Client(base_url=edge.url) as c:
+    before = edge.mark()
+    with httpx.Client(base_url=edge.h.url) as c:
         r = c.request(method, SF + path, headers={"Host": SHOP})
     assert r.status_code == status, r.text
-    assert _sent(edge, before) == []
+    assert edge.mark() == before

@@ -286,3 +286,183 @@ def test_envelope_and_x_rate_limit_surface(tmp_path: Path) -> None:
         "X-Rate-Limit-Reset",
         "X-Request-Id",
     }
+
+
+# -- the partner API v3 (policies/storeicu.toml, JWT access tokens) --------------------------
+
+ICU = ROOT / "policies" / "storeicu.toml"
+
+
+@pytest.fixture(scope="module")
+def icu() -> Surface:
+    return load_policy(ICU)
+
+
+@pytest.fixture(scope="module")
+def v3(icu: Surface) -> dict[str, Any]:
+    return build(icu)
+
+
+def test_v3_document_validates_as_openapi_3_1(v3: dict[str, Any]) -> None:
+    validate(v3)
+    assert v3["info"] == {"title": "Store.icu Partner API", "version": "3.0.0"}
+    assert v3["security"] == [{"oauth2": []}]
+    assert "bearerAuth" not in v3["components"]["securitySchemes"]
+
+
+def test_v3_oauth2_scheme_lists_the_policys_scopes(icu: Surface, v3: dict[str, Any]) -> None:
+    scheme = v3["components"]["securitySchemes"]["oauth2"]
+    assert scheme["type"] == "oauth2"
+    flows = scheme["flows"]
+    assert set(flows) == {"clientCredentials", "authorizationCode"}
+    assert icu.jwt is not None
+    assert flows["clientCredentials"]["tokenUrl"] == icu.jwt.token_url
+    assert flows["authorizationCode"]["tokenUrl"] == icu.jwt.token_url
+    assert flows["authorizationCode"]["authorizationUrl"] == icu.jwt.authorization_url
+    for flow in flows.values():
+        assert set(flow["scopes"]) == set(icu.scopes)  # every scope of [auth.scopes]
+        assert flow["scopes"]["read_products"] == "products:read"
+        assert flow["scopes"]["admin"] == "every resource:write"
+
+
+def _grants(icu: Surface, scope: str, resource: str, access: str) -> bool:
+    for res, acc in icu.scopes[scope]:
+        if res in ("*", resource) and (acc == access or acc == "write"):
+            return True
+    return False
+
+
+def test_v3_every_operation_names_the_scopes_that_grant_it(
+    icu: Surface, v3: dict[str, Any]
+) -> None:
+    checked = 0
+    for path, method, op in _operations(v3):
+        if path == "/openapi.json" or "501" in op["responses"]:
+            continue
+        resource, _, access = op["x-required-permission"].partition(":")
+        # Derived here from the scope table, independently of the generator.
+        wanted = sorted(s for s in icu.scopes if _grants(icu, s, resource, access))
+        assert wanted, (method, path)
+        assert op["x-required-scopes"] == wanted
+        assert op["security"] == [{"oauth2": [s]} for s in wanted]
+        checked += 1
+    assert checked >= 30
+    ops = v3["paths"]
+    assert ops["/products"]["get"]["x-required-scopes"] == [
+        "admin",
+        "read_products",
+        "write_products",
+    ]
+    assert ops["/orders"]["post"]["x-required-scopes"] == ["admin", "write_orders"]
+    assert ops["/reports/{rest}"]["get"]["x-required-scopes"] == ["admin", "read_reports"]
+    # Only admin grants webhooks (the seed has no webhook scope).
+    assert ops["/webhooks/{id}"]["delete"]["x-required-scopes"] == ["admin"]
+
+
+def test_v3_paths_are_the_route_table(v3: dict[str, Any]) -> None:
+    methods = {p: sorted(m for m in item if m in METHODS) for p, item in v3["paths"].items()}
+    assert methods == {
+        "/openapi.json": ["get"],
+        "/products": ["get", "post"],
+        "/products/{id}": ["delete", "get", "put"],
+        "/orders": ["get", "post"],
+        "/orders/{id}": ["get", "put"],
+        "/customers": ["get", "post"],
+        "/customers/{id}": ["delete", "get", "put"],
+        "/inventory": ["get"],
+        "/inventory/{product_id}": ["get"],
+        "/inventory/adjustments": ["post"],
+        "/pages": ["get", "post"],
+        "/pages/{id}": ["delete", "get", "put"],
+        "/carts": ["post"],
+        "/carts/{id}": ["get", "put"],
+        "/carts/{id}/checkout": ["post"],
+        "/bulk/products/import": ["post"],
+        "/bulk/customers/export": ["post"],
+        "/webhooks": ["delete", "get", "patch", "post", "put"],
+        "/webhooks/{id}": ["delete", "get", "patch", "post", "put"],
+        "/themes": ["delete", "get", "patch", "post", "put"],
+        "/themes/{rest}": ["delete", "get", "patch", "post", "put"],
+        "/reports": ["get"],
+        "/reports/{rest}": ["get"],
+    }
+    assert v3["paths"]["/openapi.json"]["get"]["security"] == []
+
+
+def test_v3_page_and_limit_on_list_routes_only(v3: dict[str, Any]) -> None:
+    lists = {"/products", "/orders", "/customers", "/inventory", "/pages"}
+    for path, method, op in _operations(v3):
+        query = {p["name"]: p for p in op.get("parameters", []) if p.get("in") == "query"}
+        if method == "get" and path in lists:
+            assert query["page"]["schema"] == {"type": "integer", "minimum": 1, "default": 1}
+            assert query["limit"]["schema"] == {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 250,
+                "default": 50,
+            }
+        else:
+            assert query == {}, (method, path)
+
+
+def test_v3_501_routes_are_documented_as_such(v3: dict[str, Any]) -> None:
+    for path, method in (
+        ("/orders/{id}", "put"),
+        ("/carts/{id}", "put"),
+        ("/bulk/customers/export", "post"),
+    ):
+        op = v3["paths"][path][method]
+        assert set(op["responses"]) == {"501"}
+        assert op["responses"]["501"]["$ref"] == "#/components/responses/NotImplemented"
+        assert "Magento" in op["description"]
+        assert op["security"] == []  # answered before any token is looked at
+        assert "x-required-scopes" not in op
+
+
+def test_v3_envelope_and_x_rate_limit_headers(v3: dict[str, Any]) -> None:
+    schema = v3["components"]["schemas"]["Error"]
+    assert schema["required"] == ["error"]
+    assert schema["properties"]["error"]["required"] == ["code", "message", "request_id"]
+    for name in ("Unauthorized", "Forbidden", "TooManyRequests", "NotImplemented"):
+        content = v3["components"]["responses"][name]["content"]
+        assert content == {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    headers = v3["components"]["headers"]
+    assert "epoch" in headers["X-Rate-Limit-Reset"]["description"]
+    ok = v3["paths"]["/orders"]["get"]["responses"]["default"]["headers"]
+    assert set(ok) == {
+        "X-Rate-Limit-Limit",
+        "X-Rate-Limit-Remaining",
+        "X-Rate-Limit-Reset",
+        "X-Request-Id",
+    }
+
+
+def test_v3_earlier_versions_are_deprecated_servers(v3: dict[str, Any]) -> None:
+    current, v2, v1 = v3["servers"]
+    assert current == {"url": "/api/v3"}
+    assert v2["url"] == "/api/v2" and v2["x-deprecated"] is True
+    assert (v2["x-deprecation"], v2["x-sunset"]) == ("2025-01-01T00:00:00Z", "2026-01-01T00:00:00Z")
+    assert v2["x-link"] == "https://developers.store.icu/api/changelog"
+    assert "VERSION_RETIRED" in v2["description"]
+    assert v1["url"] == "/api/v1" and v1["x-sunset"] == "2025-06-30T00:00:00Z"
+    assert "x-deprecation" not in v1
+
+
+def test_a_jwt_surface_without_a_token_url_is_http_bearer_with_scope_roles(
+    tmp_path: Path,
+) -> None:
+    text = ICU.read_text()
+    text = re.sub(r"\ntoken_url = .*\nauthorization_url = .*\n", "\n", text)
+    assert "token_url" not in text
+    path = tmp_path / "icu.toml"
+    path.write_text(text)
+    doc = build(load_policy(path))
+    validate(doc)
+    scheme = doc["components"]["securitySchemes"]["oauth2"]
+    assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == ("http", "bearer", "JWT")
+    assert "read_products (products:read)" in scheme["description"]
+    # OpenAPI 3.1: for non-OAuth schemes the requirement lists role names.
+    assert doc["paths"]["/pages"]["post"]["security"] == [
+        {"oauth2": ["admin"]},
+        {"oauth2": ["write_content"]},
+    ]

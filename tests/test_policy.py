@@ -479,6 +479,37 @@ def test_the_old_inline_jwt_table_points_to_config_issuers(tmp_path: Path) -> No
     assert len(problems) == 1
 
 
+def test_jwt_oauth_urls_document_the_issuer(tmp_path: Path) -> None:
+    urls = 'token_url = "https://id.example/token"\nauthorization_url = "https://id.example/a"\n'
+    s = load_policy(
+        _write(
+            tmp_path, HEAD + JWT.replace("[auth.scopes]", urls + "[auth.scopes]") + MOUNT + ROUTES
+        )
+    )
+    assert s.jwt is not None
+    assert (s.jwt.token_url, s.jwt.authorization_url) == (
+        "https://id.example/token",
+        "https://id.example/a",
+    )
+    bare = load_policy(_write(tmp_path, HEAD + JWT + MOUNT + ROUTES, "bare.toml")).jwt
+    assert bare is not None and (bare.token_url, bare.authorization_url) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("urls", "message"),
+    [
+        ('token_url = "ftp://id.example/token"', r'auth\.token_url: "ftp://id\.example/token" must be an http'),
+        ('token_url = 3', r"auth\.token_url: must be a string"),
+        ('authorization_url = "https://id.example/a"', r"auth\.authorization_url: the authorization code flow needs auth\.token_url"),
+    ],
+)  # fmt: skip
+def test_jwt_oauth_urls_are_checked(tmp_path: Path, urls: str, message: str) -> None:
+    text = HEAD + JWT.replace("[auth.scopes]", urls + "\n[auth.scopes]") + MOUNT + ROUTES
+    problems = _problems(_write(tmp_path, text))
+    _one(problems, message)
+    assert len(problems) == 1
+
+
 def test_jwt_kind_needs_an_issuer_and_scopes(tmp_path: Path) -> None:
     text = HEAD + '\n[auth]\nkind = "jwt"\n' + MOUNT + ROUTES
     problems = _problems(_write(tmp_path, text))
@@ -491,12 +522,16 @@ def test_jwt_settings_without_jwt_in_use_are_refused(tmp_path: Path) -> None:
     # A setting that loads is a setting that works (SPEC §2): with personal tokens only,
     # an issuer, claim renames or scopes would never be read.
     text = HEAD + JWT.replace('kind = "jwt"', 'kind = "pat"') + '[auth.claims]\njti = "id"\n'
+    text = text.replace(
+        'issuer = "storeicu"\n', 'issuer = "storeicu"\ntoken_url = "https://i.example/t"\n'
+    )
     path = _write(tmp_path, text + MOUNT + ROUTES)
     problems = _problems(path)
     _one(problems, r':12: auth\.issuer: is only read with auth\.kind = "jwt"')
-    _one(problems, r':14: auth\.scopes: is only read with auth\.kind = "jwt"')
-    _one(problems, r':17: auth\.claims: is only read with auth\.kind = "jwt"')
-    assert len(problems) == 3
+    _one(problems, r':13: auth\.token_url: is only read with auth\.kind = "jwt"')
+    _one(problems, r':15: auth\.scopes: is only read with auth\.kind = "jwt"')
+    _one(problems, r':18: auth\.claims: is only read with auth\.kind = "jwt"')
+    assert len(problems) == 4
 
 
 def test_a_jwt_mount_on_a_pat_surface_uses_the_surface_issuer(tmp_path: Path) -> None:
