@@ -192,6 +192,7 @@ class Edge:
             # -- versions: the surface by host and base path; a version's dates (410 / headers)
             base = versions.match(self._bases, segments, fwd.host)
             if base is None:
+                ctx.surface = versions.host_surface(self._bases, fwd.host) or ctx.surface
                 raise NotFound("No API is served under this path.")
             ctx.surface = surface = base.surface
             if base.version is not None:

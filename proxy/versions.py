@@ -84,6 +84,16 @@ def match(bases: Sequence[Base], segments: Sequence[str], host: str) -> Base | N
     return None
 
 
+def host_surface(bases: Sequence[Base], host: str) -> Surface | None:
+    """The surface that owns ``host`` when a path matched none (its error style answers
+    the 404): the first naming the host, else the first naming no host."""
+    normalized = normalize_host(host)
+    for base in bases:
+        if not base.hosts or normalized in base.hosts:
+            return base.surface
+    return None
+
+
 def enter(
     base: Base, segments: Sequence[str], now: float, answer_headers: MutableSequence[Any]
 ) -> tuple[str, ...]:

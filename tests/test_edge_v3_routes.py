@@ -485,10 +485,14 @@ def test_each_api_answers_on_its_own_host(edge: Edge) -> None:
     assert stores.status_code == 200, stores.text
     assert [s["id"] for s in stores.json()["stores"]] == ["acme"]
     assert no_v3.status_code == 404
+    # The 404 speaks the style of the API that owns the host: problem+json here...
+    assert no_v3.headers["content-type"] == "application/problem+json"
     assert edge.mark() == before
     with edge.v3(mint("admin")) as c:
         retired = c.get("/api/v1/stores")
+        nowhere = c.get("/api/v9/nothing")
     assert retired.status_code == 410
+    _envelope(nowhere, "RESOURCE_NOT_FOUND")  # ...and the envelope on the partner API's host
 
 
 def test_v3_openapi_document_is_served_without_a_token(edge: Edge) -> None:
