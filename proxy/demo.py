@@ -194,6 +194,18 @@ def run_demo(*, port: int, data_dir: Path) -> None:
             claims=claims,
             partner_token=partner_token,
             mint=_mint_line(key_path, kid),
+            revoke=shlex.join(
+                [
+                    _python(),
+                    "-m",
+                    "proxy",
+                    "tokens",
+                    "revoke-jwt",
+                    "--config",
+                    str(config_path),
+                    "my-app-1",
+                ]
+            ),
         ),
         flush=True,
     )
@@ -211,6 +223,7 @@ def _banner(
     claims: dict[str, Any],
     partner_token: str,
     mint: str,
+    revoke: str,
 ) -> str:
     v1 = f"http://{V1_HOST}:{port}/api/v1"
     v3 = f"http://{V3_HOST}:{port}/api/v3"
@@ -252,6 +265,8 @@ Set it in your shell first:
 Another partner token, other scopes (Python and pyjwt only; the key is the demo's):
   {mint}
   curl -s {v3}/customers/1 -H "Authorization: Bearer $TOKEN"
+Revoke it by its jti (refused within 1 s):
+  {revoke}
 
 Storefront (no token; the store from X-Store-Id):
   curl -s -X POST {shop}/cart -H 'X-Store-Id: demo'    # a guest cart's id

@@ -220,6 +220,21 @@ def test_every_printed_line_gets_its_status(demo: Demo) -> None:
     minted = seen[("GET", "localhost", "/api/v3/customers/1 ($TOKEN)")]
     assert minted.json()["id"] == 1
     assert minted.headers["X-Rate-Limit-Limit"] == "120"  # standard: its burst
+    # The printed revoke line, run as printed: the minted token is refused within the
+    # key-store cache's bound (1 s; 3 s allowed here for a loaded machine).
+    (revoke,) = [line.strip() for line in demo.banner.splitlines() if "tokens revoke-jwt" in line]
+    done = subprocess.run(
+        ["bash", "-c", revoke], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and "revoked jti my-app-1" in done.stdout, done.stderr
+    minted_url = next(r.url for r in requests if r.minted)
+    deadline = time.monotonic() + 3
+    while True:
+        again = httpx.get(minted_url, headers={"Authorization": f"Bearer {env['TOKEN']}"})
+        if again.status_code == 401 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert again.json()["error"]["message"] == "The access token has been revoked."
     cart = seen[("POST", "localhost", "/api/storefront/v3/cart (no token)")]
     assert len(cart.json()) == 32  # Magento's masked cart id
 
