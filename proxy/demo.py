@@ -125,12 +125,12 @@ def _partner_claims(now: int) -> dict[str, Any]:
     }
 
 
-def _mint_line(key_path: Path, kid: str) -> str:
+def _mint_line(key_path: Path, kid: str, jti: str) -> str:
     """A shell line minting another partner token with nothing but Python and pyjwt."""
     claims = (
         f'{{"iss": "{ISSUER}", "aud": "{AUDIENCE}", "iat": t, "exp": t + 3600, '
         '"client_id": "my-app", "store_id": "demo", "scope": "read_customers read_orders", '
-        '"partner_tier": "standard", "jti": "my-app-1"}'
+        f'"partner_tier": "standard", "jti": "{jti}"}}'
     )
     code = (
         f"import jwt, time; t = int(time.time()); print(jwt.encode({claims}, "
@@ -184,6 +184,8 @@ def run_demo(*, port: int, data_dir: Path) -> None:
 
     standin = create_standin(bearer_tokens=[magento_token])
     edge = Edge.from_config(config, keystore)
+    # New at each start: the deny list lives in edge.db, which outlives a demo run.
+    minted_jti = "my-app-" + secrets.token_hex(4)
     print(
         _banner(
             port=port,
@@ -193,7 +195,7 @@ def run_demo(*, port: int, data_dir: Path) -> None:
             token=token,
             claims=claims,
             partner_token=partner_token,
-            mint=_mint_line(key_path, kid),
+            mint=_mint_line(key_path, kid, minted_jti),
             revoke=shlex.join(
                 [
                     _python(),
@@ -203,7 +205,7 @@ def run_demo(*, port: int, data_dir: Path) -> None:
                     "revoke-jwt",
                     "--config",
                     str(config_path),
-                    "my-app-1",
+                    minted_jti,
                 ]
             ),
         ),

@@ -226,7 +226,7 @@ def test_every_printed_line_gets_its_status(demo: Demo) -> None:
     done = subprocess.run(
         ["bash", "-c", revoke], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
-    assert done.returncode == 0 and "revoked jti my-app-1" in done.stdout, done.stderr
+    assert done.returncode == 0 and "revoked jti my-app-" in done.stdout, done.stderr
     minted_url = next(r.url for r in requests if r.minted)
     deadline = time.monotonic() + 3
     while True:
