@@ -71,6 +71,23 @@ def _translated() -> Iterator[None]:
         raise KeyStoreUnavailable(f"The key store cannot be read right now ({exc}).") from exc
 
 
+def _at_start(db: sqlite3.Connection, prepare: Callable[[sqlite3.Connection], None]) -> None:
+    """Run the start-up schema work, retrying while another process holds the lock.
+
+    Replicas sharing one file start together: switching to WAL and creating the schema
+    take the write lock, and SQLite answers "database is locked" at once (without its busy
+    timeout) in some of those races; start-up waits its turn instead (bounded)."""
+    deadline = time.monotonic() + 30.0
+    while True:
+        try:
+            prepare(db)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # start-up only, never on the request path
+
+
 class SQLiteKeyStore:
     """Trust model: whoever can read the file sees hashes and grants, never tokens."""
 
@@ -80,13 +97,16 @@ class SQLiteKeyStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with _translated():
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-            have = {row[1] for row in self._db.execute("PRAGMA table_info(tokens)")}
-            for column, kind in _ADDED.items():
-                if column not in have:
-                    self._db.execute(f"ALTER TABLE tokens ADD COLUMN {column} {kind}")
+            _at_start(self._db, self._prepare)
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(_SCHEMA)
+        have = {row[1] for row in db.execute("PRAGMA table_info(tokens)")}
+        for column, kind in _ADDED.items():
+            if column not in have:
+                db.execute(f"ALTER TABLE tokens ADD COLUMN {column} {kind}")
 
     # -- tokens -------------------------------------------------------------------------
 
