@@ -76,7 +76,8 @@ def _at_start(db: sqlite3.Connection, prepare: Callable[[sqlite3.Connection], No
 
     Replicas sharing one file start together: switching to WAL and creating the schema
     take the write lock, and SQLite answers "database is locked" at once (without its busy
-    timeout) in some of those races; start-up waits its turn instead (bounded)."""
+    timeout) in some of those races (the WAL switch); start-up waits its turn instead
+    (bounded)."""
     deadline = time.monotonic() + 30.0
     while True:
         try:
@@ -102,11 +103,22 @@ class SQLiteKeyStore:
 
     def _prepare(self, db: sqlite3.Connection) -> None:
         db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(_SCHEMA)
-        have = {row[1] for row in db.execute("PRAGMA table_info(tokens)")}
-        for column, kind in _ADDED.items():
-            if column not in have:
-                db.execute(f"ALTER TABLE tokens ADD COLUMN {column} {kind}")
+        # One write transaction for the whole schema (SQLite's DDL is transactional): a
+        # second process starting at the same moment sees all of it or none of it, never
+        # a table without the columns the first one is adding.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            have = {row[1] for row in db.execute("PRAGMA table_info(tokens)")}
+            for column, kind in _ADDED.items():
+                if column not in have:
+                    db.execute(f"ALTER TABLE tokens ADD COLUMN {column} {kind}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     # -- tokens -------------------------------------------------------------------------
 
