@@ -275,6 +275,26 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _json(revoke_jwt, "print the outcome as JSON")
 
+    # explain (#12): the edge's decision for one request, nothing sent (proxy.explain)
+    explain = _command(
+        sub, "explain", "how the edge would decide a request (surface, route, target, token, "
+        "limits), without sending it",
+    )  # fmt: skip
+    _config(explain)
+    explain.add_argument("method", metavar="METHOD", help="GET, POST, ...")
+    explain.add_argument(
+        "url", metavar="URL",
+        help="the request's URL (its host picks the surface, as Host does) or a path",
+    )  # fmt: skip
+    explain.add_argument(
+        "--token", help="the bearer token to judge; never printed (default: none sent)"
+    )
+    explain.add_argument(
+        "--client", default="127.0.0.1", metavar="ADDR",
+        help="the client address a token's --allow-ip is judged against",
+    )  # fmt: skip
+    _json(explain, "print the explanation as one JSON document")
+
     accounts = _command(sub, "accounts", "accounts: owners of tokens and their ceilings")
     asub = accounts.add_subparsers(
         dest="accounts_command", required=True, metavar="COMMAND", parser_class=_Parser
@@ -364,6 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command in ("tokens", "accounts"):
             return asyncio.run(_keystore_command(args))
+        if args.command == "explain":
+            return asyncio.run(_explain(args))
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -392,6 +414,29 @@ async def _keystore_command(args: argparse.Namespace) -> int:
         return await accounts_command(config, store, args)
     finally:
         await store.close()
+
+
+async def _explain(args: argparse.Namespace) -> int:
+    """Exit 0 when the request is explained, whatever the verdict (the verdict is the
+    output); 1 on a bad config or an unreachable key store."""
+    from .backends.keystore import open_keystore
+    from .explain import explain
+
+    # Nothing is sent to Magento: its credentials need not be in this shell.
+    config = load_config(args.config, secrets=False)
+    store = open_keystore(config) if args.token is not None else None
+    try:
+        result = await explain(
+            config, args.method, args.url, args.token, keystore=store, client=args.client
+        )
+    finally:
+        if store is not None:
+            await store.close()
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        print("\n".join(result.lines()))
+    return EXIT_OK
 
 
 def _check(path: str, *, probe: bool = False, as_json: bool = False) -> int:
