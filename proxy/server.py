@@ -6,6 +6,7 @@ uvicorn trusts ``X-Forwarded-For`` from 127.0.0.1 by default; the edge turns tha
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import importlib.util
 import logging
@@ -16,6 +17,7 @@ from typing import Any
 import uvicorn
 from starlette.middleware import Middleware
 
+from .admin_listener import admin_app, serve_with_admin
 from .backends.keystore import open_keystore
 from .config import Config, load_config, unresolved_hosts
 from .edge import Edge
@@ -77,4 +79,12 @@ def serve(config_path: str | Path, *, host: str | None = None, port: int | None 
     server = uvicorn.Server(
         uvicorn_config(app, host or config.host, port or config.port, log_level=config.log_level)
     )
-    server.run()
+    # issue #12: the admin listener (health, readiness, metrics) beside the API server
+    admin = uvicorn_config(
+        admin_app(app, app.readiness),
+        config.admin.host,
+        config.admin.port,
+        log_level=config.log_level,
+    )
+    with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+        runner.run(serve_with_admin(server, admin))
