@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ from .readiness import Readiness
 if TYPE_CHECKING:
     from .edge import Edge
 
-__all__ = ["admin_app", "serve_with_admin"]
+__all__ = ["ServerWithAdmin", "admin_app"]
 
 
 def admin_app(edge: Edge, readiness: Readiness) -> Starlette:
@@ -75,13 +76,18 @@ class _Follower(uvicorn.Server):
         yield
 
 
-async def serve_with_admin(api: uvicorn.Server, admin: uvicorn.Config) -> None:
-    """Serve ``api`` and, beside it in this loop, the admin application; the admin
-    listener answers until the API server has finished (drain included)."""
-    follower = _Follower(admin)
-    task = asyncio.get_running_loop().create_task(follower.serve())
-    try:
-        await api.serve()
-    finally:
-        follower.should_exit = True
-        await task
+class ServerWithAdmin(uvicorn.Server):
+    """The API server, with the admin listener (``admin``) served beside it in the same
+    event loop until the API server has finished (drain included)."""
+
+    def __init__(self, config: uvicorn.Config, admin: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.admin = _Follower(admin)
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(self.admin.serve())
+        try:
+            await super().serve(sockets)
+        finally:
+            self.admin.should_exit = True
+            await task

@@ -18,11 +18,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from .probe import probe_store
-
 if TYPE_CHECKING:
+    import httpx
+
     from .edge import Edge
 
 __all__ = ["Readiness"]
@@ -127,6 +125,8 @@ class Readiness:
 
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
+            import httpx  # control plane only: never imported on the request path
+
             self._client = httpx.AsyncClient(trust_env=False, timeout=self._timeout)
         return self._client
 
@@ -145,6 +145,8 @@ def _pinging(ping: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[st
 
 def _store_probe(readiness: Readiness, store: Any) -> Callable[[], Awaitable[str | None]]:
     async def check() -> str | None:
+        from .probe import probe_store  # imports httpx: control plane only
+
         result = await probe_store(store, client=readiness.client())
         return None if result.ok else result.verdict
 
