@@ -115,3 +115,14 @@ def test_each_edge_has_its_own_registry(tmp_path: Path) -> None:
     one.metrics.reloaded(ok=False)
     assert b'magento_edge_config_reloads_total{result="failed"} 1.0' in one.metrics.render()
     assert b"magento_edge_config_reloads_total{" not in two.metrics.render()
+
+
+def test_histogram_buckets_are_cumulative_and_inclusive() -> None:
+    from proxy.metrics import _Histogram
+
+    hist = _Histogram((0.1, 1.0))
+    for value in (0.1, 0.5, 1.0, 7.0):  # a value equal to a bound is in that bucket (le)
+        hist.observe(value)
+    buckets, total = hist.family_entry()
+    assert buckets == [("0.1", 1.0), ("1.0", 3.0), ("+Inf", 4.0)]
+    assert total == 8.6
