@@ -98,3 +98,28 @@ credential = {{ kind = "bearer", token_env = "T" }}
         with pytest.raises(ConfigError) as info:
             load_config(path, env={"T": "x"})
         assert any(says in p for p in info.value.problems), info.value.problems
+
+
+def test_magento_edge_serve_runs_the_admin_listener_beside_the_api(tmp_path: Path) -> None:
+    from tests.conftest import write_config
+    from tests.servers import free_port
+    from tests.test_edge_streaming import EdgeProcess
+
+    config = write_config(tmp_path, "http://127.0.0.1:9", None)
+    edge = EdgeProcess(config, free_port())
+    try:
+        assert wait_for(lambda: _get(f"{edge.admin_url}/healthz") == 200, 10)
+        assert _get(f"{edge.url}/healthz") == 404  # the API port serves no admin path
+        assert httpx.get(f"{edge.admin_url}/readyz").status_code == 503  # dead stores
+        assert "magento_edge_in_flight_requests 0.0" in httpx.get(f"{edge.admin_url}/metrics").text
+    finally:
+        edge.stop()
+    assert edge.proc.returncode is not None
+    assert _get(f"{edge.admin_url}/healthz") is None  # stopped with the API server
+
+
+def _get(url: str) -> int | None:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return None
