@@ -188,6 +188,9 @@ def _parser() -> argparse.ArgumentParser:
     _config(serve)
     serve.add_argument("--host", help="listen address (default: [server] host)")
     serve.add_argument("--port", type=int, help="listen port (default: [server] port)")
+    serve.add_argument(  # issue #12
+        "--admin-port", type=int, help="admin listener port (default: [admin] port)"
+    )
 
     check = sub.add_parser("check", help="validate config and policies; exit 1 if invalid")
     _config(check)
@@ -375,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from .server import serve
 
-            serve(args.config, host=args.host, port=args.port)
+            serve(args.config, host=args.host, port=args.port, admin_port=args.admin_port)
             return EXIT_OK
         if args.command == "demo":
             from .demo import run_demo

@@ -120,6 +120,16 @@ class Upstream:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminSettings:
+    """``[admin]``: health, readiness and metrics, never on the API port (issue #12)."""
+
+    host: str = "127.0.0.1"
+    port: int = 9901
+    probe_interval: float = 10.0  # seconds between readiness probe rounds
+    probe_timeout: float = 5.0  # the most one probe (one backend, one store) may take
+
+
+@dataclass(frozen=True, slots=True)
 class Issuer:
     """``[issuers.NAME]``: an OAuth 2.0 authorization server whose JWT access tokens a
     ``auth.kind = "jwt"`` policy accepts (SPEC §4.2). Exactly one of ``jwks_url`` and
@@ -167,11 +177,13 @@ class Config:
     idempotency_max_record_bytes: int = 1024 * 1024
     # [issuers.NAME]: who signs the JWT access tokens of auth.kind = "jwt" policies
     issuers: Mapping[str, Issuer] = field(default_factory=dict)
+    # [admin] (issue #12, proxy.admin_listener): health, readiness and metrics listener
+    admin: AdminSettings = field(default_factory=lambda: AdminSettings())
 
 
 _TOP = (
     "server", "keystore", "ratelimit", "idempotency", "stores", "upstreams", "logging",
-    "secret_scanning", "issuers",
+    "secret_scanning", "issuers", "admin",
 )  # fmt: skip
 
 
@@ -284,6 +296,7 @@ def load_config(
     )
     access_log = r.boolean(logging_t, "access_log", "logging", True)
 
+    admin = _admin(r, d, port)  # issue #12: admin listener
     scanning_keys = _secret_scanning(r, d, base)
     issuers = _issuers(r, d, base)
     policy_problems.extend(_unknown_issuers(surfaces, issuers))
@@ -322,6 +335,25 @@ def load_config(
         keystore_prefix=ks_prefix,
         secret_scanning_keys=scanning_keys,
         issuers=issuers,
+        admin=admin,
+    )
+
+
+def _admin(r: Reader, d: Mapping[str, Any], api_port: object) -> AdminSettings:
+    """``[admin]``: where health, readiness and metrics are served, and how often the
+    readiness probes run (issue #12)."""
+    t = r.table(d, "admin", "")
+    r.unknown_keys(t, "admin", ("host", "port", "probe_interval_seconds", "probe_timeout_seconds"))
+    host = r.string(t, "host", "admin", "127.0.0.1")
+    port = r.number(t, "port", "admin", 9901, integer=True, minimum=0)
+    if isinstance(port, int) and port > 65535:
+        r.problem("admin.port", f"must be at most 65535, got {port}")
+    elif port and port == api_port:
+        r.problem("admin.port", f"is the API port ({port}): the admin listener is never public")
+    interval = r.number(t, "probe_interval_seconds", "admin", 10.0, minimum=0.1)
+    timeout = r.number(t, "probe_timeout_seconds", "admin", 5.0, minimum=0.1)
+    return AdminSettings(
+        host=host, port=int(port), probe_interval=float(interval), probe_timeout=float(timeout)
     )
 
 

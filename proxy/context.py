@@ -32,8 +32,10 @@ class RequestContext:
 
     # Slotted: one is built per request, on the hot path.
     __slots__ = (
-        "answer_headers", "decision", "fwd", "principal", "receive", "request_id", "scope",
-        "send", "started", "status", "store", "surface", "t0",
+        "answer_headers", "decision", "fwd", "principal", "receive",
+        "refusal",  # issue #12: metrics (proxy.metrics)
+        "request_id", "scope", "send", "started", "status", "store", "surface", "t0",
+        "upstream_seconds",  # issue #12
     )  # fmt: skip
 
     def __init__(
@@ -64,6 +66,8 @@ class RequestContext:
         self.status = 0  # what was answered, for the access log
         self.started = False  # set where a step tracks it: an error is only rendered before
         self.t0 = time.perf_counter()
+        self.refusal: str | None = None  # the EdgeError code the edge answered with
+        self.upstream_seconds = 0.0  # time inside the upstream call
 
     @property
     def method(self) -> str:

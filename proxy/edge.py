@@ -62,8 +62,10 @@ from .idempotency import (
     parse_idempotency_key,
     request_target,
 )
+from .metrics import Metrics
 from .paths import split_path
 from .ratelimit import rate_limit_headers
+from .readiness import Readiness
 from .rewrite import upstream_call
 from .storefront import host_index, store_from_request
 from .upstream import UpstreamBroke, UpstreamClient
@@ -113,6 +115,13 @@ class Edge:
         self._bases = versions.index(config.surfaces)  # host + base path → surface, version
         self._access_log = config.access_log
         self.app = endpoints.application(self, self._lifespan)
+        # issue #12: metrics (None: off, for the benchmark) and readiness, both served by
+        # the admin listener (proxy.admin_listener)
+        self.metrics: Metrics | None = Metrics()
+        self.metrics.watch(self)
+        self.readiness = Readiness(
+            self, interval=config.admin.probe_interval, timeout=config.admin.probe_timeout
+        )
         self._entry: ASGIApp | None = None
         if middleware:
             entry: ASGIApp = self._dispatch
@@ -176,6 +185,8 @@ class Edge:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = scope["headers"]
+        if self.metrics is not None:  # issue #12: in-flight requests
+            self.metrics.started += 1
         ctx = RequestContext(
             scope, receive, send, request_id=request_id_from(headers), surface=self._error_surface
         )
@@ -237,7 +248,7 @@ class Edge:
                     caller=caller_of(principal),
                     key=key,
                     target=request_target(scope, store),
-                    forward=lambda rcv, snd: self._forward(ctx.with_io(rcv, snd)),
+                    forward=lambda rcv, snd: self._forward_keyed(ctx, rcv, snd),
                 )
             else:
                 ctx.status = await self._forward(ctx)
@@ -252,6 +263,7 @@ class Edge:
             )
         except EdgeError as exc:
             ctx.status = exc.status
+            ctx.refusal = exc.code  # issue #12: metrics' rejection reason
             await self._send_error(ctx, exc)
         except Exception:
             # A bug, not a client's fault: log it with the request id, answer a plain 500
@@ -265,6 +277,8 @@ class Edge:
                         EdgeError("The edge failed to handle this request; it has been logged."),
                     )
         finally:
+            if self.metrics is not None:  # issue #12
+                self.metrics.done(ctx, time.perf_counter() - ctx.t0)
             if self._access_log:
                 principal = ctx.principal
                 access_log.info(
@@ -311,12 +325,16 @@ class Edge:
         try:
             result = await self.limiter.hit(key, tier)
         except BackendUnavailable:
+            if self.metrics is not None:  # issue #12
+                self.metrics.limited(surface.name, "error")
             if self.config.ratelimit_on_backend_error == "deny":
                 raise LimiterUnavailable(
                     "Rate limits cannot be checked right now; retry shortly.",
                     headers={"Retry-After": "1"},
                 ) from None
             return  # fail open, as configured; logged and counted by the backend
+        if self.metrics is not None:  # issue #12
+            self.metrics.limited(surface.name, "allowed" if result.allowed else "limited")
         ctx.answer_headers.extend(
             rate_limit_headers(result, surface.header_style, ietf=surface.ietf_headers)
         )
@@ -400,21 +418,34 @@ class Edge:
             up_headers = upstream_request_headers(
                 scope["headers"], fwd, origin.headers(target, credential), drop=origin.drop
             )
-        status = await self.upstream.forward(
-            method=method,
-            url=url,
-            headers=up_headers,
-            request_headers=scope["headers"],
-            receive=ctx.receive,
-            send=ctx.send,
-            timeouts=timeouts,
-            extra_response_headers=ctx.answer_headers,
-            # envelope surfaces only: Magento's JSON errors rewritten (proxy.envelope)
-            errors=magento_errors(decision.surface, mount, ctx.request_id),
-        )
+        started = time.perf_counter()  # issue #12: the upstream's share, for metrics
+        try:
+            status = await self.upstream.forward(
+                method=method,
+                url=url,
+                headers=up_headers,
+                request_headers=scope["headers"],
+                receive=ctx.receive,
+                send=ctx.send,
+                timeouts=timeouts,
+                extra_response_headers=ctx.answer_headers,
+                # envelope surfaces only: Magento's JSON errors rewritten (proxy.envelope)
+                errors=magento_errors(decision.surface, mount, ctx.request_id),
+            )
+        finally:
+            ctx.upstream_seconds = time.perf_counter() - started
         if status == 401 and auth is not None:
             auth.rejected()  # an expired admin token: log in again (rate-limited)
         return status
+
+    async def _forward_keyed(self, ctx: RequestContext, receive: Receive, send: Send) -> int:
+        """The forward inside the idempotency step, through its channels; the upstream's
+        time lands on the request's own context (issue #12: metrics)."""
+        keyed = ctx.with_io(receive, send)
+        try:
+            return await self._forward(keyed)
+        finally:
+            ctx.upstream_seconds = keyed.upstream_seconds
 
     async def _send_error(self, ctx: RequestContext, exc: EdgeError) -> None:
         status, headers, body = endpoints.error_response(ctx, exc)

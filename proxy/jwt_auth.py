@@ -134,6 +134,17 @@ class KeySet:
             raise InvalidToken("the token was signed by a key the issuer does not publish")
         return found
 
+    async def probe(self) -> str | None:
+        """The readiness probe (issue #12): refresh when due (the usual cooldown applies),
+        then ``None`` when usable keys are held and fresh, else why not."""
+        if self._url is not None and self._clock() >= self._expires_at:
+            await self._refresh(self._clock(), reason="readiness probe")
+        if not self._keys:
+            return f"no signing keys fetched from {self._url} yet"
+        if self.stale:
+            return f"serving stale keys: {self._url} failed to answer the last refresh"
+        return None
+
     async def _refresh(self, now: float, *, reason: str) -> None:
         if self._url is None:
             return  # a file: what it holds is all there is

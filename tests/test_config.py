@@ -253,7 +253,7 @@ def test_secrets_never_appear_in_problems(confdir: Path) -> None:
 def test_unknown_top_level_key(confdir: Path) -> None:
     path = _write(confdir, "[servr]\nport = 1\n" + SPEC_EXAMPLE)
     assert _problems(path) == [
-        f"{path}:1: servr: unknown key (known: idempotency, issuers, keystore, logging, ratelimit, "
+        f"{path}:1: servr: unknown key (known: admin, idempotency, issuers, keystore, logging, ratelimit, "
         "secret_scanning, server, stores, upstreams)"
     ]
 

@@ -31,8 +31,21 @@ RSS_BOUND = 48 * 1024 * 1024
 class EdgeProcess:
     def __init__(self, config: Path, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}"
+        self.admin_port = free_port()  # several edges on one machine: one admin port each
+        self.admin_url = f"http://127.0.0.1:{self.admin_port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "serve", "--config", str(config), "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "proxy",
+                "serve",
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+                "--admin-port",
+                str(self.admin_port),
+            ],
             env={**os.environ, **env()},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

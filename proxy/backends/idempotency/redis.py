@@ -84,5 +84,9 @@ class RedisIdempotencyStore:
     async def release(self, key: str, lease: Lease) -> None:
         await self._run(self._release, key, encode_lease(lease))
 
+    async def ping(self) -> None:
+        """The readiness probe (issue #12): raises when Redis does not answer."""
+        await self._redis.ping()
+
     async def close(self) -> None:
         await self._redis.aclose(close_connection_pool=True)

@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from cachetools import TTLCache
 
@@ -20,6 +21,7 @@ from .base import AccountRecord, KeyLookup, TokenRecord
 __all__ = ["CACHE_TTL_SECONDS", "LAST_USED_FLUSH_SECONDS", "CachedKeyStore"]
 
 log = logging.getLogger("magento_edge.keystore")
+_T = TypeVar("_T")
 
 # How long a lookup (hit or miss) is trusted before asking the store again: the bound on how
 # long a revoked token (or a shrunk account) keeps working on a replica that has it cached.
@@ -49,22 +51,32 @@ class CachedKeyStore:
         self._uses: dict[str, float] = {}
         self._flush_interval = flush_interval
         self._flusher: asyncio.Task[None] | None = None
+        # For metrics (proxy.metrics): cache answers, store answers, store failures.
+        self.hits = 0
+        self.misses = 0
+        self.errors = 0
 
     async def lookup(self, token_hash: str) -> TokenRecord | None:
         try:
-            return self._cache[token_hash]
+            found = self._cache[token_hash]
         except KeyError:
-            pass
-        record = await self.store.lookup(token_hash)
+            self.misses += 1
+        else:
+            self.hits += 1
+            return found
+        record = await self._counted(self.store.lookup(token_hash))
         self._cache[token_hash] = record
         return record
 
     async def get_account(self, account_id: str) -> AccountRecord | None:
         try:
-            return self._accounts[account_id]
+            found = self._accounts[account_id]
         except KeyError:
-            pass
-        account = await self.store.get_account(account_id)
+            self.misses += 1
+        else:
+            self.hits += 1
+            return found
+        account = await self._counted(self.store.get_account(account_id))
         self._accounts[account_id] = account
         return account
 
@@ -72,12 +84,22 @@ class CachedKeyStore:
         """Whether a JWT's ``jti`` is denied; cached like a lookup, so a ``revoke-jwt`` is
         seen by every replica within the same bound as a revoked personal token."""
         try:
-            return self._jtis[jti]
+            found = self._jtis[jti]
         except KeyError:
-            pass
-        revoked = await self.store.jti_revoked(jti)
+            self.misses += 1
+        else:
+            self.hits += 1
+            return found
+        revoked = await self._counted(self.store.jti_revoked(jti))
         self._jtis[jti] = revoked
         return revoked
+
+    async def _counted(self, call: Awaitable[_T]) -> _T:
+        try:
+            return await call
+        except KeyStoreUnavailable:
+            self.errors += 1
+            raise
 
     def forget(self, token_hash: str) -> None:
         """Drop a cached lookup (this process changed the token: see it at once)."""

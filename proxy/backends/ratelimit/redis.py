@@ -122,6 +122,10 @@ class RedisRateLimiter:
             pipe.evalsha(self._sha, 2, key, key + ":d:", repr(interval), tier.burst, tier.daily)
         return list(await pipe.execute(raise_on_error=False))
 
+    async def ping(self) -> None:
+        """The readiness probe (issue #12): raises when Redis does not answer."""
+        await self._redis.ping()
+
     async def close(self) -> None:
         for task in list(self._sending):
             task.cancel()
