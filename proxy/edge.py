@@ -151,6 +151,10 @@ class Edge:
             middleware=middleware,
         )
 
+    def upstream_auth(self, store_id: str) -> UpstreamAuth | None:
+        """The credential object forwarding uses for ``store_id`` (readiness probes it)."""
+        return self._auths.get(store_id)
+
     # -- ASGI -----------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

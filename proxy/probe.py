@@ -149,10 +149,15 @@ async def probe_store(
     *,
     client: httpx.AsyncClient,
     clock: Callable[[], float] = time.time,
+    auth: UpstreamAuth | None = None,
 ) -> ProbeResult:
+    """``auth``: the running edge's own credential object (readiness: an admin token is
+    then the edge's, not a fresh login per probe); by default one made for this probe."""
     kind = _kind(store)
     origin = MagentoOrigin(store.magento_url, store.offloader_header)
-    auth = auth_for(store, clock=clock)
+    own = auth is None
+    if auth is None:
+        auth = auth_for(store, clock=clock)
     result = ProbeResult(store=store.id, credential=kind, ok=False, verdict="")
     try:
         if isinstance(auth, AdminTokenAuth):
@@ -202,7 +207,8 @@ async def probe_store(
                 )
         return result
     finally:
-        await auth.close()
+        if own:
+            await auth.close()
 
 
 async def probe_config(

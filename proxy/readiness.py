@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import httpx
 
+    from .credentials import UpstreamAuth
     from .edge import Edge
 
 __all__ = ["Readiness"]
@@ -45,6 +46,10 @@ class Readiness:
         self.draining = False
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
+
+    def edge_auth(self, store_id: str) -> UpstreamAuth | None:
+        """The serving edge's credential object for ``store_id``."""
+        return self._edge.upstream_auth(store_id)
 
     def start_drain(self) -> None:
         """Not ready from now on (SIGTERM: the load balancer stops sending requests)."""
@@ -147,7 +152,9 @@ def _store_probe(readiness: Readiness, store: Any) -> Callable[[], Awaitable[str
     async def check() -> str | None:
         from .probe import probe_store  # imports httpx: control plane only
 
-        result = await probe_store(store, client=readiness.client())
+        # The edge's own credential: an admin store is not logged into on every round.
+        auth = readiness.edge_auth(store.id)
+        result = await probe_store(store, client=readiness.client(), auth=auth)
         return None if result.ok else result.verdict
 
     return check

@@ -7,6 +7,8 @@ import asyncio
 import socket
 from pathlib import Path
 
+import httpx
+
 from proxy.backends.keystore.sqlite import SQLiteKeyStore
 from proxy.config import load_config
 from proxy.edge import Edge
@@ -87,3 +89,46 @@ def test_keyset_probe_fetched_stale_and_never_fetched() -> None:
     assert fresh is None
     assert stale is not None and stale.startswith("serving stale keys")
     assert never is not None and never.startswith("no signing keys fetched")
+
+
+def test_an_admin_store_is_probed_with_the_edges_own_token(tmp_path: Path) -> None:
+    """Readiness rounds reuse the edge's admin token: one login, however many rounds."""
+    import asyncio
+
+    from magento_standin import create_standin
+    from proxy.backends.keystore.sqlite import SQLiteKeyStore
+    from proxy.config import load_config
+    from proxy.edge import Edge
+    from tests.servers import serving
+
+    standin = create_standin(admin_users={"ops": "pw-1234567890"})
+    with serving(standin) as magento:
+        (tmp_path / "config.toml").write_text(
+            f"""[server]
+policies = ["{Path(__file__).resolve().parent.parent / "policies" / "storeoncloud.toml"}"]
+[keystore]
+path = "edge.db"
+[stores.acme]
+magento_url = "{magento.url}"
+credential = {{ kind = "admin", username_env = "U", password_env = "P" }}
+"""
+        )
+        config = load_config(tmp_path / "config.toml", env={"U": "ops", "P": "pw-1234567890"})
+        edge = Edge.from_config(config, SQLiteKeyStore(str(config.keystore_path)))
+        auth = edge.upstream_auth("acme")
+        assert auth is not None
+
+        async def rounds() -> list[bool]:
+            from proxy.probe import probe_store
+
+            async with httpx.AsyncClient() as client:
+                results = [
+                    (await probe_store(config.stores["acme"], client=client, auth=auth)).ok
+                    for _ in range(3)
+                ]
+            await auth.close()
+            return results
+
+        assert asyncio.run(rounds()) == [True, True, True]
+    logins = [r for r in standin.requests if r["raw_path"].endswith(b"/integration/admin/token")]
+    assert len(logins) == 1
