@@ -167,6 +167,12 @@ class Config:
     idempotency_max_record_bytes: int = 1024 * 1024
     # [issuers.NAME]: who signs the JWT access tokens of auth.kind = "jwt" policies
     issuers: Mapping[str, Issuer] = field(default_factory=dict)
+    # -- operations (issue #12, SPEC §9; proxy.lifecycle, proxy.logs, proxy.workers) --
+    log_format: Literal["json", "text"] = "json"
+    workers: int = 1
+    drain_seconds: float = 5.0
+    grace_seconds: float = 30.0
+    allow_per_process_state: bool = False
 
 
 _TOP = (
@@ -210,7 +216,15 @@ def load_config(
     r.unknown_keys(
         server,
         "server",
-        ("host", "port", "policies", "trusted_proxies", "max_connections", "surface_hosts"),
+        (
+            "host",
+            "port",
+            "policies",
+            "trusted_proxies",
+            "max_connections",
+            "surface_hosts",
+            *_OPS_SERVER_KEYS,
+        ),
     )
     host = r.string(server, "host", "server", "127.0.0.1")
     port = r.number(server, "port", "server", 8080, integer=True, minimum=0)
@@ -278,7 +292,8 @@ def load_config(
     upstreams = _upstreams(r, d)
 
     logging_t = r.table(d, "logging", "")
-    r.unknown_keys(logging_t, "logging", ("level", "access_log"))
+    r.unknown_keys(logging_t, "logging", ("level", "access_log", "format"))
+    log_format = r.string(logging_t, "format", "logging", "json", choices=("json", "text"))
     level = r.string(
         logging_t, "level", "logging", "info", choices=("debug", "info", "warning", "error")
     )
@@ -292,6 +307,8 @@ def load_config(
         # A setting that loads is a setting that works: an issuer no policy names would
         # look like accepted JWTs where none are.
         r.problem(f"issuers.{name}", "no policy names this issuer (auth.issuer = ...)")
+
+    ops = _operations(r, server, rl_backend, idem_backend)  # issue #12
 
     problems = r.problems + policy_problems
     if problems:
@@ -322,6 +339,49 @@ def load_config(
         keystore_prefix=ks_prefix,
         secret_scanning_keys=scanning_keys,
         issuers=issuers,
+        log_format="text" if log_format == "text" else "json",
+        **ops,
+    )
+
+
+# -- operations (issue #12): [server] workers, drain and grace ---------------------------
+
+_OPS_SERVER_KEYS = ("workers", "drain_seconds", "grace_seconds", "allow_per_process_state")
+
+
+def _operations(r: Reader, server: Any, rl_backend: str, idem_backend: str) -> dict[str, Any]:
+    workers = r.number(server, "workers", "server", 1, integer=True, minimum=1)
+    drain = r.number(server, "drain_seconds", "server", 5, minimum=0)
+    grace = r.number(server, "grace_seconds", "server", 30, minimum=0)
+    allow = r.boolean(server, "allow_per_process_state", "server", False)
+    if isinstance(workers, int) and not allow:
+        problem = per_process_state_problem(rl_backend, idem_backend, workers)
+        if problem:
+            r.problem("server.workers", problem)
+    return {
+        "workers": workers,
+        "drain_seconds": float(drain),
+        "grace_seconds": float(grace),
+        "allow_per_process_state": allow,
+    }
+
+
+def per_process_state_problem(rl_backend: str, idem_backend: str, workers: int) -> str | None:
+    """Why ``workers`` processes cannot share this state, or None. Each process would
+    count limits and keep idempotency records alone (N workers: N times the limit); only
+    an operator who says so (``allow_per_process_state``) gets that."""
+    if workers <= 1:
+        return None
+    memory = [
+        f"[{part}] backend" for part, backend in (("ratelimit", rl_backend),
+        ("idempotency", idem_backend)) if backend == "memory"
+    ]  # fmt: skip
+    if not memory:
+        return None
+    return (
+        f'{workers} processes with {" and ".join(memory)} = "memory" keep '
+        'that state per process; use backend = "redis", or set [server] '
+        "allow_per_process_state = true if per-process limits are intended"
     )
 
 

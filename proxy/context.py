@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from .logs import AccessInfo
 from .types import Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -32,8 +33,8 @@ class RequestContext:
 
     # Slotted: one is built per request, on the hot path.
     __slots__ = (
-        "answer_headers", "decision", "fwd", "principal", "receive", "request_id", "scope",
-        "send", "started", "status", "store", "surface", "t0",
+        "access", "answer_headers", "decision", "fwd", "principal", "receive", "request_id",
+        "scope", "send", "started", "status", "store", "surface", "t0",
     )  # fmt: skip
 
     def __init__(
@@ -64,6 +65,8 @@ class RequestContext:
         self.status = 0  # what was answered, for the access log
         self.started = False  # set where a step tracks it: an error is only rendered before
         self.t0 = time.perf_counter()
+        # The access line's facts (proxy.logs); shared with every with_io() view.
+        self.access = AccessInfo()
 
     @property
     def method(self) -> str:
