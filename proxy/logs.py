@@ -161,6 +161,7 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": record.process,  # several workers write to one stream
         }
         if isinstance(record.msg, AccessLine):
             out["message"] = "access"
