@@ -40,9 +40,7 @@ class EdgeProcess:
     def lines(self) -> list[dict[str, Any]]:
         """The process's log (JSON format): one object per line."""
         return [
-            json.loads(line)
-            for line in self.log.read_text().splitlines()
-            if line.startswith("{")
+            json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")
         ]
 
     def wait_for_log(self, text: str, count: int = 1, timeout: float = 10) -> None:
@@ -55,19 +53,25 @@ class EdgeProcess:
 
 
 def token_for(config_path: Path, *permissions: str) -> str:
+    return token_and_id(config_path, *permissions)[0]
+
+
+def token_and_id(
+    config_path: Path, *permissions: str, stores: tuple[str, ...] = ("acme",)
+) -> tuple[str, str]:
     config = load_config(config_path, env=env())
     token = generate_token("live")
     record = TokenRecord(
         id="tok_" + secrets.token_hex(8),
         name="ops",
         kind="live",
-        stores=("acme",),
+        stores=stores,
         permissions={p.split(":")[0]: p.split(":")[1] for p in permissions},  # type: ignore[misc]
     )
     store = SQLiteKeyStore(config.keystore_path or "")
     asyncio.run(store.create(record, hash_token(token)))
     asyncio.run(store.close())
-    return token
+    return token, record.id
 
 
 def ops_config(
@@ -152,7 +156,7 @@ class Hammer:
 def test_reload_applies_a_valid_change_and_refuses_an_invalid_one(
     tmp_path: Path, upstreams: tuple[str, PanelApp, str, PanelApp, str]
 ) -> None:
-    magento, panel, panel_url, other, other_url = upstreams
+    magento, _, panel_url, other, other_url = upstreams
     port = free_port()
     config = ops_config(tmp_path, magento, panel_url, port)
     token = token_for(config, "backups:read")
@@ -201,7 +205,7 @@ def test_reload_applies_a_valid_change_and_refuses_an_invalid_one(
 def test_sigterm_drains_then_waits_for_requests_in_flight(
     tmp_path: Path, upstreams: tuple[str, PanelApp, str, PanelApp, str]
 ) -> None:
-    magento, panel, panel_url, _, _ = upstreams
+    magento, _, panel_url, _, _ = upstreams
     port = free_port()
     config = ops_config(
         tmp_path, magento, panel_url, port, "drain_seconds = 1.5\ngrace_seconds = 20"
