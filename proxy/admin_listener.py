@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -76,18 +76,29 @@ class _Follower(uvicorn.Server):
         yield
 
 
+def follower(admin: uvicorn.Config) -> uvicorn.Server:
+    """The admin listener's server, for :func:`serve_beside`."""
+    return _Follower(admin)
+
+
+async def serve_beside(follower: uvicorn.Server, api: Awaitable[None]) -> None:
+    """Serve the admin listener (``follower``) while ``api`` (the API server's ``serve()``)
+    runs, in the same event loop, and stop it once the API server has finished (drain
+    included)."""
+    task = asyncio.get_running_loop().create_task(follower.serve())
+    try:
+        await api
+    finally:
+        follower.should_exit = True
+        await task
+
+
 class ServerWithAdmin(uvicorn.Server):
-    """The API server, with the admin listener (``admin``) served beside it in the same
-    event loop until the API server has finished (drain included)."""
+    """A plain uvicorn server with the admin listener (``admin``) beside it."""
 
     def __init__(self, config: uvicorn.Config, admin: uvicorn.Config) -> None:
         super().__init__(config)
         self.admin = _Follower(admin)
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
-        task = asyncio.get_running_loop().create_task(self.admin.serve())
-        try:
-            await super().serve(sockets)
-        finally:
-            self.admin.should_exit = True
-            await task
+        await serve_beside(self.admin, super().serve(sockets))

@@ -68,6 +68,16 @@ def _seconds(text: str, what: str) -> int:
     return seconds
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'"{text}" is not a whole number of at least 1')
+    return value
+
+
 def parse_duration(text: str) -> int:
     """``30d``, ``2w``, ``12h``, ``15m``, ``90s`` → seconds (more than zero)."""
     seconds = _seconds(text, "duration")
@@ -191,6 +201,24 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(  # issue #12
         "--admin-port", type=int, help="admin listener port (default: [admin] port)"
     )
+    # issue #12: workers (proxy.workers) and reload (proxy.lifecycle)
+    serve.add_argument(
+        "--workers", type=_positive, help="processes on the port (default: [server] workers)"
+    )
+    serve.add_argument(
+        "--fd",
+        type=int,
+        help="serve on this inherited listening socket (the workers' supervisor passes it; "
+        "default: bind [server] host and port)",
+    )
+    serve.add_argument(
+        "--admin-fd",
+        type=int,
+        help="serve the admin listener on this inherited socket (the workers' supervisor "
+        "passes it; default: bind [admin] host and port)",
+    )
+    reload = _command(sub, "reload", "make the running edge reload config and policies")
+    _config(reload)
 
     check = sub.add_parser("check", help="validate config and policies; exit 1 if invalid")
     _config(check)
@@ -378,7 +406,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from .server import serve
 
-            serve(args.config, host=args.host, port=args.port, admin_port=args.admin_port)
+            return serve(
+                args.config,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                fd=args.fd,
+                admin_port=args.admin_port,
+                admin_fd=args.admin_fd,
+            )
+        if args.command == "reload":  # issue #12: SIGHUP to the running edge
+            from .lifecycle import signal_reload
+
+            try:
+                pid = signal_reload(args.config)
+            except LookupError as exc:
+                print(f"magento-edge: {exc}", file=sys.stderr)
+                return EXIT_FAILED
+            print(f"sent SIGHUP to pid {pid}: its log says whether the reload was applied")
             return EXIT_OK
         if args.command == "demo":
             from .demo import run_demo

@@ -179,6 +179,12 @@ class Config:
     issuers: Mapping[str, Issuer] = field(default_factory=dict)
     # [admin] (issue #12, proxy.admin_listener): health, readiness and metrics listener
     admin: AdminSettings = field(default_factory=lambda: AdminSettings())
+    # -- operations (issue #12, SPEC §9; proxy.lifecycle, proxy.logs, proxy.workers) --
+    log_format: Literal["json", "text"] = "json"
+    workers: int = 1
+    drain_seconds: float = 5.0
+    grace_seconds: float = 30.0
+    allow_per_process_state: bool = False
 
 
 _TOP = (
@@ -222,7 +228,15 @@ def load_config(
     r.unknown_keys(
         server,
         "server",
-        ("host", "port", "policies", "trusted_proxies", "max_connections", "surface_hosts"),
+        (
+            "host",
+            "port",
+            "policies",
+            "trusted_proxies",
+            "max_connections",
+            "surface_hosts",
+            *_OPS_SERVER_KEYS,
+        ),
     )
     host = r.string(server, "host", "server", "127.0.0.1")
     port = r.number(server, "port", "server", 8080, integer=True, minimum=0)
@@ -290,7 +304,8 @@ def load_config(
     upstreams = _upstreams(r, d)
 
     logging_t = r.table(d, "logging", "")
-    r.unknown_keys(logging_t, "logging", ("level", "access_log"))
+    r.unknown_keys(logging_t, "logging", ("level", "access_log", "format"))
+    log_format = r.string(logging_t, "format", "logging", "json", choices=("json", "text"))
     level = r.string(
         logging_t, "level", "logging", "info", choices=("debug", "info", "warning", "error")
     )
@@ -305,6 +320,8 @@ def load_config(
         # A setting that loads is a setting that works: an issuer no policy names would
         # look like accepted JWTs where none are.
         r.problem(f"issuers.{name}", "no policy names this issuer (auth.issuer = ...)")
+
+    ops = _operations(r, server, rl_backend, idem_backend)  # issue #12
 
     problems = r.problems + policy_problems
     if problems:
@@ -336,6 +353,8 @@ def load_config(
         secret_scanning_keys=scanning_keys,
         issuers=issuers,
         admin=admin,
+        log_format="text" if log_format == "text" else "json",
+        **ops,
     )
 
 
@@ -354,6 +373,47 @@ def _admin(r: Reader, d: Mapping[str, Any], api_port: object) -> AdminSettings:
     timeout = r.number(t, "probe_timeout_seconds", "admin", 5.0, minimum=0.1)
     return AdminSettings(
         host=host, port=int(port), probe_interval=float(interval), probe_timeout=float(timeout)
+    )
+
+
+# -- operations (issue #12): [server] workers, drain and grace ---------------------------
+
+_OPS_SERVER_KEYS = ("workers", "drain_seconds", "grace_seconds", "allow_per_process_state")
+
+
+def _operations(r: Reader, server: Any, rl_backend: str, idem_backend: str) -> dict[str, Any]:
+    workers = r.number(server, "workers", "server", 1, integer=True, minimum=1)
+    drain = r.number(server, "drain_seconds", "server", 5, minimum=0)
+    grace = r.number(server, "grace_seconds", "server", 30, minimum=0)
+    allow = r.boolean(server, "allow_per_process_state", "server", False)
+    if isinstance(workers, int) and not allow:
+        problem = per_process_state_problem(rl_backend, idem_backend, workers)
+        if problem:
+            r.problem("server.workers", problem)
+    return {
+        "workers": workers,
+        "drain_seconds": float(drain),
+        "grace_seconds": float(grace),
+        "allow_per_process_state": allow,
+    }
+
+
+def per_process_state_problem(rl_backend: str, idem_backend: str, workers: int) -> str | None:
+    """Why ``workers`` processes cannot share this state, or None. Each process would
+    count limits and keep idempotency records alone (N workers: N times the limit); only
+    an operator who says so (``allow_per_process_state``) gets that."""
+    if workers <= 1:
+        return None
+    memory = [
+        f"[{part}] backend" for part, backend in (("ratelimit", rl_backend),
+        ("idempotency", idem_backend)) if backend == "memory"
+    ]  # fmt: skip
+    if not memory:
+        return None
+    return (
+        f'{workers} processes with {" and ".join(memory)} = "memory" keep '
+        'that state per process; use backend = "redis", or set [server] '
+        "allow_per_process_state = true if per-process limits are intended"
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from .logs import AccessInfo
 from .types import Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ class RequestContext:
 
     # Slotted: one is built per request, on the hot path.
     __slots__ = (
-        "answer_headers", "decision", "fwd", "principal", "receive",
+        "access", "answer_headers", "decision", "fwd", "principal", "receive",
         "refusal",  # issue #12: metrics (proxy.metrics)
         "request_id", "scope", "send", "started", "status", "store", "surface", "t0",
         "upstream_seconds",  # issue #12
@@ -68,6 +69,8 @@ class RequestContext:
         self.t0 = time.perf_counter()
         self.refusal: str | None = None  # the EdgeError code the edge answered with
         self.upstream_seconds = 0.0  # time inside the upstream call
+        # The access line's facts (proxy.logs); shared with every with_io() view.
+        self.access = AccessInfo()
 
     @property
     def method(self) -> str:

@@ -273,8 +273,9 @@ Revoke it by its jti (refused within 1 s):
 Storefront (no token; the store from X-Store-Id):
   curl -s -X POST {shop}/cart -H 'X-Store-Id: demo'    # a guest cart's id
 
-Every request prints one access-log line below: time, request id, token id (never the
-token), method, status, time spent. Ctrl-C stops both servers.
+Every request prints one access-log line below: time, request id, client, method, route
+template, status, then store, token id (never the token), bytes and milliseconds.
+Ctrl-C stops both servers.
 """
 
 

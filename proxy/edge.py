@@ -62,6 +62,7 @@ from .idempotency import (
     parse_idempotency_key,
     request_target,
 )
+from .logs import access_line, count_bytes
 from .metrics import Metrics
 from .paths import split_path
 from .ratelimit import rate_limit_headers
@@ -185,6 +186,13 @@ class Edge:
                 await self.limiter.close()
             await self.idempotency.close()
 
+    async def close_config_resources(self) -> None:
+        """Close what this edge built from its config alone (store credentials, issuer
+        key sets), not the backends it shares with a reloaded edge (proxy.lifecycle)."""
+        for auth in self._auths.values():
+            await auth.close()
+        await self.jwt.close()
+
     # -- one request ----------------------------------------------------------------
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -194,6 +202,8 @@ class Edge:
         ctx = RequestContext(
             scope, receive, send, request_id=request_id_from(headers), surface=self._error_surface
         )
+        if self._access_log:  # issue #12: bytes in/out and upstream time (proxy.logs)
+            count_bytes(ctx)
         try:
             segments = split_path(scope.get("raw_path") or scope["path"].encode())
             # Forwarding first: its host (Host, or a trusted X-Forwarded-Host) picks the surface.
@@ -262,17 +272,22 @@ class Edge:
             # The answer had started; returning without finishing it makes the server cut
             # the connection, the only honest signal left.
             ctx.status = 502
+            ctx.access.error = _one_line(exc.__cause__ or exc)
             log.warning(
                 "%s upstream broke off mid-answer: %s", ctx.request_id, exc.__cause__ or exc
             )
         except EdgeError as exc:
             ctx.status = exc.status
             ctx.refusal = exc.code  # issue #12: metrics' rejection reason
+            ctx.access.reason = exc.code  # issue #12: the refusal's reason, in the access line
+            if exc.status >= 500:
+                ctx.access.error = _one_line(exc.__cause__ or exc)
             await self._send_error(ctx, exc)
-        except Exception:
+        except Exception as exc:
             # A bug, not a client's fault: log it with the request id, answer a plain 500
             # problem if the answer has not started (the server cuts it otherwise).
             ctx.status = 500
+            ctx.access.error = _one_line(exc)
             log.exception("%s unexpected error", ctx.request_id)
             if not ctx.started:
                 with contextlib.suppress(Exception):
@@ -283,17 +298,8 @@ class Edge:
         finally:
             if self.metrics is not None:  # issue #12
                 self.metrics.done(ctx, time.perf_counter() - ctx.t0)
-            if self._access_log:
-                principal = ctx.principal
-                access_log.info(
-                    "%s %s %s %d %.1fms",
-                    ctx.request_id,
-                    principal.token_id if principal else "-",
-                    scope.get("method", "-"),
-                    ctx.status,
-                    (time.perf_counter() - ctx.t0) * 1000,
-                    extra={"request_id": ctx.request_id},
-                )
+            if self._access_log:  # issue #12: one line per request (proxy.logs)
+                access_log.info(access_line(ctx), extra={"request_id": ctx.request_id})
 
     async def _answer(self, ctx: RequestContext) -> None:
         """An endpoint of the policy: the Starlette application answers it, with the
@@ -422,7 +428,8 @@ class Edge:
             up_headers = upstream_request_headers(
                 scope["headers"], fwd, origin.headers(target, credential), drop=origin.drop
             )
-        started = time.perf_counter()  # issue #12: the upstream's share, for metrics
+        started = time.perf_counter()  # issue #12: the upstream's share (metrics, logs)
+        ctx.access.t_upstream = started
         try:
             status = await self.upstream.forward(
                 method=method,
@@ -455,6 +462,12 @@ class Edge:
         status, headers, body = endpoints.error_response(ctx, exc)
         await ctx.send({"type": "http.response.start", "status": status, "headers": headers})
         await ctx.send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error for the access line: its class and message on one line."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _fill(template: str, values: Any, decision: Decision, store: Store | None) -> str:

@@ -66,7 +66,12 @@ class Metrics:
 
     def watch(self, edge: Edge) -> None:
         """Serve this edge's metrics, and the counters its steps keep, from the registry."""
-        self.registry.register(_StepCounters(edge, self))
+        self._steps = _StepCounters(edge, self)
+        self.registry.register(self._steps)
+
+    def watch_steps_of(self, edge: Edge) -> None:
+        """After a reload: read the step counters of the edge now serving."""
+        self._steps._edge = edge
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

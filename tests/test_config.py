@@ -723,3 +723,42 @@ def test_serve_warns_about_an_unresolvable_host_and_serves(
     (warning,) = [r.getMessage() for r in caplog.records if "does not resolve" in r.getMessage()]
     assert warning.startswith(f"{path}:{_line(text, 'magento_url')}: stores.acme.magento_url: ")
     assert warning.endswith("(serving anyway: requests to it fail until it resolves)")
+
+
+# -- operations (issue #12): workers, drain, grace, log format ------------------------------
+
+
+def test_operations_keys_default_and_load(confdir: Path) -> None:
+    config = load_config(_write(confdir, SPEC_EXAMPLE), env={"ACME_MAGENTO_TOKEN": SECRET})
+    assert (config.workers, config.drain_seconds, config.grace_seconds) == (1, 5.0, 30.0)
+    assert (config.log_format, config.allow_per_process_state) == ("json", False)
+    text = (
+        SPEC_EXAMPLE.replace(
+            "port = 8080\n",
+            "port = 8080\nworkers = 3\nallow_per_process_state = true\n"
+            "drain_seconds = 0.5\ngrace_seconds = 120\n",
+            1,
+        )
+        + '\n[logging]\nformat = "text"\n'
+    )
+    config = load_config(_write(confdir, text), env={"ACME_MAGENTO_TOKEN": SECRET})
+    assert (config.workers, config.drain_seconds, config.grace_seconds) == (3, 0.5, 120.0)
+    assert (config.log_format, config.allow_per_process_state) == ("text", True)
+
+
+def test_operations_keys_are_checked(confdir: Path) -> None:
+    text = (
+        SPEC_EXAMPLE.replace("port = 8080\n", "port = 8080\nworkers = 0\ndrain_seconds = -1\n", 1)
+        + '\n[logging]\nformat = "xml"\n'
+    )
+    problems = _problems(_write(confdir, text))
+    _one(problems, r"server\.workers.*at least 1")
+    _one(problems, r"server\.drain_seconds.*at least 0")
+    _one(problems, r'logging\.format.*unknown value "xml" \(known: json, text\)')
+
+
+def test_workers_with_memory_state_need_consent(confdir: Path) -> None:
+    text = SPEC_EXAMPLE.replace("port = 8080\n", "port = 8080\nworkers = 2\n", 1)
+    problem = _one(_problems(_write(confdir, text)), r"server\.workers")
+    assert "[ratelimit] backend and [idempotency] backend" in problem
+    assert "allow_per_process_state = true" in problem

@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +35,9 @@ class EdgeProcess:
         self.url = f"http://127.0.0.1:{port}"
         self.admin_port = free_port()  # several edges on one machine: one admin port each
         self.admin_url = f"http://127.0.0.1:{self.admin_port}"
+        # A file, not a pipe: nobody reads the log while the edge runs, and a full pipe
+        # would block the edge on its next log line.
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -48,7 +53,7 @@ class EdgeProcess:
             ],
             env={**os.environ, **env()},
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.stderr,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -57,7 +62,8 @@ class EdgeProcess:
                 return
             except OSError:
                 if self.proc.poll() is not None:
-                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    self.stderr.seek(0)
+                    err = self.stderr.read().decode()
                     self.stop()
                     raise RuntimeError(err) from None
                 time.sleep(0.05)  # a real process binding its port: poll, bounded above
@@ -68,14 +74,14 @@ class EdgeProcess:
         return int(psutil.Process(self.proc.pid).memory_info().rss)
 
     def stop(self) -> None:
-        self.proc.terminate()
+        # SIGINT: shut down now; SIGTERM would drain first ([server] drain_seconds).
+        self.proc.send_signal(signal.SIGINT)
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+        self.stderr.close()
 
 
 class PeakRss:

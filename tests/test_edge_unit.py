@@ -103,7 +103,9 @@ def test_serve_says_when_limits_are_per_process(tmp_path: Path) -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["ran"] == [{"port": 8123, "proxy_headers": False}]
     assert result["frozen"] > 0  # the long-lived heap was moved out of the collector's way
-    warnings = [line for line in done.stderr.splitlines() if " WARNING " in line]
+    # [logging] format defaults to JSON: one object per line (proxy.logs)
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    warnings = [line["message"] for line in lines if line["level"] == "warning"]
     assert any("rate limits are kept in this process" in line for line in warnings)
     assert any("idempotency records are kept in this process" in line for line in warnings)
 
