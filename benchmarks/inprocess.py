@@ -35,6 +35,8 @@ import importlib
 import importlib.util
 import io
 import json
+import logging
+import os
 import statistics
 import subprocess
 import sys
@@ -391,7 +393,9 @@ async def jwt_vs_pat(directory: Path, rounds: int, n: int) -> None:
     await edge.keystore.close()
 
 
-async def metrics_cost(directory: Path, rounds: int, n: int) -> None:
+async def toggle_cost(directory: Path, rounds: int, n: int, what: str) -> None:
+    """``what`` = "metrics" (the Prometheus counts) or "access log" (one JSON access line
+    per request, formatted and written to /dev/null through the edge's own handler)."""
     (directory / "config.toml").write_text(CONFIG)
     config = load_config(directory / "config.toml", env={"BENCH_TOKEN": "x"})
     keystore = SQLiteKeyStore(directory / "edge.db")
@@ -403,6 +407,12 @@ async def metrics_cost(directory: Path, rounds: int, n: int) -> None:
     await keystore.create(record, hash_token(token))
     edge = Edge.from_config(config, keystore)
     metrics = edge.metrics
+    if what == "access log":
+        from proxy.logs import configure_logging
+
+        handler = configure_logging("json", "info")
+        assert isinstance(handler, logging.StreamHandler)
+        handler.setStream(open(os.devnull, "w"))  # noqa: SIM115, ASYNC230 - once, at set-up
 
     async def stub_forward(**kwargs: Any) -> int:  # the upstream call is not measured
         await kwargs["send"]({"type": "http.response.start", "status": 200, "headers": []})
@@ -424,7 +434,10 @@ async def metrics_cost(directory: Path, rounds: int, n: int) -> None:
         pass
 
     async def run(on: bool) -> float:
-        edge.metrics = metrics if on else None
+        if what == "metrics":
+            edge.metrics = metrics if on else None
+        else:
+            edge._access_log = on
         t = time.process_time()
         for _ in range(n):
             await edge(scope, receive, send)
@@ -439,8 +452,8 @@ async def metrics_cost(directory: Path, rounds: int, n: int) -> None:
         for flag in order:
             (on_us if flag else off_us).append(await run(flag))
     ratios = [a / b for a, b in zip(on_us, off_us, strict=True)]
-    print(f"metrics on:  {statistics.median(on_us):7.2f} us/request (median of {rounds})")
-    print(f"metrics off: {statistics.median(off_us):7.2f} us/request")
+    print(f"{what} on:  {statistics.median(on_us):7.2f} us/request (median of {rounds})")
+    print(f"{what} off: {statistics.median(off_us):7.2f} us/request")
     print(f"ratio on/off: {statistics.median(ratios):.3f} "
           f"(rounds {min(ratios):.3f}..{max(ratios):.3f})")  # fmt: skip
     await edge.keystore.close()
@@ -451,6 +464,7 @@ def main() -> int:
     p.add_argument("--baseline", metavar="REV", help="compare with the edge at this revision")
     p.add_argument("--jwt", action="store_true", help="JWT- vs PAT-authenticated requests")
     p.add_argument("--metrics", action="store_true", help="Prometheus metrics on vs off")
+    p.add_argument("--access-log", action="store_true", help="the JSON access line on vs off")
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("-n", type=int, default=20000, help="requests per round and edge")
     args = p.parse_args()
@@ -458,9 +472,13 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as d:
             asyncio.run(jwt_vs_pat(Path(d), max(2, args.rounds), max(100, args.n)))
         return 0
+    if args.access_log:
+        with tempfile.TemporaryDirectory() as d:
+            asyncio.run(toggle_cost(Path(d), max(2, args.rounds), max(100, args.n), "access log"))
+        return 0
     if args.metrics:
         with tempfile.TemporaryDirectory() as d:
-            asyncio.run(metrics_cost(Path(d), max(2, args.rounds), max(100, args.n)))
+            asyncio.run(toggle_cost(Path(d), max(2, args.rounds), max(100, args.n), "metrics"))
         return 0
     if args.baseline:
         asyncio.run(compare(args.baseline, max(2, args.rounds), max(100, args.n)))
