@@ -150,3 +150,24 @@ def test_the_entrypoint_serves_as_nobody_with_a_readonly_config(
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_the_configmaps_config_loads_with_the_shipped_policies(tmp_path: Path) -> None:
+    """The sidecar's config.toml as the ConfigMap carries it, with the policies beside it
+    as the policies ConfigMap mounts them and the Secret's variables set, is a config the
+    edge loads (its Redis and issuer hosts exist only in a cluster: `check` would say so)."""
+    docs = [
+        d
+        for d in yaml.safe_load_all((REPO / "deploy/kubernetes/magento-edge.yaml").read_text())
+        if d
+    ]
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap" and "config.toml" in d["data"])
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    (tmp_path / "config.toml").write_text(config_map["data"]["config.toml"])
+    (tmp_path / "policies").symlink_to(REPO / "policies")
+    from proxy.config import load_config
+
+    config = load_config(tmp_path / "config.toml", env=dict(secret["stringData"]))
+    assert (config.admin.host, config.admin.port, config.log_format) == ("0.0.0.0", 9901, "json")
+    assert {s.name for s in config.surfaces} == {"storeoncloud", "storeicu", "storefront"}
+    assert config.keystore_backend == config.ratelimit_backend == "redis"
