@@ -45,6 +45,16 @@ def surface_for(
     return base.surface if base is not None else None
 
 
+def auth_needed(decision: Decision) -> str | None:
+    """The kind of credential the decided route takes (``"pat"``, ``"jwt"``), or ``None``
+    when it takes none (an endpoint without auth, a mount or surface with kind ``none``)."""
+    if decision.endpoint is not None:
+        return decision.surface.auth if decision.endpoint.auth else None
+    assert decision.mount is not None  # resolve() returned an endpoint or a mount route
+    kind = decision.mount.auth or decision.surface.auth
+    return None if kind == "none" else kind
+
+
 def resolve(surface: Surface, method: str, segments: Sequence[str]) -> Decision:
     """Route ``segments`` (the whole raw path) within ``surface``; 404/405/403 otherwise."""
     inner = tuple(segments[len(surface.base_parts) :])

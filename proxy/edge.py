@@ -41,7 +41,7 @@ from .body import ClientGone
 from .config import Config, Store
 from .context import SCOPE_KEY, Message, Receive, RequestContext, Scope, Send
 from .credentials import MagentoOrigin, UpstreamAuth, auth_for
-from .decide import Decision, authorize, resolve, store_for
+from .decide import Decision, auth_needed, authorize, resolve, store_for
 from .envelope import magento_errors
 from .errors import (
     BackendUnavailable,
@@ -224,16 +224,10 @@ class Edge:
                 segments = versions.enter(base, segments, self.clock(), ctx.answer_headers)
             method = scope["method"]
             ctx.decision = decision = resolve(surface, method, segments)
-            if decision.endpoint is not None:
-                needs_auth = decision.endpoint.auth
-                kind = surface.auth
-            else:
-                assert decision.mount is not None
-                kind = decision.mount.auth or surface.auth
-                needs_auth = kind != "none"
-            if needs_auth and kind == "jwt":  # an OAuth 2.0 access token (auth_jwt)
+            kind = auth_needed(decision)
+            if kind == "jwt":  # an OAuth 2.0 access token (auth_jwt)
                 ctx.principal = await self.jwt.authenticate(headers, surface, self.keystore)
-            elif needs_auth:
+            elif kind is not None:
                 ctx.principal = await authenticate(
                     headers, self.keystore, client=fwd.client, clock=self.clock
                 )

@@ -33,7 +33,7 @@ from .backends.keystore.base import AccountRecord, TokenRecord
 from .backends.keystore.cached import CachedKeyStore
 from .config import Config, Store
 from .credentials import MagentoOrigin
-from .decide import Decision, authorize, resolve, store_for
+from .decide import Decision, auth_needed, authorize, resolve, store_for
 from .edge import _fill, _target_path
 from .errors import EdgeError, NotFound, UpstreamNotConfigured
 from .paths import split_path
@@ -174,15 +174,9 @@ async def _decide(
         segments = versions.enter(base, segments, clock(), [])
     decision = resolve(surface, method, segments)
     _describe_route(out, decision, method)
-    if decision.endpoint is not None:
-        needs_auth = decision.endpoint.auth
-        kind = surface.auth
-    else:
-        assert decision.mount is not None
-        kind = decision.mount.auth or surface.auth
-        needs_auth = kind != "none"
+    kind = auth_needed(decision)
     principal: Principal | None = None
-    if not needs_auth:
+    if kind is None:
         out.token = {"verdict": "not needed", "reason": "this route takes no token"}
     else:
         principal = await _authenticate(out, config, surface, kind, headers, token, jwt, keystore,
