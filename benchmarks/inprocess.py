@@ -397,15 +397,7 @@ async def toggle_cost(directory: Path, rounds: int, n: int, what: str) -> None:
     """``what`` = "metrics" (the Prometheus counts) or "access log" (one JSON access line
     per request, formatted and written to /dev/null through the edge's own handler)."""
     (directory / "config.toml").write_text(CONFIG)
-    config = load_config(directory / "config.toml", env={"BENCH_TOKEN": "x"})
-    keystore = SQLiteKeyStore(directory / "edge.db")
-    token = generate_token()
-    record = TokenRecord(
-        id="tok_bench", name="bench", kind="live", stores=("acme",),
-        permissions={"products": "read"}, tier="internal",
-    )  # fmt: skip
-    await keystore.create(record, hash_token(token))
-    edge = Edge.from_config(config, keystore)
+    edge, token = await _one_edge("proxy", directory)  # one token, the upstream stubbed
     metrics = edge.metrics
     if what == "access log":
         from proxy.logs import configure_logging
@@ -413,19 +405,7 @@ async def toggle_cost(directory: Path, rounds: int, n: int, what: str) -> None:
         handler = configure_logging("json", "info")
         assert isinstance(handler, logging.StreamHandler)
         handler.setStream(open(os.devnull, "w"))  # noqa: SIM115, ASYNC230 - once, at set-up
-
-    async def stub_forward(**kwargs: Any) -> int:  # the upstream call is not measured
-        await kwargs["send"]({"type": "http.response.start", "status": 200, "headers": []})
-        await kwargs["send"]({"type": "http.response.body", "body": b"{}"})
-        return 200
-
-    edge.upstream.forward = stub_forward  # type: ignore[method-assign]
-    path = b"/api/v1/stores/acme/commerce/products/24-MB01"
-    scope = {
-        "type": "http", "method": "GET", "path": path.decode(), "raw_path": path,
-        "query_string": b"", "scheme": "http", "client": ("127.0.0.1", 5555),
-        "headers": [(b"host", b"edge"), (b"authorization", b"Bearer " + token.encode())],
-    }  # fmt: skip
+    scope = _scope(b"/api/v1/stores/acme/commerce/products/24-MB01", token)
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
