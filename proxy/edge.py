@@ -62,7 +62,7 @@ from .idempotency import (
     parse_idempotency_key,
     request_target,
 )
-from .logs import access_line, count_bytes
+from .logs import count_bytes, log_access
 from .metrics import Metrics
 from .paths import split_path
 from .ratelimit import rate_limit_headers
@@ -293,7 +293,7 @@ class Edge:
             if self.metrics is not None:  # issue #12
                 self.metrics.done(ctx, time.perf_counter() - ctx.t0)
             if self._access_log:  # issue #12: one line per request (proxy.logs)
-                access_log.info(access_line(ctx), extra={"request_id": ctx.request_id})
+                log_access(access_log, ctx)
 
     async def _answer(self, ctx: RequestContext) -> None:
         """An endpoint of the policy: the Starlette application answers it, with the
