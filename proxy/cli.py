@@ -445,7 +445,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"magento-edge: {exc}", file=sys.stderr)
         return EXIT_NOT_FOUND
     except KeyStoreUnavailable as exc:
-        print(f"magento-edge: {exc.detail}", file=sys.stderr)
+        # The operator's own terminal: the cause (address, file) is theirs to see.
+        cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+        print(f"magento-edge: {exc.detail}{cause}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_USAGE  # pragma: no cover - argparse requires a known command
 
