@@ -137,7 +137,9 @@ def _answer(i: int, body: bytes | None) -> Answer:
     return Answer(f"{i:064x}", 200, ((b"content-type", b"application/json"),), body)
 
 
-async def test_unsaved_answers_are_bounded_in_bytes_status_kept_before_anything_is_dropped() -> None:
+async def test_unsaved_answers_are_bounded_in_bytes_status_kept_before_anything_is_dropped() -> (
+    None
+):
     store = Switchable()
     store.down = True
     kept = UnsavedAnswers(store, max_bytes=20_000, retry_seconds=60)
