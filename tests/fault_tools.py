@@ -11,12 +11,16 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 
+from tests.conftest import REPO, env, write_config
 from tests.servers import free_port
 
 # An IPv4 address, "localhost", an IPv6 literal, a host:port (a name's last character
@@ -103,3 +107,75 @@ def settle(predicate: Any, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return bool(predicate())
+
+
+class ServeProcess:
+    """``python -m proxy serve`` with its admin listener, its log in a file."""
+
+    def __init__(self, config: Path, port: int, admin_port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.admin = f"http://127.0.0.1:{admin_port}"
+        self.log = config.parent / f"serve-{port}.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable, "-m", "proxy", "serve", "--config", str(config),
+                    "--port", str(port), "--admin-port", str(admin_port),
+                ],
+                cwd=REPO,
+                env={**os.environ, **env(), "PYTHONPATH": str(REPO)},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        if not settle(self._up, timeout=20):
+            self.stop()
+            raise AssertionError(f"serve did not start: {self.log.read_text()}")
+
+    def _up(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"serve exited: {self.log.read_text()}")
+        try:
+            httpx.get(self.admin + "/healthz", timeout=1)
+            return True
+        except httpx.TransportError:
+            return False
+
+    def ready(self) -> tuple[int, dict[str, object]]:
+        r = httpx.get(self.admin + "/readyz", timeout=5)
+        return r.status_code, r.json()
+
+    def check(self, name: str) -> str:
+        """One readiness check's verdict (the test config has stores that never pass)."""
+        checks = self.ready()[1].get("checks", {})
+        return str(checks.get(name, "")) if isinstance(checks, dict) else ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def serve_config(
+    directory: Path,
+    magento: str,
+    keystore: str | None = None,
+    extra: str = "",
+    *,
+    panel: str | None = None,
+    server: str = "",
+) -> Path:
+    """The tests' usual config (tests.conftest.write_config) for a serve process: text
+    logs, readiness probed every 0.2 s, ``keystore`` replacing the SQLite table."""
+    path = write_config(directory, magento, panel, extra)
+    text = path.read_text()
+    if keystore is not None:
+        text = text.replace('[keystore]\nbackend = "sqlite"\npath = "edge.db"\n', keystore)
+    text = text.replace("[logging]\n", '[logging]\nformat = "text"\n', 1)
+    text += "\n[admin]\nprobe_interval_seconds = 0.2\nprobe_timeout_seconds = 1.0\n"
+    text = text.replace("[server]\n", f"[server]\n{server}\n", 1)
+    path.write_text(text)
+    return path

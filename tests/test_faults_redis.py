@@ -7,11 +7,7 @@ one write), that no 503 names an internal address, and that no files or tasks le
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +23,16 @@ from proxy.backends.keystore.sqlite import SQLiteKeyStore
 from proxy.config import load_config
 from proxy.edge import Edge
 from proxy.tokens import generate_token, hash_token
-from tests.conftest import REPO, Harness, env, write_config
-from tests.fault_tools import KillableRedis, names_no_address, open_fds, settle, tasks_on
+from tests.conftest import Harness, env, write_config
+from tests.fault_tools import (
+    KillableRedis,
+    ServeProcess,
+    names_no_address,
+    open_fds,
+    serve_config,
+    settle,
+    tasks_on,
+)
 from tests.panel_app import PanelApp
 from tests.servers import ThreadServer, free_port, serving
 from tests.test_edge_idempotency import PRODUCTS, REPLAYED, GatedMagento, key, product
@@ -215,68 +219,6 @@ def test_redis_killed_and_restarted_under_load(tmp_path: Path) -> None:
 
 
 # -- the key store on Redis, in a real serve process ---------------------------------------
-
-
-class ServeProcess:
-    """``python -m proxy serve`` with its admin listener, its log in a file."""
-
-    def __init__(self, config: Path, port: int, admin_port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.admin = f"http://127.0.0.1:{admin_port}"
-        self.log = config.parent / f"serve-{port}.log"
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable, "-m", "proxy", "serve", "--config", str(config),
-                    "--port", str(port), "--admin-port", str(admin_port),
-                ],
-                cwd=REPO,
-                env={**os.environ, **env(), "PYTHONPATH": str(REPO)},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        if not settle(self._up, timeout=20):
-            self.stop()
-            raise AssertionError(f"serve did not start: {self.log.read_text()}")
-
-    def _up(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"serve exited: {self.log.read_text()}")
-        try:
-            httpx.get(self.admin + "/healthz", timeout=1)
-            return True
-        except httpx.TransportError:
-            return False
-
-    def ready(self) -> tuple[int, dict[str, object]]:
-        r = httpx.get(self.admin + "/readyz", timeout=5)
-        return r.status_code, r.json()
-
-    def check(self, name: str) -> str:
-        """One readiness check's verdict (the test config has stores that never pass)."""
-        checks = self.ready()[1].get("checks", {})
-        return str(checks.get(name, "")) if isinstance(checks, dict) else ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def serve_config(directory: Path, magento: str, keystore: str, extra: str = "") -> Path:
-    path = write_config(directory, magento, None, extra)
-    text = path.read_text().replace('[keystore]\nbackend = "sqlite"\npath = "edge.db"\n', keystore)
-    text = text.replace("[logging]\n", '[logging]\nformat = "text"\n', 1)
-    text += "\n[admin]\nprobe_interval_seconds = 0.2\nprobe_timeout_seconds = 1.0\n"
-    text += (
-        "\n[server]\ndrain_seconds = 0.2\ngrace_seconds = 2\n" if "[server]\ndrain" in extra else ""
-    )
-    path.write_text(text)
-    return path
 
 
 def test_redis_key_store_down_at_start_then_up_without_a_restart(tmp_path: Path) -> None:
