@@ -83,10 +83,11 @@ class MemoryIdempotencyStore:
         if held is not None and held[0].owner != lease.owner:
             return False  # lapsed and taken by another request: its answer wins
         now = self._clock()
-        if self._answer(key, now) is not None:
-            return False
-        self._leases.pop(key, None)
         blob = encode_answer(answer)
+        if self._answer(key, now) is not None:
+            # Taken already: by this very answer (a save retried, :mod:`.unsaved`) or not.
+            return self._answers[key][1] == blob
+        self._leases.pop(key, None)
         size = OVERHEAD + len(blob)
         if size > self._max_bytes:
             return False  # larger than the whole store: cannot be kept
