@@ -166,7 +166,7 @@ def serve_config(
     extra: str = "",
     *,
     panel: str | None = None,
-    server: str = "",
+    server: str = "drain_seconds = 0.1\ngrace_seconds = 2",  # tests stop it: no 5 s drain
 ) -> Path:
     """The tests' usual config (tests.conftest.write_config) for a serve process: text
     logs, readiness probed every 0.2 s, ``keystore`` replacing the SQLite table."""
