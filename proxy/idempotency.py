@@ -19,7 +19,7 @@ why it is capped). A claim is a lease that expires (longest upstream timeouts + 
 and is renewed while the answer streams, so a process that dies mid-request frees the key.
 
 An answer the backend cannot take when it completes (Redis down) is kept in this process
-(:mod:`proxy.backends.idempotency.unsaved`, bounded) and saved again every half second until
+(:mod:`proxy.backends.idempotency.unsaved`, bounded) and saved again every 0.2 s until
 the backend takes it or its TTL ends; meanwhile a retry reaching this process is replayed
 from that copy, so a completed write never runs twice unless this process dies first.
 
@@ -39,7 +39,11 @@ from typing import TYPE_CHECKING, Any
 
 from .backends._outage import OutageLog
 from .backends.idempotency import Answer, IdempotencyStore, Lease, open_idempotency_store
-from .backends.idempotency.unsaved import DEFAULT_MAX_UNSAVED_BYTES, UnsavedAnswers
+from .backends.idempotency.unsaved import (
+    DEFAULT_MAX_UNSAVED_BYTES,
+    RETRY_SECONDS,
+    UnsavedAnswers,
+)
 from .body import read_body
 from .errors import (
     AnswerNotRecorded,
@@ -105,7 +109,7 @@ class Idempotency:
         max_body_bytes: int = DEFAULT_MAX_BYTES,
         max_record_bytes: int = DEFAULT_MAX_BYTES,
         max_unsaved_bytes: int = DEFAULT_MAX_UNSAVED_BYTES,
-        retry_seconds: float = 0.5,
+        retry_seconds: float = RETRY_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store

@@ -28,12 +28,12 @@ from ...errors import IdempotencyUnavailable
 from .base import Answer, IdempotencyStore, Lease
 from .memory import OVERHEAD
 
-__all__ = ["DEFAULT_MAX_UNSAVED_BYTES", "UnsavedAnswers"]
+__all__ = ["DEFAULT_MAX_UNSAVED_BYTES", "RETRY_SECONDS", "UnsavedAnswers"]
 
 log = logging.getLogger("magento_edge.idempotency")
 
 DEFAULT_MAX_UNSAVED_BYTES = 16 * 1024 * 1024
-RETRY_SECONDS = 0.5  # between save attempts: how long a recovered backend waits for them
+RETRY_SECONDS = 0.2  # between save attempts: how long a recovered backend waits for them
 
 
 class UnsavedAnswers:
