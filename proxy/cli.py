@@ -445,7 +445,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"magento-edge: {exc}", file=sys.stderr)
         return EXIT_NOT_FOUND
     except KeyStoreUnavailable as exc:
-        print(f"magento-edge: {exc.detail}", file=sys.stderr)
+        # The operator's own terminal: the cause (address, file) is theirs to see.
+        cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+        print(f"magento-edge: {exc.detail}{cause}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_USAGE  # pragma: no cover - argparse requires a known command
 
@@ -517,6 +519,17 @@ def _check(path: str, *, probe: bool = False, as_json: bool = False) -> int:
                 print(f"store {result.store}: {verdict}: {result.verdict}")
                 for warning in result.warnings:
                     print(f"store {result.store}: warning: {warning}")
+        # issue #13: the key store and the Redis backends too
+        from .probe import probe_backends
+
+        backends = asyncio.run(probe_backends(config))
+        ok = ok and all(b.ok for b in backends)
+        summary["backends"] = [b.as_dict() for b in backends]
+        if not as_json:
+            for b in backends:
+                print(f"{b.backend} ({b.kind}): {'ok' if b.ok else 'FAILED'}: {b.verdict}")
+                for warning in b.warnings:
+                    print(f"{b.backend} ({b.kind}): warning: {warning}")
     if as_json:
         print(json.dumps(summary, indent=2))
     return EXIT_OK if ok else EXIT_FAILED

@@ -18,6 +18,11 @@ the body's SHA-256 (the body is hashed while it is read; a keyed body is buffere
 why it is capped). A claim is a lease that expires (longest upstream timeouts + a margin)
 and is renewed while the answer streams, so a process that dies mid-request frees the key.
 
+An answer the backend cannot take when it completes (Redis down) is kept in this process
+(:mod:`proxy.backends.idempotency.unsaved`, bounded) and saved again every 0.2 s until
+the backend takes it or its TTL ends; meanwhile a retry reaching this process is replayed
+from that copy, so a completed write never runs twice unless this process dies first.
+
 Backends implement :class:`IdempotencyStore` (:mod:`proxy.backends.idempotency`): ``memory``
 (per process) and ``redis`` (shared by replicas, survives restarts), chosen by
 ``[idempotency] backend``.
@@ -32,7 +37,13 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .backends._outage import OutageLog
 from .backends.idempotency import Answer, IdempotencyStore, Lease, open_idempotency_store
+from .backends.idempotency.unsaved import (
+    DEFAULT_MAX_UNSAVED_BYTES,
+    RETRY_SECONDS,
+    UnsavedAnswers,
+)
 from .body import read_body
 from .errors import (
     AnswerNotRecorded,
@@ -97,6 +108,8 @@ class Idempotency:
         lease: float = 30.0 + LEASE_MARGIN,
         max_body_bytes: int = DEFAULT_MAX_BYTES,
         max_record_bytes: int = DEFAULT_MAX_BYTES,
+        max_unsaved_bytes: int = DEFAULT_MAX_UNSAVED_BYTES,
+        retry_seconds: float = RETRY_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -105,12 +118,20 @@ class Idempotency:
         self.max_body_bytes = max_body_bytes
         self.max_record_bytes = max_record_bytes
         self.clock = clock
+        self.unsaved = UnsavedAnswers(
+            store, max_bytes=max_unsaved_bytes, retry_seconds=retry_seconds, clock=clock
+        )
+        self.outage = OutageLog(log, "idempotency backend")
         self.replays = 0
         self.conflicts = 0
         self.mismatches = 0
-        self.backend_errors = 0
+
+    @property
+    def backend_errors(self) -> int:
+        return self.outage.count
 
     async def close(self) -> None:
+        await self.unsaved.close()
         await self.store.close()
 
 
@@ -235,7 +256,10 @@ async def forward_idempotently(
     fp = hashlib.sha256(f"{ctx.method} {len(target)} {target} ".encode() + digest).hexdigest()
     name = store_key(caller, key)
     lease = Lease(secrets.token_hex(8), fp)
-    found = await _call(idem, idem.store.claim(name, lease, idem.lease))
+    # An answer the backend has not taken yet (it was down) is still this key's answer.
+    found = idem.unsaved.get(name) if idem.unsaved else None
+    if found is None:
+        found = await _call(idem, idem.store.claim(name, lease, idem.lease))
     if found is not None:
         return await _answer_existing(idem, found, fp, ctx.send, ctx.answer_headers)
 
@@ -260,7 +284,16 @@ async def forward_idempotently(
     answer = capture.answer(fp)
     if answer is None or answer.status >= 500:
         await _quietly(idem, idem.store.release(name, lease))
-    elif not await _quietly(idem, idem.store.record(name, lease, answer, idem.ttl)):
+        return status
+    try:
+        recorded = await idem.store.record(name, lease, answer, idem.ttl)
+    except IdempotencyUnavailable as exc:
+        # The write ran: never let its key run it again. Kept here and saved later.
+        idem.outage.failed(exc)
+        idem.unsaved.keep(name, lease, answer, idem.ttl)
+        return status
+    idem.outage.succeeded()
+    if not recorded:
         log.warning("idempotency key lease lapsed before its answer was recorded")
     return status
 
@@ -362,10 +395,12 @@ class _Capture:
 
 async def _call(idem: Idempotency, op: Awaitable[Any]) -> Any:
     try:
-        return await op
-    except IdempotencyUnavailable:
-        idem.backend_errors += 1
+        found = await op
+    except IdempotencyUnavailable as exc:
+        idem.outage.failed(exc)  # counted; logged once per interval, not per request
         raise
+    idem.outage.succeeded()
+    return found
 
 
 async def _quietly(idem: Idempotency, op: Awaitable[Any]) -> Any:
@@ -374,6 +409,5 @@ async def _quietly(idem: Idempotency, op: Awaitable[Any]) -> Any:
     try:
         return await op
     except IdempotencyUnavailable as exc:
-        idem.backend_errors += 1
-        log.error("idempotency backend error after forwarding: %s", exc.detail)
+        idem.outage.failed(exc)
         return False

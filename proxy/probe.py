@@ -28,7 +28,7 @@ from .admin_token import AdminTokenAuth
 from .config import AdminCredential, Config, OAuth1Credential, Store
 from .credentials import MagentoOrigin, UpstreamAuth, auth_for
 
-__all__ = ["ProbeResult", "probe_config", "probe_store"]
+__all__ = ["BackendProbe", "ProbeResult", "probe_backends", "probe_config", "probe_store"]
 
 _PATH = "/rest/{code}/V1/store/storeConfigs"
 _SKEW_WARNING = 60.0  # seconds; Magento refuses OAuth timestamps over 600 s ahead
@@ -223,3 +223,116 @@ async def probe_config(
             )
             results[store.id] = await probe_store(store, client=client, clock=clock)
     return results
+
+
+# -- backends: the key store and Redis behind rate limits and idempotency ----------------
+
+
+@dataclass(slots=True)
+class BackendProbe:
+    """One configured backend: reachable and usable, or why not (for an operator)."""
+
+    backend: str  # keystore | ratelimit | idempotency
+    kind: str  # sqlite | redis | the class path
+    ok: bool
+    verdict: str
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def probe_backends(config: Config, *, seconds: float = 3.0) -> list[BackendProbe]:
+    """The key store (a read) and each Redis backend (``PING``), each bounded by
+    ``seconds``. Backends kept in the process (memory) and an operator's own class are
+    reported, not probed. Nothing is written (a missing SQLite file is not created)."""
+    results = [await _probe_keystore(config, seconds)]
+    for part, backend, url in (
+        ("ratelimit", config.ratelimit_backend, config.ratelimit_url),
+        ("idempotency", config.idempotency_backend, config.idempotency_url),
+    ):
+        if backend == "redis" and url:
+            results.append(await _probe_redis(part, url, seconds))
+        else:
+            results.append(BackendProbe(part, backend, True, "in this process: nothing to probe"))
+    return results
+
+
+async def _probe_keystore(config: Config, seconds: float) -> BackendProbe:
+    backend = config.keystore_backend
+    if backend == "redis" and config.keystore_url:
+        return await _probe_redis("keystore", config.keystore_url, seconds)
+    if backend != "sqlite" or config.keystore_path is None:
+        return BackendProbe("keystore", backend, True, "an operator's own class: not probed")
+    import os
+    import sqlite3
+
+    path = config.keystore_path
+    if not path.exists():
+        return BackendProbe(
+            "keystore", "sqlite", True,
+            f"{path} does not exist yet: serve creates it empty (no tokens) on start",
+        )  # fmt: skip
+    try:
+        uri = path.resolve().as_uri() + "?mode=ro"
+        db = sqlite3.connect(uri, uri=True, timeout=seconds)
+        try:
+            tokens = db.execute("SELECT count(*) FROM tokens").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return BackendProbe("keystore", "sqlite", False, f"{path} cannot be read: {exc}")
+    result = BackendProbe("keystore", "sqlite", True, f"{path} readable ({tokens} tokens)")
+    if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+        result.warnings.append(
+            f"{path} (or its directory) is not writable: revocations, rotations and "
+            "last-used times cannot be written"
+        )
+    return result
+
+
+async def _probe_redis(part: str, url: str, seconds: float) -> BackendProbe:
+    import asyncio
+    from urllib.parse import urlsplit
+
+    from .backends._redis import connect
+
+    split = urlsplit(url)  # never the password: host, port and database only
+    where = f"{split.hostname}:{split.port or 6379}{split.path or ''}"
+    redis = connect(url, max_connections=1)
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(redis.ping(), seconds)
+    except Exception as exc:
+        return BackendProbe(part, "redis", False, f"Redis at {where} not reachable "
+                            f"({type(exc).__name__})")  # fmt: skip
+    finally:
+        await redis.aclose(close_connection_pool=True)
+    ms = (time.perf_counter() - started) * 1000
+    result = BackendProbe(part, "redis", True, f"Redis at {where} answered PING in {ms:.0f} ms")
+    if part in ("keystore", "idempotency"):
+        result.warnings.extend(await _persistence_warnings(url, seconds))
+    return result
+
+
+async def _persistence_warnings(url: str, seconds: float) -> list[str]:
+    """Tokens and idempotency records survive a Redis restart only with persistence on."""
+    import asyncio
+
+    from .backends._redis import connect
+
+    redis = connect(url, max_connections=1, decode=True)
+    try:
+        aof = (await asyncio.wait_for(redis.config_get("appendonly"), seconds)).get("appendonly")
+        save = (await asyncio.wait_for(redis.config_get("save"), seconds)).get("save")
+    except Exception:  # CONFIG may be renamed or denied (managed Redis): not this verdict
+        return []
+    finally:
+        await redis.aclose(close_connection_pool=True)
+    if aof == "yes":
+        return []
+    if not save:
+        return ["Redis has neither AOF nor RDB snapshots: a Redis restart loses every "
+                "token or idempotency record it holds"]  # fmt: skip
+    return ["Redis AOF is off (appendonly no): a Redis restart loses writes since the "
+            "last RDB snapshot; see README 'Guarantees under faults'"]  # fmt: skip

@@ -110,7 +110,10 @@ class Readiness:
         except TimeoutError:
             return f"no answer within {self._timeout:g} s"
         except Exception as exc:
-            return f"failed ({type(exc).__name__})"
+            # Types, not text: a message may name an address or carry a secret.
+            cause = exc.__cause__
+            inner = f": {type(cause).__name__}" if cause is not None else ""
+            return f"failed ({type(exc).__name__}{inner})"
 
     def _probes(self) -> dict[str, Callable[[], Awaitable[str | None]]]:
         edge = self._edge
@@ -136,7 +139,11 @@ class Readiness:
         return self._client
 
     async def _keystore(self) -> str | None:
-        await self._edge.keystore.store.lookup(_PROBE_HASH)  # raises when unreachable
+        keystore = self._edge.keystore
+        problem = keystore.health()  # the SQLite file deleted: readable, yet not the store
+        if problem is not None:
+            return problem
+        await keystore.store.lookup(_PROBE_HASH)  # raises when unreachable
         return None
 
 

@@ -508,6 +508,8 @@ async def test_backend_errors_after_forwarding_are_counted_not_raised() -> None:
     assert (await call(idem, Upstream())).status == 201
     assert (await call(idem, Upstream(502), key="k2")).status == 502
     assert idem.backend_errors == 2
+    assert len(idem.unsaved) == 1  # the 201 kept to be saved later (test_idempotency_faults)
+    await idem.close()
 
 
 # -- config -----------------------------------------------------------------------------

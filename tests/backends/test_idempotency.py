@@ -37,6 +37,18 @@ async def test_record_then_every_claim_gets_the_answer(backend: Backend) -> None
         assert await s.claim("k", Lease(owner * 16, "0" * 64), LEASE) == kept
 
 
+async def test_recording_the_same_answer_again_is_taken_not_refused(backend: Backend) -> None:
+    """A save retried after a lost reply (issue #13): the store already holds exactly this
+    answer, so it is taken; a different answer is still refused."""
+    s = backend.store
+    lease = Lease("a" * 16, "f" * 64)
+    assert await s.claim("k", lease, LEASE) is None
+    assert await s.record("k", lease, answer(), TTL) is True
+    assert await s.record("k", lease, answer(), TTL) is True
+    assert await s.record("k", lease, answer(status=202), TTL) is False
+    assert await s.claim("k", Lease("b" * 16, "f" * 64), LEASE) == answer()
+
+
 async def test_an_answer_over_the_cap_keeps_its_status_only(backend: Backend) -> None:
     s = backend.store
     lease = Lease("a" * 16, "f" * 64)

@@ -22,10 +22,14 @@ from collections.abc import Callable
 
 from .base import Answer, Lease, decode, encode_answer
 
-__all__ = ["MemoryIdempotencyStore"]
+__all__ = ["DEFAULT_MAX_BYTES", "OVERHEAD", "MemoryIdempotencyStore"]
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
-_OVERHEAD = 128  # per answer: the dict slot, the tuple, the key, roughly
+# Bytes each kept answer costs besides its encoded value: the 64-character key (113), the
+# (expires, value) tuple (56), the float (24), the bytes object's header (33) and the
+# ordered dict's slot and link. Measured with tracemalloc over 20,000 answers (any body
+# size): 292 bytes; counted as 320 for the dict's growth steps.
+OVERHEAD = 320
 
 
 class MemoryIdempotencyStore:
@@ -54,7 +58,7 @@ class MemoryIdempotencyStore:
     def _drop(self, key: str) -> None:
         kept = self._answers.pop(key, None)
         if kept is not None:
-            self._bytes -= _OVERHEAD + len(kept[1])
+            self._bytes -= OVERHEAD + len(kept[1])
 
     async def claim(self, key: str, lease: Lease, seconds: float) -> Lease | Answer | None:
         now = self._clock()
@@ -79,11 +83,12 @@ class MemoryIdempotencyStore:
         if held is not None and held[0].owner != lease.owner:
             return False  # lapsed and taken by another request: its answer wins
         now = self._clock()
-        if self._answer(key, now) is not None:
-            return False
-        self._leases.pop(key, None)
         blob = encode_answer(answer)
-        size = _OVERHEAD + len(blob)
+        if self._answer(key, now) is not None:
+            # Taken already: by this very answer (a save retried, :mod:`.unsaved`) or not.
+            return self._answers[key][1] == blob
+        self._leases.pop(key, None)
+        size = OVERHEAD + len(blob)
         if size > self._max_bytes:
             return False  # larger than the whole store: cannot be kept
         # Oldest first: expired ones, then as many as the new answer needs room for.

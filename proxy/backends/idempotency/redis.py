@@ -4,6 +4,9 @@
     edge:idem:{sha256}   string   b"L" owner fingerprint          a lease, PX = lease seconds
                                   b"R" fingerprint status ...      an answer, PX = ttl
 
+Recording is idempotent itself: a record Redis ran but whose reply was lost (Redis killed
+right after) is retried by :mod:`.unsaved` and finds its own answer there: taken.
+
 Each operation is one Lua script (``EVALSHA``, reloaded on ``NOSCRIPT``), atomic on the
 server: a claim is "return what is there, or set my lease with an expiry"; renew, record
 and release act only while the key holds this request's lease (or, for record, nothing:
@@ -33,6 +36,7 @@ return 0
 """
 _RECORD = """
 local v = redis.call('GET', KEYS[1])
+if v == ARGV[2] then return 1 end
 if v and v ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1

@@ -16,6 +16,7 @@ from typing import TypeVar
 from cachetools import TTLCache
 
 from ...errors import KeyStoreUnavailable
+from .._outage import OutageLog
 from .base import AccountRecord, KeyLookup, TokenRecord
 
 __all__ = ["CACHE_TTL_SECONDS", "LAST_USED_FLUSH_SECONDS", "CachedKeyStore"]
@@ -54,7 +55,8 @@ class CachedKeyStore:
         # For metrics (proxy.metrics): cache answers, store answers, store failures.
         self.hits = 0
         self.misses = 0
-        self.errors = 0
+        # Store failures: counted, logged once per interval (never per request, never silent).
+        self.outage = OutageLog(log, "key store")
 
     async def lookup(self, token_hash: str) -> TokenRecord | None:
         try:
@@ -94,12 +96,19 @@ class CachedKeyStore:
         self._jtis[jti] = revoked
         return revoked
 
+    @property
+    def errors(self) -> int:
+        return self.outage.count
+
     async def _counted(self, call: Awaitable[_T]) -> _T:
         try:
-            return await call
-        except KeyStoreUnavailable:
-            self.errors += 1
+            found = await call
+        except KeyStoreUnavailable as exc:
+            self.outage.failed(exc)
             raise
+        if self.outage.down:
+            self.outage.succeeded()
+        return found
 
     def forget(self, token_hash: str) -> None:
         """Drop a cached lookup (this process changed the token: see it at once)."""
@@ -126,9 +135,17 @@ class CachedKeyStore:
         while True:
             await asyncio.sleep(self._flush_interval)
             try:
+                self.health()  # the SQLite file deleted or replaced: noticed and logged
                 await self.flush()
             except Exception:  # a bug here must not end last-used tracking for good
                 log.exception("flushing last-used times failed")
+
+    def health(self) -> str | None:
+        """Why the store cannot be trusted right now (its own check, e.g. the SQLite
+        file's inode), or ``None``; stores without such a check are judged by their
+        answers."""
+        check = getattr(self.store, "health", None)
+        return None if check is None else check()
 
     async def flush(self) -> None:
         """Write the pending last-used times; on a store error keep them for next time."""

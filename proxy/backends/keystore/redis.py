@@ -95,7 +95,12 @@ def _translated() -> Iterator[None]:
     try:
         yield
     except (RedisError, OSError) as exc:
-        raise KeyStoreUnavailable(f"The key store cannot be reached right now ({exc}).") from exc
+        # The cause names Redis's address: logged for the operator (CachedKeyStore), never
+        # shown to a client.
+        raise KeyStoreUnavailable(
+            "The key store cannot be reached right now; retry shortly.",
+            headers={"Retry-After": "1"},
+        ) from exc
 
 
 class RedisKeyStore:

@@ -7,6 +7,13 @@ microseconds, less than a hop to a worker thread, and :class:`CachedKeyStore` ke
 off most requests anyway. The one periodic write from the request path (last-used times)
 runs in a worker thread on its own connection, so a writer holding the lock elsewhere
 (the CLI) never stalls the loop.
+
+An open SQLite connection keeps reading a file that was deleted (or replaced by a rename)
+from its old inode: tokens created since would be refused and revocations never seen.
+:meth:`SQLiteKeyStore.health` (run by the readiness probe and the periodic last-used
+flush) compares the path's inode with the open one: a replaced file is reopened (an
+operator restoring a backup), a deleted one makes the edge not ready and is logged until
+the file is back.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ import asyncio
 import builtins
 import contextlib
 import json
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -24,6 +33,8 @@ from ...errors import DuplicateError, KeyStoreUnavailable
 from .base import AccountRecord, Grants, TokenRecord
 
 __all__ = ["SQLiteKeyStore"]
+
+log = logging.getLogger("magento_edge.keystore")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tokens (
@@ -68,7 +79,11 @@ def _translated() -> Iterator[None]:
     except sqlite3.IntegrityError as exc:
         raise DuplicateError(f"already exists: {exc}") from exc
     except sqlite3.Error as exc:
-        raise KeyStoreUnavailable(f"The key store cannot be read right now ({exc}).") from exc
+        # The cause may name the file: logged for the operator, never shown to a client.
+        raise KeyStoreUnavailable(
+            "The key store cannot be read right now; retry shortly.",
+            headers={"Retry-After": "1"},
+        ) from exc
 
 
 def _at_start(db: sqlite3.Connection, prepare: Callable[[sqlite3.Connection], None]) -> None:
@@ -96,10 +111,49 @@ class SQLiteKeyStore:
         self.path = Path(path)
         self._clock = clock  # wall time: a jti is denied until an epoch
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = self._open()
+        self._problem: str | None = None  # the last health verdict, logged when it changes
+
+    def _open(self) -> sqlite3.Connection:
         with _translated():
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA busy_timeout=5000")
-            _at_start(self._db, self._prepare)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA busy_timeout=5000")
+            _at_start(db, self._prepare)
+            self._inode = _inode(self.path)
+        return db
+
+    def health(self) -> str | None:
+        """``None`` while the path is the file this store has open; else why not."""
+        try:
+            now = _inode(self.path)
+        except FileNotFoundError:
+            return self._verdict(
+                "the SQLite key store file was deleted: tokens created since and "
+                "revocations are not seen; restore the file (it is reopened)"
+            )
+        except OSError as exc:
+            return self._verdict(f"the SQLite key store file cannot be checked ({exc.strerror})")
+        if now != self._inode:
+            try:
+                fresh = self._open()
+            except KeyStoreUnavailable as exc:
+                return self._verdict(
+                    f"the SQLite key store file was replaced and cannot be "
+                    f"opened ({type(exc.__cause__).__name__})"
+                )
+            old, self._db = self._db, fresh
+            old.close()
+            log.warning("the SQLite key store file %s was replaced: reopened", self.path)
+        return self._verdict(None)
+
+    def _verdict(self, problem: str | None) -> str | None:
+        if problem != self._problem:
+            if problem is None:
+                log.warning("the SQLite key store file %s is back", self.path)
+            else:
+                log.error("%s (%s)", problem, self.path)
+            self._problem = problem
+        return problem
 
     def _prepare(self, db: sqlite3.Connection) -> None:
         db.execute("PRAGMA journal_mode=WAL")
@@ -192,7 +246,9 @@ class SQLiteKeyStore:
 
     def _write_uses(self, uses: dict[str, float]) -> None:
         with _translated():
-            db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
+            # mode=rw: a deleted file is not silently recreated empty (health() reports it).
+            uri = self.path.resolve().as_uri() + "?mode=rw"
+            db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=5.0)
             try:
                 db.execute("BEGIN IMMEDIATE")
                 db.executemany(
@@ -256,6 +312,11 @@ class SQLiteKeyStore:
 
     async def close(self) -> None:
         self._db.close()
+
+
+def _inode(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 def _grants_json(grants: Grants) -> str:
