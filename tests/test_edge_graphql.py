@@ -228,7 +228,7 @@ def test_a_retired_version_answers_410_for_graphql_too(h: Harness) -> None:
 
 # -- hypothesis: never a 5xx, never a forwarded operation the token lacks ------------------
 
-_NAMES = sorted(FIELDS) + ["__typename", "secretAdminField", "generateCustomerToken"]
+_NAMES = [*sorted(FIELDS), "__typename", "secretAdminField", "generateCustomerToken"]
 _SCOPES = ["read_products", "write_products", "read_orders", "write_orders", "read_content",
            "read_customers", "write_customers", "read_reports"]  # fmt: skip
 
@@ -289,7 +289,9 @@ def documents(draw: st.DrawFn) -> tuple[str, list[tuple[str, list[str]]]]:
     return " ".join(parts + fragments), ops
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(doc=documents(), scopes=st.lists(st.sampled_from(_SCOPES), max_size=3), batch=st.booleans())
 def test_never_a_5xx_and_never_a_forwarded_operation_the_token_lacks(
     h: Harness, doc: tuple[str, list[tuple[str, list[str]]]], scopes: list[str], batch: bool
@@ -309,7 +311,9 @@ def test_never_a_5xx_and_never_a_forwarded_operation_the_token_lacks(
         assert r.status_code in (401, 403), r.text
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     query=st.one_of(
         st.text(max_size=200),
