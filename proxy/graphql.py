@@ -23,6 +23,7 @@ select, directives such as ``@skip`` notwithstanding: the edge checks what could
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,9 +31,9 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import parse_qsl
 
 import orjson
+from cachetools import LRUCache
 from graphql.error import GraphQLError
 from graphql.language import (
-    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -57,6 +58,7 @@ __all__ = [
     "Caller",
     "GraphQLRequest",
     "GraphQLSettings",
+    "Operation",
     "Refusal",
     "check",
     "decide",
@@ -102,10 +104,21 @@ class Caller:
     partner: bool = False
 
 
-class GraphQLRequest(NamedTuple):
-    """One operation request (a batch has several): its parsed document."""
+class Operation(NamedTuple):
+    """One operation of a parsed document, as the decision needs it: its type, its
+    top-level fields (through top-level fragments) and its size as executed."""
 
-    document: DocumentNode
+    kind: Literal["query", "mutation", "subscription"]
+    fields: tuple[str, ...]
+    depth: int
+    aliases: int
+    selected: int  # fields as executed (every fragment spread counted)
+
+
+class GraphQLRequest(NamedTuple):
+    """One operation request (a batch has several): its document's operations."""
+
+    operations: tuple[Operation, ...]
     operation_name: str | None
 
 
@@ -241,24 +254,72 @@ def _body_request(item: Any, settings: GraphQLSettings) -> GraphQLRequest | Refu
 def _document(
     query: str, operation_name: str | None, settings: GraphQLSettings
 ) -> GraphQLRequest | Refusal:
-    if len(query.encode()) > settings.max_bytes:
+    encoded = query.encode()
+    if len(encoded) > settings.max_bytes:
         return Refusal(413, f"A GraphQL document may be at most {settings.max_bytes} bytes.")
+    # Storefronts send the same few documents with other variables: each distinct
+    # document is parsed once (graphql-core's parser costs ~0.7 ms per KiB, README
+    # "GraphQL"). Keyed by digest, bounded: a flood of distinct documents only evicts.
+    # The parser stops at 10 tokens per allowed field: a first-seen document costs CPU in
+    # proportion to its tokens, and a legitimate one has a few per field.
+    max_tokens = 10 * settings.max_fields
+    key = hashlib.sha256(encoded).digest() + max_tokens.to_bytes(8)
+    analysis = _ANALYSED.get(key)
+    if analysis is None:
+        analysis = _analyse(query, max_tokens)
+        _ANALYSED[key] = analysis
+    if isinstance(analysis, Refusal):
+        return analysis
+    names, operations = analysis
+    if operation_name is not None and operation_name not in names:
+        return Refusal(400, f'No operation named "{_printable(operation_name)}" in the document.')
+    return GraphQLRequest(operations, operation_name)
+
+
+_KINDS: dict[OperationType, Literal["query", "mutation", "subscription"]] = {
+    OperationType.QUERY: "query",
+    OperationType.MUTATION: "mutation",
+    OperationType.SUBSCRIPTION: "subscription",
+}
+_ANALYSED: LRUCache[bytes, tuple[frozenset[str | None], tuple[Operation, ...]] | Refusal] = (
+    LRUCache(maxsize=4096)
+)
+
+
+def _analyse(
+    query: str, max_tokens: int
+) -> tuple[frozenset[str | None], tuple[Operation, ...]] | Refusal:
+    """The document's operation names and operations, or why it cannot be sent."""
     try:
-        document = parse(query, no_location=True, allow_empty_selection_sets=False)
+        document = parse(
+            query, no_location=True, allow_empty_selection_sets=False, max_tokens=max_tokens
+        )
     except GraphQLError as exc:
+        if "Document contains more than" in exc.message:
+            return Refusal(400, f"The GraphQL document has more than {max_tokens} tokens.")
         return Refusal(400, f"GraphQL syntax error: {exc.message}")
     except RecursionError:
         return Refusal(400, "The GraphQL document is nested too deeply.")
-    names = {
-        d.name.value if d.name else None
-        for d in document.definitions
-        if isinstance(d, OperationDefinitionNode)
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    if not names:
+    names: set[str | None] = set()
+    operations: list[Operation] = []
+    for op in document.definitions:
+        if not isinstance(op, OperationDefinitionNode):
+            continue
+        names.add(op.name.value if op.name else None)
+        stats = _stats(op.selection_set, fragments, {}, set())
+        if isinstance(stats, Refusal):
+            return stats
+        top = _top_fields(op.selection_set, fragments, set())
+        if isinstance(top, Refusal):
+            return top
+        kind = _KINDS[op.operation]
+        operations.append(Operation(kind, tuple(top), stats.depth, stats.aliases, stats.fields))
+    if not operations:
         return Refusal(400, "The GraphQL document has no operation.")
-    if operation_name is not None and operation_name not in names:
-        return Refusal(400, f'No operation named "{_printable(operation_name)}" in the document.')
-    return GraphQLRequest(document, operation_name)
+    return frozenset(names), tuple(operations)
 
 
 # -- the decision ---------------------------------------------------------------------------
@@ -281,59 +342,35 @@ def decide(
     """Whether ``caller`` may send every operation of ``requests``, and with which
     credential. ``guests``: ``anonymous`` fields pass without a token (the native mount);
     without guests (the v3 surface) they need a token, though no particular grant."""
-    checked: list[tuple[OperationDefinitionNode, list[str]]] = []
-    for request in requests:  # shape and limits first: nothing depends on the caller
-        fragments = {
-            d.name.value: d
-            for d in request.document.definitions
-            if isinstance(d, FragmentDefinitionNode)
-        }
-        for op in request.document.definitions:
-            if not isinstance(op, OperationDefinitionNode):
-                continue
-            refusal = _shape(op, fragments, settings, method)
-            if refusal is not None:
-                return refusal
-            top = _top_fields(op.selection_set, fragments, set())
-            if isinstance(top, Refusal):
-                return top
-            checked.append((op, top))
-    for op, names in checked:
-        access: Access = "write" if op.operation is OperationType.MUTATION else "read"
-        for name in names:
+    operations = [op for request in requests for op in request.operations]
+    for op in operations:  # shape and limits first: nothing here depends on the caller
+        refusal = _shape(op, settings, method)
+        if refusal is not None:
+            return refusal
+    for op in operations:
+        access: Access = "write" if op.kind == "mutation" else "read"
+        for name in op.fields:
             refusal = _field_verdict(name, access, settings, caller, guests=guests)
             if refusal is not None:
                 return refusal
     credential: Credential = (
         "store" if caller.kind == "edge" else "customer" if caller.kind == "customer" else "none"
     )
-    return Allowed(credential, tuple(name for _, names in checked for name in names))
+    return Allowed(credential, tuple(name for op in operations for name in op.fields))
 
 
-def _shape(
-    op: OperationDefinitionNode,
-    fragments: Mapping[str, FragmentDefinitionNode],
-    settings: GraphQLSettings,
-    method: str,
-) -> Refusal | None:
-    if op.operation is OperationType.SUBSCRIPTION:
+def _shape(op: Operation, settings: GraphQLSettings, method: str) -> Refusal | None:
+    if op.kind == "subscription":
         return Refusal(400, "Subscriptions are not served: Magento's GraphQL has none.")
-    if op.operation is OperationType.MUTATION and method in ("GET", "HEAD"):
+    if op.kind == "mutation" and method in ("GET", "HEAD"):
         return Refusal(405, "A mutation must be sent with POST.")
-    stats = _stats(op.selection_set, fragments, {}, set())
-    if isinstance(stats, Refusal):
-        return stats
-    if stats.depth > settings.max_depth:
+    if op.depth > settings.max_depth:
+        return Refusal(400, f"The query is {op.depth} levels deep; at most {settings.max_depth}.")
+    if op.aliases > settings.max_aliases:
+        return Refusal(400, f"The query uses {op.aliases} aliases; at most {settings.max_aliases}.")
+    if op.selected > settings.max_fields:
         return Refusal(
-            400, f"The query is {stats.depth} levels deep; at most {settings.max_depth}."
-        )
-    if stats.aliases > settings.max_aliases:
-        return Refusal(
-            400, f"The query uses {stats.aliases} aliases; at most {settings.max_aliases}."
-        )
-    if stats.fields > settings.max_fields:
-        return Refusal(
-            400, f"The query selects {stats.fields} fields; at most {settings.max_fields}."
+            400, f"The query selects {op.selected} fields; at most {settings.max_fields}."
         )
     return None
 
@@ -472,7 +509,7 @@ def _printable(value: str) -> str:
 # -- the policy's [graphql] table ---------------------------------------------------------
 
 # Magento's own limits (GraphQl/etc/di.xml) are queryDepth 20, queryComplexity 300.
-_DEFAULTS = {"max_depth": 20, "max_aliases": 30, "max_fields": 300, "max_bytes": 65536}
+_DEFAULTS = {"max_depth": 20, "max_aliases": 30, "max_fields": 300, "max_bytes": 32768}
 
 
 def load_graphql(r: Reader, d: Mapping[str, Any], known: set[str]) -> GraphQLSettings | None:

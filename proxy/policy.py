@@ -356,7 +356,7 @@ def _graphql(
         table="graphql",
         index=0,
         method="*",
-        pattern=compile_pattern("/"),
+        pattern=replace(compile_pattern("/"), text=""),  # the mount's path is the route
         resource=None,  # per field: proxy.graphql.decide
         access=None,
         deny=None,

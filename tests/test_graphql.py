@@ -411,3 +411,32 @@ def test_a_graphql_path_hiding_a_mount_route_is_refused(tmp_path: Path) -> None:
     path.write_text(text)
     with pytest.raises(ConfigError, match=r"graphql.path: \"/products\" hides GET /products"):
         load_policy(path)
+
+
+# -- the parse cache ---------------------------------------------------------------------
+
+
+def test_a_document_is_parsed_once_and_decided_per_caller() -> None:
+    from proxy import graphql
+
+    doc = q("query Cached { products { total_count } }")
+    graphql._ANALYSED.clear()
+    refused(post(doc, NOBODY), 401)
+    assert len(graphql._ANALYSED) == 1
+    assert allowed(post(doc, READER))  # the same analysis, another caller
+    refused(post({**doc, "operationName": "Other"}, READER), 400)
+    assert len(graphql._ANALYSED) == 1
+
+
+def test_the_parse_cache_is_bounded_under_a_flood_of_distinct_documents() -> None:
+    from proxy import graphql
+
+    for i in range(graphql._ANALYSED.maxsize + 500):
+        post(q(f"{{ storeConfig {{ f{i} }} }}"), NOBODY)
+    assert len(graphql._ANALYSED) == graphql._ANALYSED.maxsize
+
+
+def test_a_document_with_too_many_tokens_is_refused_before_it_is_parsed_whole() -> None:
+    small = _with(max_fields=10, max_bytes=100_000)  # 100 tokens
+    doc = "{ " + " ".join(f"a{i}: storeConfig {{ x }}" for i in range(30)) + " }"
+    refused(post(q(doc), NOBODY, settings=small), 400, "more than 100 tokens")
