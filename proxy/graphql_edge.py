@@ -10,7 +10,8 @@
 
 The store is the one the caller's token acts on (a JWT's ``store_id`` claim), as on every
 v3 route; the forward goes to that store's Magento ``/graphql`` with the credential the
-verdict names.
+verdict names and ``Store: <store_code>`` (Magento's store-view header; the client's own is
+dropped, as the path's ``{store_code}`` pins the view on REST).
 """
 
 from __future__ import annotations
@@ -95,6 +96,13 @@ async def check_request(ctx: RequestContext, settings: GraphQLSettings, *, guest
     if isinstance(verdict, Refusal):
         raise _error(verdict, ctx, principal)
     _use(ctx, verdict, body)
+    if store is not None:
+        # Magento's GraphQL picks the store view from a "Store" header (StoreGraphQl's
+        # StoreValidator): the token's store decides it, never the client, as the path's
+        # {store_code} does on REST.
+        headers = [(k, v) for k, v in ctx.headers if k != b"store"]
+        headers.append((b"store", store.store_code.encode()))
+        ctx.scope["headers"] = headers
 
 
 def _caller(principal: Principal | None, store: Store | None) -> Caller:

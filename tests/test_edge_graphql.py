@@ -109,6 +109,25 @@ def test_a_query_reaches_magento_graphql_with_the_store_credential(h: Harness) -
     assert r.headers["x-rate-limit-limit"]  # v3 rate-limit headers, as on every route
 
 
+def test_the_store_view_is_the_tokens_not_the_clients(h: Harness) -> None:
+    body = {"query": "{ storeConfig { store_code } }"}
+    r, sent = graphql(h, mint("read_reports"), body, headers={"Store": "other_view"})
+    assert r.status_code == 200, r.text
+    (one,) = sent
+    assert _header(one, "store") == ["default"]  # [stores.acme] store_code
+
+
+def test_an_idempotency_key_replays_a_mutation_without_a_second_call(h: Harness) -> None:
+    token = mint("write_orders")
+    body = {"query": "mutation { createEmptyCart }"}
+    key = {"Idempotency-Key": "gql-cart-1"}
+    first, sent = graphql(h, token, body, headers=key)
+    again, sent_again = graphql(h, token, body, headers=key)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    assert len(sent) == 1 and sent_again == []
+
+
 def test_a_get_query_is_forwarded_with_its_query_string(h: Harness) -> None:
     params = {"query": "{ storeConfig { store_code locale } }"}
     r, sent = graphql(h, mint("read_reports"), params, method="GET")  # any valid token
