@@ -23,7 +23,8 @@ from urllib.parse import urlencode
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from proxy.graphql import _ANALYSED, Allowed, Caller, check  # noqa: E402
+from proxy.graphql import Allowed, Caller, check  # noqa: E402
+from proxy.graphql_document import _ANALYSED  # noqa: E402
 from proxy.policy import load_policy  # noqa: E402
 
 # A category page as a PWA storefront asks for it (~1.3 KB: fragments, variables, aliases).

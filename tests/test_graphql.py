@@ -419,7 +419,7 @@ def test_a_graphql_path_hiding_a_mount_route_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_document_is_parsed_once_and_decided_per_caller() -> None:
-    from proxy import graphql
+    from proxy import graphql_document as graphql
 
     doc = q("query Cached { products { total_count } }")
     graphql._ANALYSED.clear()
@@ -431,7 +431,7 @@ def test_a_document_is_parsed_once_and_decided_per_caller() -> None:
 
 
 def test_the_parse_cache_is_bounded_under_a_flood_of_distinct_documents() -> None:
-    from proxy import graphql
+    from proxy import graphql_document as graphql
 
     for i in range(graphql._ANALYSED.maxsize + 500):
         post(q(f"{{ storeConfig {{ f{i} }} }}"), NOBODY)
