@@ -175,6 +175,8 @@ from urllib.parse import parse_qsl, quote, unquote, unquote_plus
 
 import jwt
 
+from .graphql import GraphQLEndpoint
+
 __all__ = [
     "UNKNOWN_STORE_ANSWER",
     "MagentoRoute",
@@ -1092,6 +1094,7 @@ class MagentoStandin:
                 }  # fmt: skip
             self.orders = {o["entity_id"]: o for o in _seed_orders()}
             self.customers = {c["id"]: c for c in _seed_customers()}
+        self.graphql = GraphQLEndpoint(lambda: self.products)  # /graphql
         self._next_product_id = max((p["id"] for p in self.products.values()), default=0) + 1
 
         self._handlers: dict[tuple[str, str], _Handler] = {
@@ -1217,6 +1220,12 @@ class MagentoStandin:
 
         path = raw_path.decode("latin-1")
         parts = path.strip("/").split("/")
+        if parts == ["graphql"]:  # GraphQL's front name (magento_standin.graphql)
+            who = self._identify(auth, method, scope, host, forwarded_proto, path, query)
+            self.hits[(method, "/graphql")] += 1
+            return self.graphql.respond(
+                method, query, content_type, body, (who.kind, who.customer_id)
+            )
         if parts[0] != "rest":
             return 404, _error(_MSG_NO_ROUTE)
         if method not in _METHODS:

@@ -52,6 +52,7 @@ from .errors import (
     UpstreamCredentialUnavailable,
     UpstreamNotConfigured,
 )
+from .graphql_edge import check_request, resolve_graphql  # issue #16: [graphql]
 from .headers import build_forwarding, request_id_from, upstream_request_headers
 from .idempotency import (
     KEYED_METHODS,
@@ -223,7 +224,9 @@ class Edge:
             if base.version is not None:
                 segments = versions.enter(base, segments, self.clock(), ctx.answer_headers)
             method = scope["method"]
-            ctx.decision = decision = resolve(surface, method, segments)
+            ctx.decision = decision = resolve_graphql(surface, method, segments) or resolve(
+                surface, method, segments
+            )
             kind = auth_needed(decision)
             if kind == "jwt":  # an OAuth 2.0 access token (auth_jwt)
                 ctx.principal = await self.jwt.authenticate(headers, surface, self.keystore)
@@ -244,6 +247,9 @@ class Edge:
                 ctx.store = store = store_from_request(headers, self._hosts, self.config.stores)
             if principal is not None:
                 authorize(decision, principal, method, store)
+            if surface.graphql is not None and decision.mount is surface.graphql.mount:
+                # issue #16: decided per top-level field (proxy.graphql), body replayed
+                await check_request(ctx, surface.graphql, guests=kind is None)
             # -- idempotency wraps the forward when the client sent a key --
             if (
                 principal is not None

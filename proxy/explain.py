@@ -36,6 +36,7 @@ from .credentials import MagentoOrigin
 from .decide import Decision, auth_needed, authorize, resolve, store_for
 from .edge import _fill, _target_path
 from .errors import EdgeError, NotFound, UpstreamNotConfigured
+from .graphql_edge import resolve_graphql  # issue #16
 from .paths import split_path
 from .policy import Surface
 from .rewrite import upstream_call
@@ -172,7 +173,8 @@ async def _decide(
         v = base.version
         out.version = {"name": v.name, "state": v.status(clock()), "base_path": v.base_path}
         segments = versions.enter(base, segments, clock(), [])
-    decision = resolve(surface, method, segments)
+    # issue #16: the [graphql] path (decided per field when the body is there, not here)
+    decision = resolve_graphql(surface, method, segments) or resolve(surface, method, segments)
     _describe_route(out, decision, method)
     kind = auth_needed(decision)
     principal: Principal | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +19,7 @@ from . import versions
 from ._shadowing import check_shadowing, mount_order
 from ._toml import ConfigError, Reader
 from .errors import ErrorStyle
+from .graphql import GraphQLSettings, load_graphql  # issue #16: [graphql]
 from .rewrite import NO_REWRITE, Lists, RouteRewrite, load_lists, load_route_rewrite
 from .routing import Pattern, PatternError, RouteTable, compile_pattern
 from .types import Access, HeaderStyle
@@ -175,6 +176,7 @@ class Surface:
     versions: tuple[Version, ...]
     lists: Lists = field(default_factory=Lists)  # [lists]: page sizes (proxy.rewrite)
     hosts: frozenset[str] = frozenset()  # [surface] hosts (lower-case); empty: every host
+    graphql: GraphQLSettings | None = None  # [graphql] (issue #16, proxy.graphql)
     _compiled: dict[tuple[str, str], RouteTable[Route]] = field(default_factory=dict, repr=False)
 
     def table_for(self, mount: Mount) -> RouteTable[Route]:
@@ -209,6 +211,7 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
         (
             "surface", "auth", "errors", "ratelimit", "resources", "mounts",
             "endpoints", "routes", "versions", "lists",
+            "graphql",  # issue #16 (proxy.graphql)
         ),
     )  # fmt: skip
     s = r.table(d, "surface", "")
@@ -276,6 +279,7 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
     indexed_endpoints = _load_endpoints(r, d)
     versions = _load_versions(r, d, "/" + "/".join(base_parts))
     hosts = _load_hosts(r, s)
+    graphql = _graphql(r, d, known, indexed_mounts, tables)  # issue #16
     check_shadowing(r, indexed_endpoints, indexed_mounts, tables)
     # Most specific prefix first: more literal segments, then more segments.
     mounts = tuple(m for _, m in sorted(indexed_mounts, key=lambda im: mount_order(im[1])))
@@ -307,7 +311,60 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
         versions=versions,
         lists=lists,
         hosts=hosts,
+        graphql=graphql,
     )
+
+
+def _graphql(
+    r: Reader,
+    d: dict[str, Any],
+    known: set[str],
+    mounts: list[tuple[int, Mount]],
+    tables: dict[str, tuple[Route, ...]],
+) -> GraphQLSettings | None:
+    """``[graphql]`` (proxy.graphql), with what the edge forwards a checked request as:
+    the store's Magento ``/graphql`` with the store's credential. Its path is answered
+    before the mounts, so a mount route on it would never be reached: refused."""
+    settings = load_graphql(r, d, known)
+    if settings is None or not settings.parts:
+        return settings
+    for i, mount in mounts:
+        n = len(mount.pattern.parts)
+        if mount.pattern.match(settings.parts[:n]) is None:
+            continue
+        table = _build_table(tables.get(mount.routes, ()), mount.form)
+        for method in ("GET", "POST"):
+            if table.lookup(method, settings.parts[n:]) is not None:
+                r.problem(
+                    "graphql.path",
+                    f'"{settings.path}" hides {method} {settings.path} of mounts[{i}] '
+                    f"({r.where(f'mounts[{i}]')})",
+                )
+        if mount.name == "graphql":
+            r.problem(f"mounts[{i}].name", '"graphql" is the name of the [graphql] path')
+    mount = Mount(
+        name="graphql",
+        pattern=compile_pattern(settings.path),
+        upstream="magento",
+        target="/graphql",  # Magento's GraphQL front name (SPEC §4.4)
+        routes="",
+        form="plain",
+        methods=frozenset({"GET", "HEAD", "POST"}),
+        auth=None,
+    )
+    route = Route(
+        table="graphql",
+        index=0,
+        method="*",
+        pattern=replace(compile_pattern("/"), text=""),  # the mount's path is the route
+        resource=None,  # per field: proxy.graphql.decide
+        access=None,
+        deny=None,
+        target=None,
+        form="any",
+        summary="GraphQL, decided per top-level field ([graphql.fields])",
+    )
+    return replace(settings, mount=mount, route=route)
 
 
 def _load_jwt(r: Reader, auth_t: dict[str, Any], used: bool) -> JwtSettings | None:

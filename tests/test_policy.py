@@ -180,7 +180,7 @@ def test_without_display_the_path_is_named(tmp_path: Path) -> None:
     [
         (
             "\n[extra]\nx = 1\n",
-            r": extra: unknown key \(known: auth, endpoints, errors, lists, mounts, ",
+            r": extra: unknown key \(known: auth, endpoints, errors, graphql, lists, mounts, ",
         ),
         ('\n[auth]\nkind = "pat"\nscope = {}\n', r": auth\.scope: unknown key"),
         ('\n[errors]\nstyle = "problem"\ntypebase = "x"\n', r": errors\.typebase: unknown key"),
