@@ -30,6 +30,7 @@ import contextlib
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import cast
 
 import httptools
 
@@ -144,8 +145,8 @@ class _Conn(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if not self.active:
