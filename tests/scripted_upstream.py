@@ -130,6 +130,7 @@ class ScriptedUpstream:
         self.scripts: list[Script] = []
         self.requests: list[Request] = []
         self.peer_closed: list[int] = []
+        self.closed: list[int] = []  # connections whose script ended (closed by us)
         self.connections = 0
         self.open = 0
         self.loop = asyncio.new_event_loop()
@@ -167,6 +168,7 @@ class ScriptedUpstream:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            self.closed.append(index)
             self.open -= 1
             self._tasks.discard(task)
             writer.transport.abort()
