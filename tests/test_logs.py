@@ -96,7 +96,8 @@ def test_a_5xx_carries_its_error_on_one_line(
     assert r.status_code == 502
     (line,) = access_lines(caplog)
     assert line["status"] == 502 and line["reason"] == "upstream_unavailable"
-    assert line["error"].startswith("ClientConnectorError") and "\n" not in line["error"]
+    # the transport's own exception class (proxy.transport; ClientConnectorError on aiohttp)
+    assert line["error"].startswith("ConnectFailed") and "\n" not in line["error"]
     assert line["route"] == "/api/v1/stores/{store}/commerce/products/{sku}"
     assert line["upstream_ms"] is not None
 
