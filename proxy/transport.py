@@ -189,7 +189,7 @@ class _Conn(asyncio.Protocol):
     # -- httptools callbacks ------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.informational:
+        if self.informational or self.complete:
             return
         self.headers.append((name, value))
         if len(name) == 14 and name.lower() == b"content-length":
@@ -201,6 +201,10 @@ class _Conn(asyncio.Protocol):
             self.chunked = True
 
     def on_headers_complete(self) -> None:
+        if self.complete:
+            # A second answer to one request: the stream is out of step; never reuse it.
+            self.keep_alive = False
+            return
         status = self.parser.get_status_code()
         if status < 200:
             # 1xx (100, 103): informational, dropped; the real answer follows.
@@ -219,9 +223,12 @@ class _Conn(asyncio.Protocol):
         head = self.head
         if head is not None and not head.done():
             head.set_result(None)
+        drain = self.drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)  # answered before the body was all sent: stop sending
 
     def on_body(self, body: bytes) -> None:
-        if self.head_only:
+        if self.head_only or self.complete:
             return
         self.chunks.append(body)
         self.buffered += len(body)
@@ -233,6 +240,8 @@ class _Conn(asyncio.Protocol):
             reader.set_result(None)
 
     def on_message_complete(self) -> None:
+        if self.complete:
+            return
         if self.informational:
             self.informational = False
             self.headers.clear()
@@ -540,13 +549,15 @@ class Transport:
     connections of all pools together (``[server] max_connections``), each pool's own cap
     comes with each call (a store's ``max_connections``)."""
 
-    def __init__(self, *, max_connections: int = 512) -> None:
+    def __init__(self, *, max_connections: int = 512, tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: the context for ``https://`` upstreams (default: the system's CA
+        store, host names checked)."""
         self.max_connections = max_connections
         self.pools: dict[tuple[str, str], _Pool] = {}
         self.waiters: deque[asyncio.Future[None]] = deque()
         self.closed = False
         self._origins: dict[str, tuple[str, int, ssl.SSLContext | None, str]] = {}
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls
 
     def open_connections(self) -> int:
         return sum(p.size() for p in self.pools.values())

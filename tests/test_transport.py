@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -29,8 +33,8 @@ from proxy.transport import (
     Transport,
     WriteTimeout,
 )
-from tests.scripted_upstream import Conn, ScriptedUpstream, answer, await_true
-from tests.servers import free_port
+from tests.scripted_upstream import Conn, Request, ScriptedUpstream, answer, await_true
+from tests.servers import free_port, self_signed_certificate, serving
 
 FAST = Settings(connect=2.0, read=5.0, pool=2.0, write=5.0, keepalive=30.0)
 
@@ -214,6 +218,89 @@ async def test_request_bodies_bytes_and_streams(
     )  # fmt: skip
     assert d.header(b"content-length") == b"0"
     assert upstream.connections == 1
+
+
+async def test_an_answer_before_the_whole_body_ends_the_upload(
+    transport: Transport, upstream: ScriptedUpstream
+) -> None:
+    """An upstream that refuses an upload early (413 without reading it) is answered
+    with its 413 as soon as its headers arrive, not after a write timeout; the rest of the
+    body is not sent, the connection not reused."""
+    got_head = threading.Event()
+
+    async def refuses(conn: Conn) -> None:
+        await conn.reader.readuntil(b"\r\n\r\n")  # the head only, never the body
+        conn.writer.transport.pause_reading()  # type: ignore[attr-defined]
+        upstream.requests.append(Request("PUT", "/", [], b"", conn.index))
+        await asyncio.sleep(0.3)  # the edge is blocked on a full socket by now
+        conn.write(b"HTTP/1.1 413 X\r\nTransfer-Encoding: chunked\r\n\r\n3\r\ntoo\r\n")
+        await conn.drain()
+        # The rest of the answer only once the edge has its head (a thread's event).
+        while not got_head.is_set():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        conn.write(b"4\r\n big\r\n0\r\n\r\n")
+        await conn.drain()
+        conn.writer.transport.resume_reading()  # type: ignore[attr-defined]
+        await conn.wait_peer_close()
+
+    upstream.scripts.append(refuses)
+
+    async def endless() -> AsyncIterator[bytes]:
+        for _ in range(100_000):
+            yield b"u" * 65536
+
+    try:
+        r = await transport.request(
+            "PUT", upstream.url + "/", [], endless(), Settings(write=3.0, read=5.0)
+        )
+    finally:
+        got_head.set()
+    try:
+        assert (r.status, await r.read_all()) == (413, b"too big")
+        assert not r.body_sent
+    finally:
+        r.finish()
+    assert await await_true(lambda: upstream.peer_closed == [0])
+    await get(transport, upstream)
+    assert upstream.connections == 2
+
+
+async def test_a_second_answer_to_one_request_is_never_reused(
+    transport: Transport, upstream: ScriptedUpstream
+) -> None:
+    upstream.scripts.append(_reply(answer(body=b"one") + answer(body=b"two")))
+    _r, body = await get(transport, upstream)
+    assert body == b"one"
+    _r, body = await get(transport, upstream)
+    assert body == b"ok" and upstream.connections == 2
+
+
+async def test_tls_upstream_verified(tmp_path: Path) -> None:
+    cert, key = self_signed_certificate(tmp_path)
+
+    async def app(scope: dict[str, object], receive: object, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"secure"})
+
+    with serving(app, tls=(cert, key)) as srv:
+        trusted = ssl.create_default_context(cafile=cert)
+        t = Transport(tls=trusted)
+        try:
+            r = await t.request("GET", srv.url + "/", [], None, FAST)
+            try:
+                assert (r.status, await r.read_all()) == (200, b"secure")
+            finally:
+                r.finish()
+        finally:
+            await t.close()
+        t = Transport()  # the system's CA store: a self-signed certificate is refused
+        try:
+            with pytest.raises(ConnectFailed, match="CERTIFICATE_VERIFY_FAILED"):
+                await t.request("GET", srv.url + "/", [], None, FAST)
+        finally:
+            await t.close()
 
 
 # -- reuse only after a complete exchange ------------------------------------------------
