@@ -53,8 +53,9 @@ __all__ = [
 # Bytes of an answer buffered for a slow client before the upstream socket stops being read.
 HIGH_WATER = 256 * 1024
 # A wait for response headers longer than this starts watching the client for a
-# disconnect (a task per request would cost more than the rest of the hop).
-WATCH_AFTER = 0.02
+# disconnect (a task per request would cost more than the rest of the hop; under load the
+# edge's own queueing can take tens of ms, so the mark is well above that).
+WATCH_AFTER = 0.1
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,17 +26,29 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from proxy.backends.keystore.sqlite import SQLiteKeyStore
 from proxy.config import load_config
 from proxy.edge import Edge
-from tests.conftest import Harness, env, write_config
+from tests.conftest import Harness, env, wait_for, write_config
 from tests.scripted_upstream import Conn, ScriptedUpstream, answer
 from tests.servers import serving
 
 SETTINGS = "/api/v1/stores/acme/settings/general"
 PRODUCT = "/api/v1/stores/acme/commerce/products/SKU-1"
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """Every test here runs its edge and upstreams in this process: when they have
+    stopped, the file descriptors and threads are back where they were."""
+    me = psutil.Process()
+    fds, threads = me.num_fds(), threading.active_count()
+    yield
+    assert wait_for(lambda: me.num_fds() <= fds), (me.num_fds(), fds)
+    assert wait_for(lambda: threading.active_count() <= threads)
 
 
 @contextmanager
