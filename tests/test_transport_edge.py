@@ -33,7 +33,7 @@ from proxy.backends.keystore.sqlite import SQLiteKeyStore
 from proxy.config import load_config
 from proxy.edge import Edge
 from tests.conftest import Harness, env, wait_for, write_config
-from tests.scripted_upstream import Conn, ScriptedUpstream, answer
+from tests.scripted_upstream import Conn, Request, ScriptedUpstream, answer
 from tests.servers import serving
 
 SETTINGS = "/api/v1/stores/acme/settings/general"
@@ -219,3 +219,69 @@ def test_an_upstream_closing_idle_connections_early_does_not_fail_a_post(
                 assert r.status_code == 200, r.text
                 idle_closed()
         assert up.calls("POST", "/stores/acme/settings/general") == 5
+
+
+def test_an_upstream_reset_mid_answer_is_a_cut_answer_not_a_hang(tmp_path: Path) -> None:
+    async def cuts(conn: Conn) -> None:
+        while (req := await conn.read_request()) is not None:
+            if not req.target.startswith("/stores/acme/backups"):
+                conn.write(_answer_to(req.method))
+                continue
+            conn.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"d" * 200_000)
+            await conn.drain()
+            await asyncio.sleep(0.1)
+            conn.reset()
+            return
+
+    with ScriptedUpstream(cuts) as up, edge_over(tmp_path, up) as h:
+        token = h.token("backups:read")
+        got = 0
+        with h.client(token) as c, c.stream("GET", "/api/v1/stores/acme/backups/big") as r:
+            assert r.status_code == 200
+            with pytest.raises(httpx.RemoteProtocolError):
+                for chunk in r.iter_raw():
+                    got += len(chunk)
+        assert 0 < got < 1_000_000
+        assert up.calls("GET", "/stores/acme/backups") == 1
+
+
+@pytest.mark.parametrize("declared", [20_000, 200_000], ids=["small", "streamed"])
+def test_a_stalled_upload_is_408_and_the_upstream_request_is_cut(
+    tmp_path: Path, declared: int
+) -> None:
+    async def reads_slowly(conn: Conn) -> None:
+        # Takes whatever comes and never answers a body that does not arrive.
+        try:
+            head = await conn.reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return
+        conn.server.requests.append(
+            Request(head.split(b" ")[0].decode(), head.split(b" ")[1].decode(), [], b"", conn.index)
+        )
+        await conn.wait_peer_close()
+
+    with ScriptedUpstream(reads_slowly) as up:
+        extra = f"""
+[stores.slow]
+name = "Slow uploads"
+environment = "live"
+magento_url = "{up.url}"
+credential = {{ kind = "bearer", token_env = "ACME_MAGENTO_TOKEN" }}
+timeouts = {{ connect = 1.0, read = 30.0, body = 0.3 }}
+"""
+        with edge_over(tmp_path, up, extra) as h:
+            token = h.token("products:write", stores=("slow",))
+            host, port = h.url.removeprefix("http://").split(":")
+            with socket.create_connection((host, int(port)), timeout=10) as s:
+                s.sendall(
+                    f"POST /api/v1/stores/slow/commerce/products HTTP/1.1\r\nHost: x\r\n"
+                    f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {declared}\r\n\r\n".encode()
+                    + b"x" * (declared // 2)
+                )
+                answer_head = s.recv(65536)  # then nothing more: the body stalls
+            assert answer_head.startswith(b"HTTP/1.1 408 "), answer_head[:200]
+            assert b"request_timeout" in answer_head or b"request-timeout" in answer_head
+            if declared > 65536:  # streamed: the upstream request had begun, and is cut
+                (held,) = [r.conn for r in up.requests if r.target.endswith("/V1/products")]
+                assert up.wait(lambda: held in up.peer_closed)
