@@ -367,11 +367,12 @@ class _Pool:
     async def acquire(self, settings: Settings) -> _Conn:
         self.cap = settings.max_connections
         self.keepalive = settings.keepalive
-        conn = self._take_idle()
-        if conn is not None:
-            return conn
-        if self.size() < self.cap and self.owner.has_room():
-            return await self._open(settings)
+        if not self.waiters:  # (with waiters queued, a newcomer goes behind them)
+            conn = self._take_idle()
+            if conn is not None:
+                return conn
+            if self.size() < self.cap and self.owner.has_room():
+                return await self._open(settings)
         try:
             async with asyncio.timeout(settings.pool):
                 while True:
@@ -387,6 +388,10 @@ class _Pool:
                     self.owner.waiters.append(waiter)
                     try:
                         await waiter
+                    except BaseException:
+                        if waiter.done() and not waiter.cancelled():
+                            self._notify()  # woken as the wait ended: pass the turn on
+                        raise
                     finally:
                         _discard(self.waiters, waiter)
                         _discard(self.owner.waiters, waiter)
