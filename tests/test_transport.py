@@ -557,6 +557,31 @@ async def test_a_freed_connection_goes_to_a_waiter(
     assert upstream.connections == 1
 
 
+async def test_many_requests_share_a_small_pool(
+    transport: Transport, upstream: ScriptedUpstream
+) -> None:
+    four = Settings(pool=30.0, max_connections=4)
+    results = await asyncio.gather(
+        *(get(transport, upstream, path=f"/m{i}", s=four) for i in range(200))
+    )
+    assert [b for _, b in results] == [b"ok"] * 200
+    assert upstream.connections <= 4
+    assert sorted(q.target for q in upstream.requests) == sorted(f"/m{i}" for i in range(200))
+
+
+async def test_the_global_cap_is_shared_by_every_pool(upstream: ScriptedUpstream) -> None:
+    t = Transport(max_connections=2)
+    try:
+        s = Settings(pool=30.0, max_connections=10)
+        results = await asyncio.gather(
+            *(get(t, upstream, s=s, pool=f"store{i % 3}") for i in range(60))
+        )
+        assert [b for _, b in results] == [b"ok"] * 60
+        assert t.open_connections() <= 2
+    finally:
+        await t.close()
+
+
 async def test_global_cap_evicts_an_idle_connection_of_another_pool(
     upstream: ScriptedUpstream,
 ) -> None:
