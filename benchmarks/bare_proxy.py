@@ -6,7 +6,9 @@ what the client comparison in ``run.py`` measures:
 
 - ``aiohttp``: one ``aiohttp.ClientSession`` (keep-alive pool, no auto-decompression);
 - ``httpx``: one ``httpx.AsyncClient`` with its default pool (httpcore);
-- ``httpx-aiohttp``: ``httpx.AsyncClient`` on a small transport that sends through aiohttp.
+- ``httpx-aiohttp``: ``httpx.AsyncClient`` on a small transport that sends through aiohttp;
+- ``transport``: the edge's own upstream transport (``proxy/transport.py``: a keep-alive
+  pool on asyncio protocols, httptools for answers), the hop the full edge runs on.
 
 Run: ``python benchmarks/bare_proxy.py --port P --upstream http://127.0.0.1:U --client aiohttp``
 (uvicorn, httptools, uvloop, one worker, no access log, no proxy headers, and no
@@ -16,7 +18,9 @@ Run: ``python benchmarks/bare_proxy.py --port P --upstream http://127.0.0.1:U --
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -186,6 +190,59 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             await self.session.close()
 
 
+class TransportProxy:
+    """The same proxy on the edge's own transport (``proxy.transport``)."""
+
+    def __init__(self, upstream: str) -> None:
+        # This repository's proxy package (the script runs with benchmarks/ on the path).
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from proxy import transport
+
+        self.mod = transport
+        self.base = upstream.rstrip("/")
+        # As unbounded as the aiohttp row (limit=0): the pool is measured, not its caps.
+        self.settings = transport.Settings(
+            connect=5.0, read=60.0, pool=60.0, write=60.0, keepalive=60.0, max_connections=100_000
+        )
+        self.client: Any = None
+
+    async def startup(self) -> None:
+        self.client = self.mod.Transport(max_connections=100_000)
+
+    async def shutdown(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self.client is not None
+        data = await _body(receive)
+        try:
+            resp = await self.client.request(
+                scope["method"], _target(self.base, scope), _request_headers(scope), data,
+                self.settings,
+            )  # fmt: skip
+        except self.mod.TransportError:
+            await send(BAD_GATEWAY)
+            await send(EMPTY_END)
+            return
+        try:
+            headers = [(k, v) for k, v in resp.headers if k.lower() not in HOP]
+            length = resp.content_length
+            if length is not None and length <= SMALL:
+                body = await resp.read_all()
+                await send(
+                    {"type": "http.response.start", "status": resp.status, "headers": headers}
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+            await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+            while chunk := await resp.read():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send(EMPTY_END)
+        finally:
+            resp.finish()
+
+
 class HttpxProxy:
     def __init__(self, upstream: str, *, aiohttp_transport: bool = False) -> None:
         self.base = upstream.rstrip("/")
@@ -238,11 +295,13 @@ class HttpxProxy:
 
 def make_app(upstream: str, client: str) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     if client == "aiohttp":
-        proxy: AiohttpProxy | HttpxProxy = AiohttpProxy(upstream)
+        proxy: AiohttpProxy | HttpxProxy | TransportProxy = AiohttpProxy(upstream)
     elif client == "httpx":
         proxy = HttpxProxy(upstream)
     elif client == "httpx-aiohttp":
         proxy = HttpxProxy(upstream, aiohttp_transport=True)
+    elif client == "transport":
+        proxy = TransportProxy(upstream)
     else:
         raise ValueError(f"unknown client {client!r}")
 
@@ -296,7 +355,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="http://127.0.0.1:PORT")
     parser.add_argument(
-        "--client", choices=("aiohttp", "httpx", "httpx-aiohttp"), default="aiohttp"
+        "--client", choices=("aiohttp", "httpx", "httpx-aiohttp", "transport"), default="aiohttp"
     )
     args = parser.parse_args()
     serve(make_app(args.upstream, args.client), args.port)

@@ -2,16 +2,18 @@
 
     .venv/bin/python benchmarks/breakdown.py [--rounds 5] [--duration 4] [--connections 32]
 
-Five proxies, each pinned alone on the proxy core, each called with the same GET at the
+Six proxies, each pinned alone on the proxy core, each called with the same GET at the
 same concurrency, rounds interleaved; the median CPU µs per request of each, and what each
 row adds over the row before it:
 
 1. ``bare-aiohttp``: the bare raw-ASGI proxy (``bare_proxy.py``), the reference;
-2. ``client``: the edge's upstream client (``proxy.upstream``) in place of the bare one's;
-3. ``headers``: plus the edge's forwarding headers (``steps_proxy.py``);
-4. ``edge-pass``: the edge itself, authentication off (path safety, routing on the
+2. ``bare-transport``: the same bare proxy on the edge's own transport (``proxy.transport``);
+3. ``client``: the edge's upstream step (``proxy.upstream``, on that transport) in place of
+   the bare one's;
+4. ``headers``: plus the edge's forwarding headers (``steps_proxy.py``);
+5. ``edge-pass``: the edge itself, authentication off (path safety, routing on the
    385-route policy, per-address rate limit, grants);
-5. ``edge-full``: plus the bearer token (parse, SHA-256, cached key-store lookup) and its
+6. ``edge-full``: plus the bearer token (parse, SHA-256, cached key-store lookup) and its
    own bucket.
 
 Run ``bash benchmarks/run.sh`` once first (it installs nginx and wrk). Writes
@@ -33,11 +35,11 @@ from load import Request, run_wrk
 from measure import cpu_seconds
 
 HERE = Path(__file__).resolve().parent
-STEPS = ("bare-aiohttp", "client", "headers", "edge-pass", "edge-full")
+STEPS = ("bare-aiohttp", "bare-transport", "client", "headers", "edge-pass", "edge-full")
 
 
 def _start(step: str, upstream_url: str) -> tuple[peers.Proc, Request]:
-    if step == "bare-aiohttp":
+    if step in ("bare-aiohttp", "bare-transport"):
         return peers.start_python_proxy(step, upstream_url), Request(path=peers.PRODUCT_PATH)
     if step in ("client", "headers"):
         port = peers.free_port()

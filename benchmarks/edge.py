@@ -99,6 +99,9 @@ magento_url = "{magento}"
 store_code = "default"
 credential = {{ kind = "bearer", token_env = "ACME_MAGENTO_TOKEN" }}
 timeouts = {{ connect = 2.0, read = 60.0 }}
+# One store takes every connection (128 at most here): as the bare proxies, and as the
+# edge before per-store pools (one pool of [server] max_connections = 512).
+max_connections = 512
 
 [upstreams.panel]
 url = "{panel}"

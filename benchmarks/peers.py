@@ -408,6 +408,7 @@ http://{HOST}:{port} {{
 
 PYTHON_PROXIES = {
     "bare-aiohttp": ["bare_proxy.py", "--client", "aiohttp"],
+    "bare-transport": ["bare_proxy.py", "--client", "transport"],  # the edge's own hop
     "bare-httpx": ["bare_proxy.py", "--client", "httpx"],
     "bare-httpx-aiohttp": ["bare_proxy.py", "--client", "httpx-aiohttp"],
     "naive-httpx": ["naive_proxy.py"],

@@ -18,7 +18,7 @@ import psutil
 Record = dict[str, Any]
 X = "\u00d7"  # multiplication sign
 REFS = {"x_nginx": "nginx", "x_caddy": "caddy", "x_bare": "bare-aiohttp"}
-CLIENTS = ("bare-aiohttp", "bare-httpx", "bare-httpx-aiohttp", "naive-httpx")
+CLIENTS = ("bare-aiohttp", "bare-transport", "bare-httpx", "bare-httpx-aiohttp", "naive-httpx")
 
 
 def _ref_scenario(scenario: str) -> str:

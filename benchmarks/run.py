@@ -32,23 +32,29 @@ from peers import POST_JSON, POST_PATH, PRODUCT_JSON, Proc
 
 RESULTS = peers.HERE / "results"
 GET_TARGETS = (
-    "direct", "nginx", "caddy", "bare-aiohttp", "bare-httpx", "bare-httpx-aiohttp",
-    "naive-httpx", "edge-pass", "edge-full", "edge-full-log", "edge-nolimit", "edge-redis",
+    "direct", "nginx", "caddy", "bare-aiohttp", "bare-transport", "bare-httpx",
+    "bare-httpx-aiohttp", "naive-httpx", "edge-pass", "edge-full", "edge-full-log",
+    "edge-nolimit", "edge-redis",
 )  # fmt: skip
 POST_CASES = (
     ("direct", "POST"), ("nginx", "POST"), ("caddy", "POST"), ("bare-aiohttp", "POST"),
-    ("edge-full", "POST"), ("edge-full", "POST keyed"), ("edge-redis", "POST keyed"),
+    ("bare-transport", "POST"), ("edge-full", "POST"), ("edge-full", "POST keyed"),
+    ("edge-redis", "POST keyed"),
 )  # fmt: skip
 QUICK_TARGETS = (
     "direct",
     "nginx",
     "caddy",
     "bare-aiohttp",
+    "bare-transport",
     "bare-httpx",
     "naive-httpx",
     "edge-full",
 )
-STREAM_TARGETS = ("bare-aiohttp", "bare-httpx", "bare-httpx-aiohttp", "naive-httpx", "edge-full")
+STREAM_TARGETS = (
+    "bare-aiohttp", "bare-transport", "bare-httpx", "bare-httpx-aiohttp", "naive-httpx",
+    "edge-full",
+)  # fmt: skip
 GROUPS = {"direct": "reference", "nginx": "peer", "caddy": "peer", "edge-pass": "edge",
           "edge-full": "edge", "edge-full-log": "edge", "edge-nolimit": "edge",
           "edge-redis": "edge"}  # fmt: skip

@@ -53,6 +53,10 @@ class Timeouts:
     connect: float = 2.0  # TCP connect
     read: float = 30.0  # between two reads of the upstream's answer
     pool: float = 5.0  # waiting for a pooled connection
+    # -- the edge's own transport (issue #14, proxy.transport) --
+    write: float = 30.0  # the upstream taking the request body (its socket draining)
+    body: float = 30.0  # between two parts of the client's request body (408 beyond)
+    keepalive: float = 4.0  # an idle upstream connection is closed after this (below 5 s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +108,8 @@ class Store:
     store_code: str
     credential: Credential
     timeouts: Timeouts
+    # issue #14: connections this store may hold to its Magento (its own pool)
+    max_connections: int = 64
     # Magento's web/secure/offloader_header: the header whose value "https" makes Magento
     # treat a request as secure (and sign-check it as https://...).
     offloader_header: str = "X-Forwarded-Proto"
@@ -117,6 +123,7 @@ class Upstream:
     name: str
     url: str
     timeouts: Timeouts
+    max_connections: int = 64  # issue #14: its own pool's cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -570,12 +577,21 @@ def _http_url(r: Reader, where: str, url: str) -> str:
 def _timeouts(r: Reader, table: dict[str, Any], where: str) -> Timeouts:
     t = r.table(table, "timeouts", where)
     w = f"{where}.timeouts"
-    r.unknown_keys(t, w, ("connect", "read", "pool"))
+    r.unknown_keys(t, w, ("connect", "read", "pool", "write", "body", "keepalive"))
     return Timeouts(
         connect=float(r.number(t, "connect", w, 2.0, minimum=0.001)),
         read=float(r.number(t, "read", w, 30.0, minimum=0.001)),
         pool=float(r.number(t, "pool", w, 5.0, minimum=0.001)),
+        write=float(r.number(t, "write", w, 30.0, minimum=0.001)),
+        body=float(r.number(t, "body", w, 30.0, minimum=0.001)),
+        keepalive=float(r.number(t, "keepalive", w, 4.0, minimum=0.001)),
     )
+
+
+def _max_connections(r: Reader, table: dict[str, Any], where: str) -> int:
+    """Issue #14: the connections one store (or upstream) may hold, so a hung one cannot
+    take the connections of the others."""
+    return int(r.number(table, "max_connections", where, 64, integer=True, minimum=1))
 
 
 def _env(r: Reader, where: str, cred: dict[str, Any], key: str, environ: Mapping[str, str]) -> str:
@@ -600,7 +616,7 @@ def _stores(r: Reader, d: dict[str, Any], environ: Mapping[str, str]) -> dict[st
             w,
             (
                 "name", "environment", "magento_url", "store_code", "credential", "timeouts",
-                "magento_offloader_header", "hosts",
+                "magento_offloader_header", "hosts", "max_connections",
             ),
         )  # fmt: skip
         cred_t = r.table(s, "credential", w)
@@ -653,6 +669,7 @@ def _stores(r: Reader, d: dict[str, Any], environ: Mapping[str, str]) -> dict[st
             store_code=code,
             credential=credential,
             timeouts=_timeouts(r, s, w),
+            max_connections=_max_connections(r, s, w),
             offloader_header=_header_name(
                 r, f"{w}.magento_offloader_header",
                 r.string(s, "magento_offloader_header", w, "X-Forwarded-Proto"),
@@ -723,11 +740,12 @@ def _upstreams(r: Reader, d: dict[str, Any]) -> dict[str, Upstream]:
     for name, w, u in r.named_tables(d, "upstreams", ""):
         if name == "magento":
             r.problem(w, '"magento" is reserved for each store\'s own Magento')
-        r.unknown_keys(u, w, ("url", "timeouts"))
+        r.unknown_keys(u, w, ("url", "timeouts", "max_connections"))
         ups[name] = Upstream(
             name=name,
             url=_http_url(r, f"{w}.url", r.string(u, "url", w)),
             timeouts=_timeouts(r, u, w),
+            max_connections=_max_connections(r, u, w),
         )
     return ups
 

@@ -367,6 +367,7 @@ class Edge:
                 raise UpstreamNotConfigured("This route needs a store, and none is configured.")
             base_url = ""  # the store's MagentoOrigin decides the URL below
             timeouts = store.timeouts
+            pool, cap = store.id, store.max_connections  # issue #14: a pool per store
         else:
             upstream = self.config.upstreams.get(mount.upstream)
             if upstream is None:
@@ -375,6 +376,7 @@ class Edge:
                 )
             base_url = upstream.url
             timeouts = upstream.timeouts
+            pool, cap = "upstream:" + upstream.name, upstream.max_connections
 
         # The mount's upstream prefix depends only on the mount and the store (checked
         # against config above), so it is built once per pair.
@@ -442,6 +444,8 @@ class Edge:
                 extra_response_headers=ctx.answer_headers,
                 # envelope surfaces only: Magento's JSON errors rewritten (proxy.envelope)
                 errors=magento_errors(decision.surface, mount, ctx.request_id),
+                pool=pool,  # issue #14: a pool per store or upstream, of at most cap
+                max_connections=cap,
             )
         finally:
             ctx.upstream_seconds = time.perf_counter() - started

@@ -16,6 +16,7 @@ started.
     ├── Conflict              409  idempotency_conflict (same key still in flight)
     │   └── AnswerNotRecorded 409  idempotency_answer_not_recorded
     ├── Gone                  410  version_retired
+    ├── RequestBodyTimeout    408  request_timeout    (the request body stalled)
     ├── PayloadTooLarge       413  payload_too_large
     ├── UnprocessableContent  422  idempotency_mismatch (same key, different request)
     ├── TooManyRequests       429  rate_limited
@@ -27,6 +28,7 @@ started.
     ├── KeyStoreUnavailable   503  keystore_unavailable (token store unreachable)
     ├── TokenIssuerUnavailable 503 token_issuer_unavailable (no usable JWKS, issuer down)
     ├── IdempotencyUnavailable 503  idempotency_unavailable (idempotency backend unreachable)
+    ├── UpstreamSaturated     503  upstream_saturated (no free connection to the store's upstream)
     └── UpstreamTimeout       504  upstream_timeout
 
 Raised by a backend to the code that called it, never answered as they are:
@@ -66,6 +68,7 @@ __all__ = [
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
+    "RequestBodyTimeout",
     "RouteNotImplemented",
     "TokenIssuerUnavailable",
     "TooManyRequests",
@@ -73,6 +76,7 @@ __all__ = [
     "UnprocessableContent",
     "UpstreamCredentialUnavailable",
     "UpstreamNotConfigured",
+    "UpstreamSaturated",
     "UpstreamTimeout",
     "UpstreamUnavailable",
     "envelope_code_for_status",
@@ -168,6 +172,14 @@ class UnprocessableContent(EdgeError):
     envelope = "IDEMPOTENCY_MISMATCH"
 
 
+class RequestBodyTimeout(EdgeError):
+    """The client paused its request body for longer than the store's body-idle timeout
+    (``timeouts.body``); the upstream request is cut."""
+
+    status, code, title = 408, "request_timeout", "Request Timeout"
+    envelope = "REQUEST_TIMEOUT"
+
+
 class PayloadTooLarge(EdgeError):
     status, code, title = 413, "payload_too_large", "Content Too Large"
     envelope = "PAYLOAD_TOO_LARGE"
@@ -224,6 +236,15 @@ class IdempotencyUnavailable(EdgeError):
 
     status, code, title = 503, "idempotency_unavailable", "Service Unavailable"
     envelope = "SERVICE_UNAVAILABLE"
+
+
+class UpstreamSaturated(EdgeError):
+    """Every connection the store (or upstream) may hold is busy and none came free within
+    ``timeouts.pool``: the edge is waiting for itself, not for a slow upstream (that is
+    :class:`UpstreamTimeout`). Sent with ``Retry-After``."""
+
+    status, code, title = 503, "upstream_saturated", "Service Unavailable"
+    envelope = "UPSTREAM_SATURATED"
 
 
 class UpstreamTimeout(EdgeError):

@@ -6,7 +6,7 @@ every view of the request, see :meth:`proxy.context.RequestContext.with_io`) whi
 request runs, and written once, in :meth:`proxy.edge.Edge._http`'s ``finally``. Nothing in
 it can hold a secret: the token's id, never the token; the route template, never the raw
 path (which carries ids); a refusal's stable code; a 5xx's exception class and message
-(the edge's own messages and aiohttp's, which name no credential).
+(the edge's own messages and its upstream transport's, which name no credential).
 
 The line is built lazily: the formatter renders it, so a level or a handler that drops it
 pays for a dict, not for the rendering.

@@ -1,14 +1,16 @@
 """Step 6 of the request path: stream the request to the upstream and its answer back.
 
-One pooled ``aiohttp`` client per process, opened in the app lifespan. aiohttp was chosen
-over httpx by measurement (``benchmarks/``, README "Performance"): httpx's pool checks
-every pooled connection with ``poll()`` on every request, which capped a proxy on it at a
-few hundred requests per second on this hardware.
+The hop runs on the edge's own HTTP/1.1 transport (:mod:`proxy.transport`: a keep-alive
+pool per store and origin on asyncio protocols, answers parsed by httptools), opened in
+the app lifespan. aiohttp served here before; its ``ClientSession`` cost ~3x the CPU of a
+minimal pool per request and silently re-sent PUT/DELETE after a dropped connection
+(SPEC §8, issues #13 and #14).
 
-Bodies stream both ways with bounded memory; bodies never get decoded (``auto_decompress``
-off), so compressed answers pass through byte-for-byte. Failures before the answer starts
-become edge errors (refused/reset → 502, too slow → 504); after it has started the
-connection is cut, which is the only honest signal left.
+Bodies stream both ways with bounded memory; bodies are never decoded, so compressed
+answers pass through byte-for-byte. Failures before the answer starts become edge errors
+(refused/reset → 502, no free connection → 503 ``upstream_saturated``, too slow → 504, a
+client that stalls its upload → 408); after it has started the connection is cut, which
+is the only honest signal left.
 """
 
 from __future__ import annotations
@@ -19,16 +21,29 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import aiohttp
-from yarl import URL
-
-from .body import ClientGone, declared_length, iter_body, read_body
+from .body import ClientGone, declared_length, read_body
 from .config import Timeouts
 from .envelope import MAX_BYTES as MAX_ERROR_BYTES
 from .envelope import MagentoErrors
-from .errors import UpstreamTimeout, UpstreamUnavailable
+from .errors import (
+    RequestBodyTimeout,
+    UpstreamSaturated,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from .headers import response_headers
-from .types import Receive, Send
+from .transport import (
+    ConnectFailed,
+    ConnectTimeout,
+    PoolTimeout,
+    ReadTimeout,
+    Response,
+    Settings,
+    Transport,
+    TransportError,
+    WriteTimeout,
+)
+from .types import Message, Receive, Send
 
 __all__ = ["ClientGone", "UpstreamBroke", "UpstreamClient"]
 
@@ -37,16 +52,41 @@ log = logging.getLogger("magento_edge.upstream")
 # Bodies up to this size are read whole (one ASGI message, one upstream write); larger or
 # unknown-length ones stream in whatever chunks arrive.
 _SMALL_BODY = 64 * 1024
+# Seconds a client is told to wait before retrying a saturated store.
+SATURATED_RETRY_AFTER = 1
 
 
 class UpstreamBroke(Exception):
     """The upstream failed after the answer started; the connection must be cut."""
 
 
-def _timeout(t: Timeouts) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(
-        total=None, connect=t.pool + t.connect, sock_connect=t.connect, sock_read=t.read
+class _BodyStalled(Exception):
+    """The client sent no part of its body for longer than the body-idle timeout."""
+
+
+def _settings(t: Timeouts, max_connections: int) -> Settings:
+    return Settings(
+        connect=t.connect,
+        read=t.read,
+        pool=t.pool,
+        write=t.write,
+        keepalive=t.keepalive,
+        max_connections=max_connections,
     )
+
+
+def _before_answer(exc: TransportError) -> Exception:
+    """A transport failure before the answer started, as the edge error the client gets."""
+    if isinstance(exc, PoolTimeout):
+        return UpstreamSaturated(
+            "Every connection to the store's upstream is busy; retry shortly.",
+            headers={"Retry-After": str(SATURATED_RETRY_AFTER)},
+        )
+    if isinstance(exc, ConnectTimeout | ReadTimeout | WriteTimeout):
+        return UpstreamTimeout("The store's upstream did not answer in time.")
+    if isinstance(exc, ConnectFailed):
+        return UpstreamUnavailable("The store's upstream refused the connection.")
+    return UpstreamUnavailable("The store's upstream closed the connection.")
 
 
 class UpstreamClient:
@@ -54,26 +94,20 @@ class UpstreamClient:
 
     def __init__(self, *, max_connections: int = 512) -> None:
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
+        self._session: Transport | None = None
+        self._settings: dict[tuple[Timeouts, int], Settings] = {}
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=self._max_connections, limit_per_host=0, ttl_dns_cache=60, keepalive_timeout=30
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            # aiohttp adds these when absent; a proxy must not invent request headers.
-            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
-            timeout=aiohttp.ClientTimeout(total=None),
-        )
+        self._session = Transport(max_connections=self._max_connections)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    @property
+    def transport(self) -> Transport | None:
+        return self._session
 
     async def forward(
         self,
@@ -87,93 +121,103 @@ class UpstreamClient:
         timeouts: Timeouts,
         extra_response_headers: Sequence[tuple[bytes, bytes]],
         errors: MagentoErrors | None = None,
+        pool: str = "",
+        max_connections: int = 64,
     ) -> int:
         """Forward one request; returns the upstream status (for logs and metrics).
-        ``errors``: rewrite an error answer into the envelope (envelope surfaces only)."""
+        ``errors``: rewrite an error answer into the envelope (envelope surfaces only).
+        ``pool`` names the connection pool (a store or an upstream: each has its own, of at
+        most ``max_connections``, so one cannot starve another)."""
         session = self._session
         if session is None:
             raise RuntimeError("UpstreamClient.start() was not awaited")
-        timeout = self._timeouts.get(timeouts)
-        if timeout is None:
-            timeout = self._timeouts.setdefault(timeouts, _timeout(timeouts))
+        settings = self._settings.get((timeouts, max_connections))
+        if settings is None:
+            settings = self._settings.setdefault(
+                (timeouts, max_connections), _settings(timeouts, max_connections)
+            )
 
         data: bytes | AsyncIterator[bytes] | None
-        body_done = True
         length = declared_length(request_headers)
         chunked = any(n == b"transfer-encoding" for n, _ in request_headers)
         if length is None and not chunked:
             data = None
         else:
-            first = await receive()
+            first = await _receive_within(receive, timeouts.body)
             if first["type"] == "http.disconnect":
                 raise ClientGone
             body = first.get("body", b"")
             if not first.get("more_body", False):
                 data = body
             elif length is not None and length <= _SMALL_BODY:
-                data = await read_body(receive, first=body)
+                try:
+                    data = await asyncio.wait_for(read_body(receive, first=body), timeouts.body)
+                except TimeoutError:
+                    raise _stalled() from None
             else:
-                data = iter_body(receive, body)
-                body_done = False
+                data = _iter_body(receive, body, timeouts.body)
             if chunked and isinstance(data, bytes):
                 # The client sent chunked and it all came at once; say the length. (A
                 # client Content-Length is forwarded as it is, so a stream keeps it.)
                 headers.append(("content-length", str(len(data))))
 
+        async def disconnected() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
         try:
             response = await session.request(
-                method,
-                URL(url, encoded=True),
-                headers=headers,
-                data=data,
-                allow_redirects=False,
-                timeout=timeout,
-                compress=None,
-                chunked=None,
+                method, url, headers, data, settings, pool=pool, disconnected=disconnected
             )
-        except ClientGone:
-            raise
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamTimeout("The store's upstream did not answer in time.") from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamUnavailable("The store's upstream refused the connection.") from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            if isinstance(exc.__cause__, ClientGone) or isinstance(exc.__context__, ClientGone):
-                raise ClientGone from exc
-            raise UpstreamUnavailable("The store's upstream closed the connection.") from exc
+        except TransportError as exc:
+            raise _before_answer(exc) from exc
+        except _BodyStalled:
+            raise _stalled() from None
 
-        async with response:
-            out_headers = response_headers(response.raw_headers, extra_response_headers)
-            status = response.status
-            length = response.content_length
-            if method == "HEAD" or status in (204, 304):
-                await send(
-                    {"type": "http.response.start", "status": status, "headers": out_headers}
-                )
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-                return status
-            if errors is not None and errors.wants(status, out_headers, length):
-                await self._answer_error(response, out_headers, errors, receive, send, body_done)
-                return status
-            if length is not None and length <= _SMALL_BODY:
-                try:
-                    body = await response.read()
-                except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-                    raise UpstreamTimeout("The store's upstream stopped answering.") from exc
-                except aiohttp.ClientError as exc:
-                    raise UpstreamUnavailable("The store's upstream broke off its answer.") from exc
-                await send(
-                    {"type": "http.response.start", "status": status, "headers": out_headers}
-                )
-                await send({"type": "http.response.body", "body": body, "more_body": False})
-                return status
+        try:
+            return await self._answer(
+                response, method, errors, receive, send, extra_response_headers
+            )
+        finally:
+            response.finish()
+
+    async def _answer(
+        self,
+        response: Response,
+        method: str,
+        errors: MagentoErrors | None,
+        receive: Receive,
+        send: Send,
+        extra: Sequence[tuple[bytes, bytes]],
+    ) -> int:
+        out_headers = response_headers(response.headers, extra)
+        status = response.status
+        length = response.content_length
+        watch = response.body_sent
+        if method == "HEAD" or status in (204, 304):
             await send({"type": "http.response.start", "status": status, "headers": out_headers})
-            await self._stream_response(response, receive, send, watch=body_done)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
             return status
+        if errors is not None and errors.wants(status, out_headers, length):
+            await self._answer_error(response, out_headers, errors, receive, send, watch)
+            return status
+        if length is not None and length <= _SMALL_BODY:
+            try:
+                body = await response.read_all()
+            except (ReadTimeout, WriteTimeout) as exc:
+                raise UpstreamTimeout("The store's upstream stopped answering.") from exc
+            except TransportError as exc:
+                raise UpstreamUnavailable("The store's upstream broke off its answer.") from exc
+            await send({"type": "http.response.start", "status": status, "headers": out_headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return status
+        await send({"type": "http.response.start", "status": status, "headers": out_headers})
+        await self._stream_response(response, receive, send, watch=watch)
+        return status
 
     async def _answer_error(
         self,
-        response: aiohttp.ClientResponse,
+        response: Response,
         headers: list[tuple[bytes, bytes]],
         errors: MagentoErrors,
         receive: Receive,
@@ -187,14 +231,14 @@ class UpstreamClient:
         size = 0
         try:
             while size <= MAX_ERROR_BYTES:
-                chunk = await response.content.readany()
+                chunk = await response.read()
                 if not chunk:
                     break
                 chunks.append(chunk)
                 size += len(chunk)
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except ReadTimeout as exc:
             raise UpstreamTimeout("The store's upstream stopped answering.") from exc
-        except aiohttp.ClientError as exc:
+        except TransportError as exc:
             raise UpstreamUnavailable("The store's upstream broke off its answer.") from exc
         status = response.status
         body = b"".join(chunks)
@@ -212,7 +256,7 @@ class UpstreamClient:
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
     async def _stream_response(
-        self, response: aiohttp.ClientResponse, receive: Receive, send: Send, *, watch: bool
+        self, response: Response, receive: Receive, send: Send, *, watch: bool
     ) -> None:
         # A long download must stop when the client goes away; uvicorn's send() just
         # returns after a disconnect, so watch receive() for it (only for streamed bodies:
@@ -223,23 +267,53 @@ class UpstreamClient:
         if watch and task is not None:
             watcher = asyncio.create_task(_watch_disconnect(receive, gone, task))
         try:
-            async for chunk in response.content.iter_any():
+            while chunk := await response.read():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if gone.is_set() and task is not None and task.uncancel() == 0:
-                response.close()
                 raise ClientGone from None
             raise
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TransportError as exc:
             # The answer has started: cutting the connection is the only signal left.
-            response.close()
             raise UpstreamBroke("the upstream broke off its answer mid-stream") from exc
         finally:
             if watcher is not None:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
+
+
+def _stalled() -> RequestBodyTimeout:
+    return RequestBodyTimeout("The request body stalled; send it without pauses.")
+
+
+async def _receive_within(receive: Receive, seconds: float) -> Message:
+    try:
+        async with asyncio.timeout(seconds):
+            return await receive()
+    except TimeoutError:
+        raise _stalled() from None
+
+
+async def _iter_body(receive: Receive, first: bytes, idle: float) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive; a pause longer than ``idle`` seconds ends the
+    request (:class:`_BodyStalled`)."""
+    if first:
+        yield first
+    while True:
+        try:
+            async with asyncio.timeout(idle):
+                message = await receive()
+        except TimeoutError:
+            raise _BodyStalled from None
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
 
 
 async def _watch_disconnect(receive: Receive, gone: asyncio.Event, task: asyncio.Task[Any]) -> None:

@@ -601,7 +601,7 @@ def test_a_magento_base_under_a_path_that_only_looks_like_rest_loads(confdir: Pa
         ('magento_url = "http://127.0.0.1:9000"\n', "", "stores.acme.magento_url: is required"),
         # a table given as something else
         ("timeouts = { connect = 2.0, read = 30.0 }", "timeouts = 5", "stores.acme.timeouts: must be a table, got an integer"),
-        ("[upstreams.panel]\n", "[upstreams.panel]\ntimeout = 1\n", "upstreams.panel.timeout: unknown key (known: timeouts, url)"),
+        ("[upstreams.panel]\n", "[upstreams.panel]\ntimeout = 1\n", "upstreams.panel.timeout: unknown key (known: max_connections, timeouts, url)"),
     ],
 )  # fmt: skip
 def test_problems_carry_the_line_of_their_key(

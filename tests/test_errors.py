@@ -21,6 +21,7 @@ from proxy.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestBodyTimeout,
     RouteNotImplemented,
     TokenIssuerUnavailable,
     TooManyRequests,
@@ -28,6 +29,7 @@ from proxy.errors import (
     UnprocessableContent,
     UpstreamCredentialUnavailable,
     UpstreamNotConfigured,
+    UpstreamSaturated,
     UpstreamTimeout,
     UpstreamUnavailable,
     envelope_code_for_status,
@@ -47,6 +49,8 @@ ALL = [
     (UpstreamUnavailable, 502, "upstream_unavailable", "Bad Gateway"),
     (UpstreamNotConfigured, 503, "upstream_not_configured", "Service Unavailable"),
     (UpstreamTimeout, 504, "upstream_timeout", "Gateway Timeout"),
+    (RequestBodyTimeout, 408, "request_timeout", "Request Timeout"),
+    (UpstreamSaturated, 503, "upstream_saturated", "Service Unavailable"),
 ]
 
 # The envelope's codes (SPEC §4.2, the partner API's names; UPPER_SNAKE), for every edge error.
@@ -73,6 +77,8 @@ ENVELOPE = [
     (IdempotencyUnavailable, 503, "SERVICE_UNAVAILABLE"),
     (TokenIssuerUnavailable, 503, "TOKEN_ISSUER_UNAVAILABLE"),
     (UpstreamTimeout, 504, "UPSTREAM_TIMEOUT"),
+    (RequestBodyTimeout, 408, "REQUEST_TIMEOUT"),
+    (UpstreamSaturated, 503, "UPSTREAM_SATURATED"),
 ]
 
 
