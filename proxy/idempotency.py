@@ -148,11 +148,12 @@ def open_idempotency(config: Config) -> Idempotency:
 
 def lease_for(config: Config) -> float:
     """Seconds a claim lasts without renewal: the longest a forward can go without a
-    message (pool wait + connect + one read), plus a margin. It is renewed on each answer
-    message after a third of it has passed, so only a dead process lets it lapse."""
+    message (pool wait + connect + the upstream taking the body, which is already read whole
+    when the key is claimed + one read), plus a margin. It is renewed on each answer message
+    after a third of it has passed, so only a dead process lets it lapse."""
     timeouts = [s.timeouts for s in config.stores.values()]
     timeouts += [u.timeouts for u in config.upstreams.values()]
-    longest = max((t.pool + t.connect + t.read for t in timeouts), default=37.0)
+    longest = max((t.pool + t.connect + t.write + t.read for t in timeouts), default=67.0)
     return longest + LEASE_MARGIN
 
 

@@ -524,11 +524,12 @@ def test_config_defaults_and_limits(tmp_path: Path) -> None:
     config = _config(tmp_path, "")
     assert config.idempotency_max_body_bytes == 1024 * 1024
     assert config.idempotency_max_record_bytes == 1024 * 1024
-    # The longest store timeouts: the defaults pool 5 + connect 2 + read 30, plus the margin.
-    assert lease_for(config) == 5 + 2 + 30 + 2
+    # The longest store timeouts: the defaults pool 5 + connect 2 + write 30 + read 30, plus
+    # the margin.
+    assert lease_for(config) == 5 + 2 + 30 + 30 + 2
     idem = open_idempotency(config)
     assert isinstance(idem.store, MemoryIdempotencyStore)
-    assert (idem.ttl, idem.max_body_bytes, idem.lease) == (86400, 1 << 20, 39)
+    assert (idem.ttl, idem.max_body_bytes, idem.lease) == (86400, 1 << 20, 69)
 
     config = _config(
         tmp_path,
