@@ -64,7 +64,9 @@ from .idempotency import (
 )
 from .logs import access_line, count_bytes
 from .metrics import Metrics
+from .native import native_stores, serve_native
 from .paths import split_path
+from .policy import Tier
 from .ratelimit import rate_limit_headers
 from .readiness import Readiness
 from .rewrite import upstream_call
@@ -114,6 +116,7 @@ class Edge:
         self._hosts = host_index(config.stores)  # storefront: Host -> store
         self._error_surface = config.surfaces[0] if config.surfaces else None
         self._bases = versions.index(config.surfaces)  # host + base path → surface, version
+        self.native = native_stores(config)  # issue #16: sidecar mode's stores by host
         self._access_log = config.access_log
         self.app = endpoints.application(self, self._lifespan)
         # issue #12: metrics (None: off, for the benchmark) and readiness, both served by
@@ -222,6 +225,9 @@ class Edge:
             ctx.surface = surface = base.surface
             if base.version is not None:
                 segments = versions.enter(base, segments, self.clock(), ctx.answer_headers)
+            if surface.native is not None:  # issue #16: Magento's own paths (proxy.native)
+                ctx.status = await serve_native(self, ctx, segments)
+                return
             method = scope["method"]
             ctx.decision = decision = resolve(surface, method, segments)
             kind = auth_needed(decision)
@@ -309,11 +315,14 @@ class Edge:
         ctx.scope[SCOPE_KEY] = ctx
         await self.app(ctx.scope, ctx.receive, tracking_send)
 
-    async def _limit(self, ctx: RequestContext) -> None:
+    async def _limit(self, ctx: RequestContext, *, by: tuple[str, Tier] | None = None) -> None:
+        """``by``: the bucket key and tier, where the step decided them (proxy.native)."""
         assert self.limiter is not None and ctx.surface is not None and ctx.fwd is not None
         surface = ctx.surface
         principal = ctx.principal
-        if principal is None:
+        if by is not None:
+            key, tier = by
+        elif principal is None:
             key = f"{surface.name}:ip:{ctx.fwd.client}"
             tier = surface.tiers[surface.default_tier]
         elif principal.client_id is not None:  # a JWT: its partner application on its store
@@ -395,14 +404,16 @@ class Edge:
         if store is None or mount.upstream != "magento":
             url = base_url + path + ("?" + query if query else "")
             up_headers = upstream_request_headers(scope["headers"], fwd)
-        elif mount.credential == "none":
+        elif mount.credential != "store":
             # Magento as a guest: its own URL and Host, and no credential at all (the
-            # client's Authorization is dropped as on every request).
+            # client's Authorization is dropped as on every request). "caller" (issue #16,
+            # the native mount's self routes): the client's own customer token, untouched.
             origin = self._origins[store.id]
             target = origin.target(fwd.proto, path, query)
             url = target.url
+            caller = _authorization(scope["headers"]) if mount.credential == "caller" else None
             up_headers = upstream_request_headers(
-                scope["headers"], fwd, origin.headers(target, None), drop=origin.drop
+                scope["headers"], fwd, origin.headers(target, caller), drop=origin.drop
             )
         else:
             # Scheme, Host and path+query decided once, for the signature and the headers.
@@ -456,6 +467,12 @@ class Edge:
         status, headers, body = endpoints.error_response(ctx, exc)
         await ctx.send({"type": "http.response.start", "status": status, "headers": headers})
         await ctx.send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _authorization(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """The client's one Authorization header as sent (issue #16: a customer's token)."""
+    found = [value for name, value in headers if name == b"authorization"]
+    return found[0].decode("latin-1") if len(found) == 1 else None
 
 
 def _one_line(exc: BaseException) -> str:
