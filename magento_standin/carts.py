@@ -143,17 +143,7 @@ class CartBook:
             "grand_total": subtotal,
             "total_qty_ordered": sum(i["qty"] for i in quote["items"]),
             "quote_id": quote["id"],
-            "items": [
-                {
-                    "sku": i["sku"],
-                    "name": i["name"],
-                    "qty_ordered": i["qty"],
-                    "price": i["price"],
-                    "row_total": i["price"] * i["qty"],
-                    "product_type": i["product_type"],
-                }
-                for i in quote["items"]
-            ],  # fmt: skip
+            "items": [_order_item(i) for i in quote["items"]],
             "payment": {"method": method, "amount_ordered": subtotal},
         }
         quote["is_active"] = False

@@ -1,0 +1,108 @@
+"""A real edge serving the Magento-native mount (sidecar mode) in front of the stand-in,
+each a uvicorn server on loopback, for the native tests."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from magento_standin import create_standin
+from proxy.backends.keystore.base import TokenRecord
+from proxy.backends.keystore.sqlite import SQLiteKeyStore
+from proxy.config import Config, load_config
+from proxy.edge import Edge
+from proxy.tokens import generate_token, hash_token
+from tests.servers import serving
+
+REPO = Path(__file__).resolve().parent.parent
+STORE_TOKEN = "integration-" + "n" * 20
+CUSTOMER_EMAIL = "roni_cost@example.com"  # the stand-in's customer 1
+CUSTOMER_PASSWORD = "roni-password-1"
+
+
+class NativeHarness:
+    """The edge's URL, its config, the stand-in behind it and a way to mint edge tokens."""
+
+    def __init__(self, url: str, config: Config, standin: Any) -> None:
+        self.url = url
+        self.config = config
+        self.standin = standin
+
+    def token(self, *permissions: str, stores: tuple[str, ...] = ("shop",)) -> str:
+        token = generate_token("live")
+        record = TokenRecord(
+            id="tok_" + secrets.token_hex(8),
+            name="native",
+            kind="live",
+            stores=stores,
+            permissions={p.split(":")[0]: p.split(":")[1] for p in permissions},  # type: ignore[misc]
+        )
+        store = SQLiteKeyStore(self.config.keystore_path or "")
+        asyncio.run(store.create(record, hash_token(token)))
+        asyncio.run(store.close())
+        return token
+
+    def seen(self, since: int) -> list[Any]:
+        """The requests the stand-in received after the first ``since``."""
+        return list(self.standin.requests)[since:]
+
+
+def native_config(directory: Path, magento_url: str, *, tiers: str = "") -> Path:
+    policy = REPO / "policies" / "magento.toml"
+    if tiers:  # the shipped native policy with other tier numbers (it names its table's file)
+        text = policy.read_text().replace('policy = "storeoncloud.toml"', (
+            f'policy = "{REPO / "policies" / "storeoncloud.toml"}"'
+        ))  # fmt: skip
+        policy = directory / "magento.toml"
+        policy.write_text(_retier(text, tiers))
+    path = directory / "config.toml"
+    path.write_text(f"""
+[server]
+policies = ["{REPO / "policies" / "storeoncloud.toml"}", "{policy}"]
+
+[keystore]
+backend = "sqlite"
+path = "edge.db"
+
+[logging]
+access_log = false
+
+[stores.shop]
+magento_url = "{magento_url}"
+store_code = "default"
+credential = {{ kind = "bearer", token_env = "SHOP_TOKEN" }}
+native = true
+hosts = ["shop.example.com"]
+store_codes = ["default", "all", "fr"]
+
+[stores.other]
+magento_url = "{magento_url}"
+credential = {{ kind = "bearer", token_env = "SHOP_TOKEN" }}
+""")
+    return path
+
+
+def _retier(text: str, tiers: str) -> str:
+    head, _, rest = text.partition("[ratelimit.tiers.standard]")
+    _, _, tail = rest.partition("[native]")
+    return head + tiers + "\n[native]" + tail
+
+
+@contextmanager
+def native_edge(directory: Path, *, tiers: str = "") -> Iterator[NativeHarness]:
+    standin = create_standin(
+        bearer_tokens=[STORE_TOKEN],
+        customer_passwords={CUSTOMER_EMAIL: CUSTOMER_PASSWORD},
+        store_codes=("default", "fr"),
+    )
+    with ExitStack() as stack:
+        magento = stack.enter_context(serving(standin))
+        path = native_config(directory, magento.url, tiers=tiers)
+        config = load_config(path, env={"SHOP_TOKEN": STORE_TOKEN})
+        edge = Edge.from_config(config, SQLiteKeyStore(config.keystore_path or ""))
+        server = stack.enter_context(serving(edge))
+        yield NativeHarness(server.url, config, standin)
