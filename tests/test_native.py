@@ -170,7 +170,12 @@ def test_a_token_for_another_store_is_refused(h: NativeHarness) -> None:
         ("GET", "/rest/nosuchstore/V1/products", 404, "Request does not match any route."),
         ("GET", "/rest/default/V2/products", 404, "Request does not match any route."),
         ("GET", "/somewhere/else", 404, "Request does not match any route."),
-        ("PATCH", "/rest/default/V1/products/MB-01", 405, "The PATCH HTTP method is not supported."),
+        (
+            "PATCH",
+            "/rest/default/V1/products/MB-01",
+            405,
+            "The PATCH HTTP method is not supported.",
+        ),
         ("GET", "/rest/default/async/V1/products", 400, "Specified request cannot be processed."),
         ("GET", "/graphql", 404, "Request does not match any route."),
         ("POST", "/graphql", 404, "Request does not match any route."),
