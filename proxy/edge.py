@@ -75,6 +75,8 @@ from .upstream import UpstreamBroke, UpstreamClient
 
 __all__ = ["Edge"]
 
+_NATIVE_PATHS = (b"/rest/", b"/graphql")  # issue #16: Magento's own front door
+
 log = logging.getLogger("magento_edge")
 access_log = logging.getLogger("magento_edge.access")
 
@@ -117,6 +119,8 @@ class Edge:
         self._error_surface = config.surfaces[0] if config.surfaces else None
         self._bases = versions.index(config.surfaces)  # host + base path → surface, version
         self.native = native_stores(config)  # issue #16: sidecar mode's stores by host
+        # issue #16: a malformed Magento path is refused in Magento's shape too
+        self._native_surface = next((s for s in config.surfaces if s.native is not None), None)
         self._access_log = config.access_log
         self.app = endpoints.application(self, self._lifespan)
         # issue #12: metrics (None: off, for the benchmark) and readiness, both served by
@@ -208,7 +212,10 @@ class Edge:
         if self._access_log:  # issue #12: bytes in/out and upstream time (proxy.logs)
             count_bytes(ctx)
         try:
-            segments = split_path(scope.get("raw_path") or scope["path"].encode())
+            raw_path = scope.get("raw_path") or scope["path"].encode()
+            if self._native_surface is not None and raw_path.startswith(_NATIVE_PATHS):
+                ctx.surface = self._native_surface  # issue #16: before the path is judged
+            segments = split_path(raw_path)
             # Forwarding first: its host (Host, or a trusted X-Forwarded-Host) picks the surface.
             ctx.fwd = fwd = build_forwarding(
                 scope.get("client"),
