@@ -27,10 +27,11 @@ CUSTOMER_PASSWORD = "roni-password-1"
 class NativeHarness:
     """The edge's URL, its config, the stand-in behind it and a way to mint edge tokens."""
 
-    def __init__(self, url: str, config: Config, standin: Any) -> None:
+    def __init__(self, url: str, config: Config, standin: Any, edge: Edge) -> None:
         self.url = url
         self.config = config
         self.standin = standin
+        self.edge = edge
 
     def token(self, *permissions: str, stores: tuple[str, ...] = ("shop",)) -> str:
         token = generate_token("live")
@@ -105,4 +106,4 @@ def native_edge(directory: Path, *, tiers: str = "") -> Iterator[NativeHarness]:
         config = load_config(path, env={"SHOP_TOKEN": STORE_TOKEN})
         edge = Edge.from_config(config, SQLiteKeyStore(config.keystore_path or ""))
         server = stack.enter_context(serving(edge))
-        yield NativeHarness(server.url, config, standin)
+        yield NativeHarness(server.url, config, standin, edge)

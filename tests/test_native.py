@@ -253,3 +253,31 @@ burst = 3
     assert answers[3].headers["ratelimit-remaining"] == "0"
     assert other.status_code == 200
     assert len(h.standin.requests) == 4  # three logins and the countries, not the fourth
+
+
+def test_identify_caller_tells_the_graphql_hook_who_is_calling(h: NativeHarness) -> None:
+    """The hook the GraphQL check is wired into (proxy.native.native_graphql)."""
+    import asyncio
+
+    from proxy.context import RequestContext
+    from proxy.errors import Unauthorized
+    from proxy.headers import build_forwarding
+    from proxy.native import identify_caller
+
+    store = h.config.stores["shop"]
+    surface = next(s for s in h.config.surfaces if s.native is not None)
+
+    def caller(authorization: str | None) -> Any:
+        headers = [(b"authorization", authorization.encode())] if authorization else []
+        scope = {"type": "http", "method": "POST", "headers": headers, "path": "/graphql"}
+        ctx = RequestContext(scope, None, None, request_id="r", surface=surface)  # type: ignore[arg-type]
+        ctx.fwd = build_forwarding(("127.0.0.1", 1), "http", headers, (), "r")
+        return asyncio.run(identify_caller(h.edge, ctx, store))
+
+    assert caller(None).kind == "none"
+    assert caller("Bearer some.customer.jwt").kind == "customer"
+    edge = caller(f"Bearer {h.token('products:read')}")
+    assert edge.kind == "edge" and edge.principal is not None
+    assert edge.principal.permissions_for("shop") == {"products": "read"}
+    with pytest.raises(Unauthorized):
+        caller(f"Bearer {h.token('products:read', stores=('other',))}")
