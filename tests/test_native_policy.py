@@ -198,3 +198,19 @@ def test_the_magento_error_style() -> None:
     assert (b"content-type", b"application/json; charset=utf-8") in headers
     _, _, plain = render(Unauthorized("No."), style="magento", request_id="r", type_base="")
     assert plain == b'{"message":"No."}'  # no parameters: none at all, as Magento
+
+
+def test_the_example_configs_sidecar_block_loads(tmp_path: Path) -> None:
+    """config.example.toml's commented sidecar block, uncommented, is a working config."""
+    text = (ROOT / "config.example.toml").read_text()
+    block = text[text.index("# [stores.shop]") : text.index("# -- end of sidecar mode")]
+    store = "\n".join(line.removeprefix("# ") for line in block.splitlines())
+    config_path = tmp_path / "config.toml"
+    config_path.write_text(
+        f'[server]\npolicies = ["{POLICIES / "storeoncloud.toml"}", "{POLICIES / "magento.toml"}"]\n'
+        f"[keystore]\npath = 'e.db'\n{store}\n"
+    )
+    config = load_config(config_path, env={"SHOP_MAGENTO_TOKEN": "t"})
+    shop = config.stores["shop"]
+    assert shop.native and shop.store_codes == ("default", "all")
+    assert shop.hosts == ("shop.example.com",)
