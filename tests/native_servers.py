@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 STORE_TOKEN = "integration-" + "n" * 20
 CUSTOMER_EMAIL = "roni_cost@example.com"  # the stand-in's customer 1
 CUSTOMER_PASSWORD = "roni-password-1"
+JWT_ISSUER = "https://auth.store.icu/"
+JWT_AUDIENCE = "https://api.store.icu"
 
 
 class NativeHarness:
@@ -52,14 +54,37 @@ class NativeHarness:
         return list(self.standin.requests)[since:]
 
 
-def native_config(directory: Path, magento_url: str, *, tiers: str = "") -> Path:
+def native_config(
+    directory: Path, magento_url: str, *, tiers: str = "", jwks: Path | None = None
+) -> Path:
+    """``tiers``: other tier numbers; ``jwks``: accept JWTs of an issuer with these keys
+    (the shipped policy's commented issuer lines, uncommented)."""
     policy = REPO / "policies" / "magento.toml"
-    if tiers:  # the shipped native policy with other tier numbers (it names its table's file)
+    issuer = ""
+    if tiers or jwks:  # a copy of the shipped native policy (it names its table's file)
         text = policy.read_text().replace('policy = "storeoncloud.toml"', (
             f'policy = "{REPO / "policies" / "storeoncloud.toml"}"'
         ))  # fmt: skip
+        if tiers:
+            text = _retier(text, tiers)
+        if jwks:
+            text = text.replace("# issuer =", "issuer =").replace(
+                "# [auth.scopes]", "[auth.scopes]"
+            )
+            for scope in (
+                "read_products",
+                "write_products",
+                "read_orders",
+                "write_orders",
+                "admin",
+            ):
+                text = text.replace(f"# {scope} =", f"{scope} =")
+            issuer = (
+                f'[issuers.storeicu]\nissuer = "{JWT_ISSUER}"\naudience = "{JWT_AUDIENCE}"\n'
+                f'jwks_file = "{jwks}"\n'
+            )
         policy = directory / "magento.toml"
-        policy.write_text(_retier(text, tiers))
+        policy.write_text(text)
     path = directory / "config.toml"
     path.write_text(f"""
 [server]
@@ -80,6 +105,8 @@ native = true
 hosts = ["shop.example.com"]
 store_codes = ["default", "all", "fr"]
 
+{issuer}
+
 [stores.other]
 magento_url = "{magento_url}"
 credential = {{ kind = "bearer", token_env = "SHOP_TOKEN" }}
@@ -94,7 +121,9 @@ def _retier(text: str, tiers: str) -> str:
 
 
 @contextmanager
-def native_edge(directory: Path, *, tiers: str = "") -> Iterator[NativeHarness]:
+def native_edge(
+    directory: Path, *, tiers: str = "", jwks: Path | None = None
+) -> Iterator[NativeHarness]:
     standin = create_standin(
         bearer_tokens=[STORE_TOKEN],
         customer_passwords={CUSTOMER_EMAIL: CUSTOMER_PASSWORD},
@@ -102,7 +131,7 @@ def native_edge(directory: Path, *, tiers: str = "") -> Iterator[NativeHarness]:
     )
     with ExitStack() as stack:
         magento = stack.enter_context(serving(standin))
-        path = native_config(directory, magento.url, tiers=tiers)
+        path = native_config(directory, magento.url, tiers=tiers, jwks=jwks)
         config = load_config(path, env={"SHOP_TOKEN": STORE_TOKEN})
         edge = Edge.from_config(config, SQLiteKeyStore(config.keystore_path or ""))
         server = stack.enter_context(serving(edge))
