@@ -214,3 +214,25 @@ def test_the_example_configs_sidecar_block_loads(tmp_path: Path) -> None:
     shop = config.stores["shop"]
     assert shop.native and shop.store_codes == ("default", "all")
     assert shop.hosts == ("shop.example.com",)
+
+
+def test_the_host_picks_the_native_store(tmp_path: Path) -> None:
+    from proxy.errors import NotFound
+    from proxy.native import NativeStores
+
+    stores = (
+        STORE.format(id="a")
+        + 'native = true\nhosts = ["a.example.com"]\n'
+        + STORE.format(id="b")
+        + 'native = true\nhosts = ["b.example.com"]\n'
+        + STORE.format(id="c")
+    )
+    config = load_config(
+        _config(tmp_path, stores, ("storeoncloud.toml", "magento.toml")), env={"T": "t"}
+    )
+    natives = NativeStores(config.stores)
+    assert natives.store_for("B.Example.com:8443").id == "b"
+    assert natives.store_for("a.example.com").id == "a"
+    for host in ("c.example.com", "", "127.0.0.1:8080"):  # c is not native; no single one
+        with pytest.raises(NotFound):
+            natives.store_for(host)
