@@ -127,9 +127,10 @@ the query or a form body; Magento's PHP ``parse_str`` nesting of bracketed query
 the signature is not modelled (flat ``parse_qsl`` pairs are signed, as the edge signs
 them). All admins and integrations hold every ACL resource; the customer token route issues
 a JWT to a customer whose email and password are in ``customer_passwords`` (tokens may also
-be configured directly with ``customer_tokens``). Guest carts, a customer's active cart
-(``carts/mine``, items, order placement) and integration order saves (``POST /V1/orders``,
-``PUT /V1/orders/create``) are real, in ``carts.py``. XML is neither parsed nor rendered (XML
+be configured directly with ``customer_tokens``). Integration order saves (``POST
+/V1/orders``, ``PUT /V1/orders/create``) are real; with ``carts=True`` so are guest carts and
+a customer's active cart (``carts/mine``: items, order placement; ``carts.py``), which
+otherwise get the generic answers below. XML is neither parsed nor rendered (XML
 bodies get the unsupported media type 400; XML-only ``Accept`` still gets JSON). Stores do
 not scope data. ``fields`` sparse fieldsets, input limits, reCAPTCHA and rate limits are
 not reproduced. Error texts for sort directions and MSI validation are the stand-in's
@@ -1057,6 +1058,7 @@ class MagentoStandin:
         two_factor: bool = False,
         admin_token_minutes: float = 60,
         clock: Callable[[], float] = time.time,
+        carts: bool = False,
     ) -> None:
         self._bearer: set[str] = {t for t in bearer_tokens if t}
         self._offloader = offloader_header.lower().encode("latin-1")
@@ -1130,16 +1132,19 @@ class MagentoStandin:
             ("POST", "/V1/integration/customer/revoke-customer-token"): self._customer_revoke,
             ("POST", "/V1/orders"): self._order_save,
             ("PUT", "/V1/orders/create"): self._order_save,
-            ("GET", "/V1/guest-carts/:cartId"): self._guest_cart_get,
-            ("GET", "/V1/guest-carts/:cartId/items"): self._guest_cart_items,
-            ("POST", "/V1/guest-carts/:cartId/items"): self._guest_cart_add,
-            ("PUT", "/V1/guest-carts/:cartId/order"): self._guest_cart_order,
-            ("POST", "/V1/carts/mine"): self._mine_create,
-            ("GET", "/V1/carts/mine"): self._mine_get,
-            ("GET", "/V1/carts/mine/items"): self._mine_items,
-            ("POST", "/V1/carts/mine/items"): self._mine_add,
-            ("PUT", "/V1/carts/mine/order"): self._mine_order,
         }
+        if carts:  # real quotes: unknown cart ids are 404, orders are placed (carts.py)
+            self._handlers.update({
+                ("GET", "/V1/guest-carts/:cartId"): self._guest_cart_get,
+                ("GET", "/V1/guest-carts/:cartId/items"): self._guest_cart_items,
+                ("POST", "/V1/guest-carts/:cartId/items"): self._guest_cart_add,
+                ("PUT", "/V1/guest-carts/:cartId/order"): self._guest_cart_order,
+                ("POST", "/V1/carts/mine"): self._mine_create,
+                ("GET", "/V1/carts/mine"): self._mine_get,
+                ("GET", "/V1/carts/mine/items"): self._mine_items,
+                ("POST", "/V1/carts/mine/items"): self._mine_add,
+                ("PUT", "/V1/carts/mine/order"): self._mine_order,
+            })  # fmt: skip
 
     # ----------------------------------------------------------------- ASGI entry point
 
@@ -1988,6 +1993,7 @@ def create_standin(
     two_factor: bool = False,
     admin_token_minutes: float = 60,
     clock: Callable[[], float] = time.time,
+    carts: bool = False,
 ) -> MagentoStandin:
     """A fresh stand-in with its own data. Credentials: ``bearer_tokens`` are accepted as
     an integration (all ACL resources); ``oauth1`` integrations (or 4-tuples consumer key,
@@ -1999,7 +2005,9 @@ def create_standin(
     ``offloader_header`` is Magento's ``web/secure/offloader_header``; ``two_factor``
     installs Magento_TwoFactorAuth's refusal of admin tokens; ``admin_token_minutes`` is
     ``webapi/jwtauth/admin_expiration``; ``clock`` is Magento's clock (token expiry, OAuth
-    timestamps, the ``Date`` header)."""
+    timestamps, the ``Date`` header); ``carts`` makes guest carts and the customer's cart
+    real (items, order placement; an unknown cart id is Magento's 404) instead of the
+    generic answers."""
     return MagentoStandin(
         bearer_tokens=bearer_tokens,
         oauth1=oauth1,
@@ -2014,6 +2022,7 @@ def create_standin(
         two_factor=two_factor,
         admin_token_minutes=admin_token_minutes,
         clock=clock,
+        carts=carts,
     )
 
 

@@ -128,6 +128,7 @@ def native_edge(
         bearer_tokens=[STORE_TOKEN],
         customer_passwords={CUSTOMER_EMAIL: CUSTOMER_PASSWORD},
         store_codes=("default", "fr"),
+        carts=True,
     )
     with ExitStack() as stack:
         magento = stack.enter_context(serving(standin))
