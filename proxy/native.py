@@ -131,7 +131,7 @@ async def serve_native(edge: Edge, ctx: RequestContext, segments: Sequence[str])
             await edge._limit(ctx)
         _authorize(ctx.principal, store, entry, access)
         return await _forward(edge, ctx, store)
-    if entry.acl == "self" and _is_edge_token(edge, surface, bearer_token(ctx.headers)):
+    if entry.acl == "self" and _carries_edge_token(edge, surface, ctx.headers):
         # An edge token is no Magento customer: forwarding it would hand it to Magento.
         raise Unauthorized(NOT_AUTHORIZED, extra={"resources": "self"}, headers=_REALM)
     if edge.limiter is not None:
@@ -188,6 +188,17 @@ def _access(entry: NativeRoute, shape: str, method: str) -> Access:
 
 def _denied(required: str) -> Unauthorized:
     return Unauthorized(NOT_AUTHORIZED, extra={"resources": required}, headers=_REALM)
+
+
+def _carries_edge_token(
+    edge: Edge, surface: Surface, headers: Sequence[tuple[bytes, bytes]]
+) -> bool:
+    """Whether what would be forwarded untouched holds an edge token, in any scheme
+    (``Basic soc_pat_...`` too: it must not reach Magento's logs either)."""
+    prefix = PAT_PREFIX.encode()
+    if any(name == b"authorization" and prefix in value for name, value in headers):
+        return True
+    return _is_edge_token(edge, surface, bearer_token(headers))
 
 
 def _is_edge_token(edge: Edge, surface: Surface, token: str | None) -> bool:

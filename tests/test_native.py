@@ -106,8 +106,11 @@ def test_an_edge_token_is_refused_on_self_routes_with_nothing_forwarded(h: Nativ
     before = len(h.standin.requests)
     with _client(h, pat) as c:
         r = c.get("/rest/default/V1/customers/me")
-    assert r.status_code == 401
-    assert r.json() == {"message": NOT_AUTHORIZED, "parameters": {"resources": "self"}}
+        # In another scheme too: it would reach Magento (and its logs) untouched.
+        basic = c.get("/rest/default/V1/customers/me", headers={"Authorization": f"Basic {pat}"})
+    for answer in (r, basic):
+        assert answer.status_code == 401
+        assert answer.json() == {"message": NOT_AUTHORIZED, "parameters": {"resources": "self"}}
     assert h.seen(before) == []
 
 

@@ -89,9 +89,11 @@ def callers(h: NativeHarness) -> dict[str, str | None]:
             "/rest/V1/integration/customer/token",
             json={"username": CUSTOMER_EMAIL, "password": CUSTOMER_PASSWORD},
         ).json()
+    reader = h.token("products:read")
     return {
         "none": None,
-        "reader": f"Bearer {h.token('products:read')}",
+        "reader": f"Bearer {reader}",
+        "pat_basic": f"Basic {reader}",  # an edge token in another scheme: never forwarded
         "customer": f"Bearer {customer}",
         "garbage": "Bearer not-a-token",
         "basic": "Basic dXNlcjpwYXNz",
@@ -114,7 +116,9 @@ def requests(draw: st.DrawFn) -> tuple[str, str, str]:
     else:
         path = "/" + "/".join(draw(st.lists(SEGMENT, min_size=1, max_size=5)))
         method = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "OPTIONS"]))
-    caller = draw(st.sampled_from(["none", "reader", "customer", "garbage", "basic", "store"]))
+    caller = draw(
+        st.sampled_from(["none", "reader", "pat_basic", "customer", "garbage", "basic", "store"])
+    )
     return method, prefix + path, caller
 
 
