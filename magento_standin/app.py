@@ -125,8 +125,12 @@ offloader header (``web/secure/offloader_header``) is configurable; every answer
 Simplified or not reproduced: OAuth parameters are read from the header only, never from
 the query or a form body; Magento's PHP ``parse_str`` nesting of bracketed query keys in
 the signature is not modelled (flat ``parse_qsl`` pairs are signed, as the edge signs
-them). All admins and integrations hold every ACL resource; the customer token route never
-issues tokens (configure ``customer_tokens`` instead). XML is neither parsed nor rendered (XML
+them). All admins and integrations hold every ACL resource; the customer token route issues
+a JWT to a customer whose email and password are in ``customer_passwords`` (tokens may also
+be configured directly with ``customer_tokens``). Integration order saves (``POST
+/V1/orders``, ``PUT /V1/orders/create``) are real; with ``carts=True`` so are guest carts and
+a customer's active cart (``carts/mine``: items, order placement; ``carts.py``), which
+otherwise get the generic answers below. XML is neither parsed nor rendered (XML
 bodies get the unsupported media type 400; XML-only ``Accept`` still gets JSON). Stores do
 not scope data. ``fields`` sparse fieldsets, input limits, reCAPTCHA and rate limits are
 not reproduced. Error texts for sort directions and MSI validation are the stand-in's
@@ -175,6 +179,7 @@ from urllib.parse import parse_qsl, quote, unquote, unquote_plus
 
 import jwt
 
+from .carts import CartBook, CartError
 from .graphql import GraphQLEndpoint
 
 __all__ = [
@@ -1045,6 +1050,7 @@ class MagentoStandin:
         oauth1: Iterable[OAuth1Integration | tuple[str, str, str, str]] = (),
         customer_tokens: Mapping[str, int] | None = None,
         admin_users: Mapping[str, str] | None = None,
+        customer_passwords: Mapping[str, str] | None = None,
         store_codes: Iterable[str] = ("default",),
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_recorded: int = DEFAULT_MAX_RECORDED,
@@ -1053,6 +1059,7 @@ class MagentoStandin:
         two_factor: bool = False,
         admin_token_minutes: float = 60,
         clock: Callable[[], float] = time.time,
+        carts: bool = False,
     ) -> None:
         self._bearer: set[str] = {t for t in bearer_tokens if t}
         self._offloader = offloader_header.lower().encode("latin-1")
@@ -1072,6 +1079,8 @@ class MagentoStandin:
         self._consumer_ids = {key: i for i, key in enumerate(self._oauth_by_key, start=1)}
         self._customer_tokens: dict[str, int] = dict(customer_tokens or {})
         self._admin_users: dict[str, str] = dict(admin_users or {})
+        # customer email -> password: POST /V1/integration/customer/token issues a token
+        self._customer_passwords: dict[str, str] = dict(customer_passwords or {})
         self._admin_tokens: set[str] = set()
         self.store_codes: frozenset[str] = frozenset(store_codes) - {"admin", "all"}
         self.max_body_bytes = max_body_bytes
@@ -1096,6 +1105,12 @@ class MagentoStandin:
             self.customers = {c["id"]: c for c in _seed_customers()}
         self.graphql = GraphQLEndpoint(lambda: self.products)  # /graphql
         self._next_product_id = max((p["id"] for p in self.products.values()), default=0) + 1
+        self.carts = CartBook(
+            find_product=self._find_product,
+            orders=self.orders,
+            customers=self.customers,
+            clock=self.clock,
+        )
 
         self._handlers: dict[tuple[str, str], _Handler] = {
             ("GET", "/V1/products"): self._products_list,
@@ -1116,7 +1131,22 @@ class MagentoStandin:
             ("POST", "/V1/guest-carts"): self._guest_cart_create,
             ("POST", "/V1/integration/admin/token"): self._admin_token,
             ("POST", "/V1/integration/customer/token"): self._customer_token,
+            ("POST", "/V1/integration/customer/revoke-customer-token"): self._customer_revoke,
+            ("POST", "/V1/orders"): self._order_save,
+            ("PUT", "/V1/orders/create"): self._order_save,
         }
+        if carts:  # real quotes: unknown cart ids are 404, orders are placed (carts.py)
+            self._handlers.update({
+                ("GET", "/V1/guest-carts/:cartId"): self._guest_cart_get,
+                ("GET", "/V1/guest-carts/:cartId/items"): self._guest_cart_items,
+                ("POST", "/V1/guest-carts/:cartId/items"): self._guest_cart_add,
+                ("PUT", "/V1/guest-carts/:cartId/order"): self._guest_cart_order,
+                ("POST", "/V1/carts/mine"): self._mine_create,
+                ("GET", "/V1/carts/mine"): self._mine_get,
+                ("GET", "/V1/carts/mine/items"): self._mine_items,
+                ("POST", "/V1/carts/mine/items"): self._mine_add,
+                ("PUT", "/V1/carts/mine/order"): self._mine_order,
+            })  # fmt: skip
 
     # ----------------------------------------------------------------- ASGI entry point
 
@@ -1293,7 +1323,10 @@ class MagentoStandin:
         call = _Call(method, route, params, query_params, decoded, identity, store)
         handler = self._handlers.get((route.method, route.url))
         self.hits[(route.method, route.hit_key)] += 1
-        result = handler(call) if handler is not None else self._generic(call)
+        try:
+            result = handler(call) if handler is not None else self._generic(call)
+        except CartError as exc:  # magento_standin.carts: Magento's answer, as data
+            return exc.status, _error(exc.message, exc.parameters)
         return 200, _encode(result)
 
     def _identify(
@@ -1754,13 +1787,78 @@ class MagentoStandin:
     def _guest_cart_create(self, call: _Call) -> object:
         # GuestCartManagementInterface::createEmptyCart returns the masked quote id, a
         # 32-character string (Quote/Model/QuoteIdMask.php: Random::getUniqueHash()).
-        masked = _random_alnum(32)
+        masked = self.carts.create_guest()
         self.guest_carts.add(masked)
         return masked
 
     def _customer_token(self, call: _Call) -> object:
-        self._credentials(call)
-        raise _fail(401, _MSG_SIGN_IN)
+        # CustomerTokenService: a JWT (2.4.4+, Magento_JwtUserToken) for a customer whose
+        # email and password match (customer_passwords), else the sign-in 401.
+        username, password = self._credentials(call)
+        expected = self._customer_passwords.get(username)
+        customer = next((c for c in self.customers.values() if c["email"] == username), None)
+        if (
+            expected is None
+            or customer is None
+            or not hmac.compare_digest(expected.encode(), password.encode())
+        ):
+            raise _fail(401, _MSG_SIGN_IN)
+        now = self.clock()
+        claims = {
+            "uid": customer["id"],
+            "utypid": 3,  # UserContextInterface::USER_TYPE_CUSTOMER
+            "iat": int(now),
+            "exp": int(now + 3600),  # webapi/jwtauth/customer_expiration: 60 minutes
+            "jti": secrets.token_hex(8),
+        }
+        token = jwt.encode(claims, self._jwt_key, algorithm="HS256", headers={"kid": "1"})
+        self._customer_tokens[token] = customer["id"]
+        return token
+
+    def _customer_revoke(self, call: _Call) -> object:
+        customer_id = call.identity.customer_id
+        for token in [t for t, c in self._customer_tokens.items() if c == customer_id]:
+            del self._customer_tokens[token]
+        return True
+
+    # ----------------------------------------------------------------- carts (carts.py)
+
+    def _order_save(self, call: _Call) -> object:
+        body = call.body if isinstance(call.body, dict) else {}
+        return self.carts.save_order(body.get("entity"))
+
+    def _guest_cart_get(self, call: _Call) -> object:
+        return self.carts.guest(call.params["cartId"])
+
+    def _guest_cart_items(self, call: _Call) -> object:
+        return self.carts.guest(call.params["cartId"])["items"]
+
+    def _guest_cart_add(self, call: _Call) -> object:
+        return self.carts.add_item(self.carts.guest(call.params["cartId"]), call.body)
+
+    def _guest_cart_order(self, call: _Call) -> object:
+        return self.carts.place(self.carts.guest(call.params["cartId"]), call.body)
+
+    def _customer_id(self, call: _Call) -> int:
+        assert call.identity.customer_id is not None  # self routes: a customer, checked
+        return call.identity.customer_id
+
+    def _mine_create(self, call: _Call) -> object:
+        return self.carts.create_mine(self._customer_id(call))
+
+    def _mine_get(self, call: _Call) -> object:
+        return self.carts.mine(self._customer_id(call), forced_cart=False)
+
+    def _mine_items(self, call: _Call) -> object:
+        return self.carts.mine(self._customer_id(call), forced_cart=True)["items"]
+
+    def _mine_add(self, call: _Call) -> object:
+        quote = self.carts.mine(self._customer_id(call), forced_cart=True)
+        return self.carts.add_item(quote, call.body)
+
+    def _mine_order(self, call: _Call) -> object:
+        quote = self.carts.mine(self._customer_id(call), forced_cart=True)
+        return self.carts.place(quote, call.body)
 
     # ----------------------------------------------------------------- everything else
 
@@ -1894,6 +1992,7 @@ def create_standin(
     oauth1: Iterable[OAuth1Integration | tuple[str, str, str, str]] = (),
     customer_tokens: Mapping[str, int] | None = None,
     admin_users: Mapping[str, str] | None = None,
+    customer_passwords: Mapping[str, str] | None = None,
     store_codes: Iterable[str] = ("default",),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_recorded: int = DEFAULT_MAX_RECORDED,
@@ -1902,21 +2001,27 @@ def create_standin(
     two_factor: bool = False,
     admin_token_minutes: float = 60,
     clock: Callable[[], float] = time.time,
+    carts: bool = False,
 ) -> MagentoStandin:
     """A fresh stand-in with its own data. Credentials: ``bearer_tokens`` are accepted as
     an integration (all ACL resources); ``oauth1`` integrations (or 4-tuples consumer key,
     consumer secret, access token, access token secret) sign with HMAC-SHA256;
     ``customer_tokens`` maps Bearer tokens to customer ids (``self`` routes);
-    ``admin_users`` maps usernames to passwords for ``POST /V1/integration/admin/token``.
+    ``admin_users`` maps usernames to passwords for ``POST /V1/integration/admin/token``;
+    ``customer_passwords`` maps customer emails to passwords for
+    ``POST /V1/integration/customer/token`` (the token it issues works on ``self`` routes).
     ``offloader_header`` is Magento's ``web/secure/offloader_header``; ``two_factor``
     installs Magento_TwoFactorAuth's refusal of admin tokens; ``admin_token_minutes`` is
     ``webapi/jwtauth/admin_expiration``; ``clock`` is Magento's clock (token expiry, OAuth
-    timestamps, the ``Date`` header)."""
+    timestamps, the ``Date`` header); ``carts`` makes guest carts and the customer's cart
+    real (items, order placement; an unknown cart id is Magento's 404) instead of the
+    generic answers."""
     return MagentoStandin(
         bearer_tokens=bearer_tokens,
         oauth1=oauth1,
         customer_tokens=customer_tokens,
         admin_users=admin_users,
+        customer_passwords=customer_passwords,
         store_codes=store_codes,
         max_body_bytes=max_body_bytes,
         max_recorded=max_recorded,
@@ -1925,6 +2030,7 @@ def create_standin(
         two_factor=two_factor,
         admin_token_minutes=admin_token_minutes,
         clock=clock,
+        carts=carts,
     )
 
 

@@ -362,6 +362,19 @@ def _parser() -> argparse.ArgumentParser:
     _config(ashow)
     ashow.add_argument("account_id", metavar="ACCOUNT_ID")
     _json(ashow, "accepted for symmetry: show always prints JSON")
+    # routes scan (issue #16): a Magento install's routes no policy covers (proxy.routes_scan)
+    routes = _command(sub, "routes", "a Magento install's REST routes against the policies")
+    rsub = routes.add_subparsers(
+        dest="routes_command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+    rscan = _command(
+        rsub,
+        "scan",
+        "list the routes of MAGENTO_ROOT's etc/webapi.xml files (app/code, vendor) that no "
+        "loaded policy maps or denies, and print a policy fragment for them (deny by default)",
+    )
+    _config(rscan)
+    rscan.add_argument("magento_root", metavar="MAGENTO_ROOT", help="the Magento install")
     return p
 
 
@@ -434,6 +447,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_keystore_command(args))
         if args.command == "explain":
             return asyncio.run(_explain(args))
+        if args.command == "routes":  # issue #16
+            return _routes_scan(args.config, Path(args.magento_root))
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -487,6 +502,20 @@ async def _explain(args: argparse.Namespace) -> int:
     else:
         print("\n".join(result.lines()))
     return EXIT_OK
+
+
+def _routes_scan(path: str, root: Path) -> int:
+    """Exit 0 when scanned (the fragment is the output, whatever it says); 1 on a bad
+    config, a root without app/code or vendor, or a webapi.xml that cannot be read."""
+    from .routes_scan import render, scan
+
+    config = load_config(path, secrets=False)  # nothing is sent anywhere
+    if not (root / "app" / "code").is_dir() and not (root / "vendor").is_dir():
+        print(f"magento-edge: {root} has neither app/code nor vendor", file=sys.stderr)
+        return EXIT_FAILED
+    result = scan(config, root)
+    print(render(result, root), end="")
+    return EXIT_FAILED if result.problems else EXIT_OK
 
 
 def _check(path: str, *, probe: bool = False, as_json: bool = False) -> int:

@@ -116,6 +116,10 @@ class Store:
     # Host names (lower case, no port) whose storefront requests address this store
     # (proxy.storefront); SPEC §2 pins the key.
     hosts: tuple[str, ...] = ()
+    # Sidecar mode (issue #16, proxy.native): Magento's own /rest paths served for this
+    # store, and the store codes a path may name (default: store_code, "all", "default").
+    native: bool = False
+    store_codes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -616,7 +620,8 @@ def _stores(r: Reader, d: dict[str, Any], environ: Mapping[str, str]) -> dict[st
             w,
             (
                 "name", "environment", "magento_url", "store_code", "credential", "timeouts",
-                "magento_offloader_header", "hosts", "max_connections",
+                "magento_offloader_header", "hosts", "max_connections", "native",
+                "store_codes",
             ),
         )  # fmt: skip
         cred_t = r.table(s, "credential", w)
@@ -675,8 +680,23 @@ def _stores(r: Reader, d: dict[str, Any], environ: Mapping[str, str]) -> dict[st
                 r.string(s, "magento_offloader_header", w, "X-Forwarded-Proto"),
             ),
             hosts=_hosts(r, w, s),
+            **_native_store(r, w, s, code),  # issue #16: sidecar mode
         )  # fmt: skip
     return stores
+
+
+def _native_store(r: Reader, w: str, s: dict[str, Any], code: str) -> dict[str, Any]:
+    """``native`` and ``store_codes`` (issue #16); the codes only where native is on."""
+    native = r.boolean(s, "native", w, False)
+    if "store_codes" in s and not native:
+        r.problem(f"{w}.store_codes", "is read only with native = true (sidecar mode)")
+    codes = r.strings(s, "store_codes", w, [code, "all", "default"])
+    if "store_codes" in s and not codes:
+        r.problem(f"{w}.store_codes", "must name at least one store code")
+    for one in codes:
+        if not one or not one.replace("_", "").isalnum() or not one.isascii():
+            r.problem(f"{w}.store_codes", f'"{one}" is not a Magento store code', near=one)
+    return {"native": native, "store_codes": tuple(dict.fromkeys(codes)) if native else ()}
 
 
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.")
@@ -709,6 +729,10 @@ def _check_store_hosts(
                 r.problem(where, f'"{host}" is also a host of store "{owner[host]}"', near=host)
             owner.setdefault(host, store.id)
     guest = any(m.credential == "none" for s in surfaces for m in s.mounts)
+    native = any(s.native is not None for s in surfaces)  # issue #16: picks by host too
+    guest = guest or (native and any(st.native and st.hosts for st in stores.values()))
+    if policies_loaded:
+        _check_native_stores(r, stores, native)
     if owner and not guest and policies_loaded:  # a broken policy is named already
         first = next(s for s in stores.values() if s.hosts)
         r.problem(
@@ -716,6 +740,29 @@ def _check_store_hosts(
             'no loaded policy picks a store by host (a mount with credential = "none", '
             "e.g. policies/storefront.toml): this key would do nothing",
         )
+
+
+def _check_native_stores(r: Reader, stores: Mapping[str, Store], loaded: bool) -> None:
+    """Sidecar mode (issue #16) needs a native policy and a native store, each the other."""
+    natives = [s for s in stores.values() if s.native]
+    if natives and not loaded:
+        r.problem(
+            f"stores.{natives[0].id}.native",
+            "no loaded policy serves Magento's own paths (add policies/magento.toml to "
+            "[server] policies): this key would do nothing",
+        )
+    elif loaded and not natives:
+        r.problem(
+            "server.policies",
+            "a native policy (sidecar mode) is loaded but no store sets native = true",
+        )
+    elif len(natives) > 1:
+        for store in natives:
+            if not store.hosts:
+                r.problem(
+                    f"stores.{store.id}.native",
+                    "with several native stores each needs hosts = [...]: the Host picks one",
+                )
 
 
 # RFC 9110 §5.1 field-name token characters.

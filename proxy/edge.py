@@ -65,7 +65,9 @@ from .idempotency import (
 )
 from .logs import count_bytes, log_access
 from .metrics import Metrics
+from .native import native_stores, serve_native
 from .paths import split_path
+from .policy import Tier
 from .ratelimit import rate_limit_headers
 from .readiness import Readiness
 from .rewrite import upstream_call
@@ -73,6 +75,8 @@ from .storefront import host_index, store_from_request
 from .upstream import UpstreamBroke, UpstreamClient
 
 __all__ = ["Edge"]
+
+_NATIVE_PATHS = (b"/rest/", b"/graphql")  # issue #16: Magento's own front door
 
 log = logging.getLogger("magento_edge")
 access_log = logging.getLogger("magento_edge.access")
@@ -115,6 +119,9 @@ class Edge:
         self._hosts = host_index(config.stores)  # storefront: Host -> store
         self._error_surface = config.surfaces[0] if config.surfaces else None
         self._bases = versions.index(config.surfaces)  # host + base path → surface, version
+        self.native = native_stores(config)  # issue #16: sidecar mode's stores by host
+        # issue #16: a malformed Magento path is refused in Magento's shape too
+        self._native_surface = next((s for s in config.surfaces if s.native is not None), None)
         self._access_log = config.access_log
         self.app = endpoints.application(self, self._lifespan)
         # issue #12: metrics (None: off, for the benchmark) and readiness, both served by
@@ -206,7 +213,10 @@ class Edge:
         if self._access_log:  # issue #12: bytes in/out and upstream time (proxy.logs)
             count_bytes(ctx)
         try:
-            segments = split_path(scope.get("raw_path") or scope["path"].encode())
+            raw_path = scope.get("raw_path") or scope["path"].encode()
+            if self._native_surface is not None and raw_path.startswith(_NATIVE_PATHS):
+                ctx.surface = self._native_surface  # issue #16: before the path is judged
+            segments = split_path(raw_path)
             # Forwarding first: its host (Host, or a trusted X-Forwarded-Host) picks the surface.
             ctx.fwd = fwd = build_forwarding(
                 scope.get("client"),
@@ -223,6 +233,9 @@ class Edge:
             ctx.surface = surface = base.surface
             if base.version is not None:
                 segments = versions.enter(base, segments, self.clock(), ctx.answer_headers)
+            if surface.native is not None:  # issue #16: Magento's own paths (proxy.native)
+                ctx.status = await serve_native(self, ctx, segments)
+                return
             method = scope["method"]
             ctx.decision = decision = resolve_graphql(surface, method, segments) or resolve(
                 surface, method, segments
@@ -315,11 +328,14 @@ class Edge:
         ctx.scope[SCOPE_KEY] = ctx
         await self.app(ctx.scope, ctx.receive, tracking_send)
 
-    async def _limit(self, ctx: RequestContext) -> None:
+    async def _limit(self, ctx: RequestContext, *, by: tuple[str, Tier] | None = None) -> None:
+        """``by``: the bucket key and tier, where the step decided them (proxy.native)."""
         assert self.limiter is not None and ctx.surface is not None and ctx.fwd is not None
         surface = ctx.surface
         principal = ctx.principal
-        if principal is None:
+        if by is not None:
+            key, tier = by
+        elif principal is None:
             key = f"{surface.name}:ip:{ctx.fwd.client}"
             tier = surface.tiers[surface.default_tier]
         elif principal.client_id is not None:  # a JWT: its partner application on its store
@@ -403,14 +419,16 @@ class Edge:
         if store is None or mount.upstream != "magento":
             url = base_url + path + ("?" + query if query else "")
             up_headers = upstream_request_headers(scope["headers"], fwd)
-        elif mount.credential == "none":
+        elif mount.credential != "store":
             # Magento as a guest: its own URL and Host, and no credential at all (the
-            # client's Authorization is dropped as on every request).
+            # client's Authorization is dropped as on every request). "caller" (issue #16,
+            # the native mount's self routes): the client's own customer token, untouched.
             origin = self._origins[store.id]
             target = origin.target(fwd.proto, path, query)
             url = target.url
+            caller = _authorization(scope["headers"]) if mount.credential == "caller" else None
             up_headers = upstream_request_headers(
-                scope["headers"], fwd, origin.headers(target, None), drop=origin.drop
+                scope["headers"], fwd, origin.headers(target, caller), drop=origin.drop
             )
         else:
             # Scheme, Host and path+query decided once, for the signature and the headers.
@@ -466,6 +484,12 @@ class Edge:
         status, headers, body = endpoints.error_response(ctx, exc)
         await ctx.send({"type": "http.response.start", "status": status, "headers": headers})
         await ctx.send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _authorization(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """The client's one Authorization header as sent (issue #16: a customer's token)."""
+    found = [value for name, value in headers if name == b"authorization"]
+    return found[0].decode("latin-1") if len(found) == 1 else None
 
 
 def _one_line(exc: BaseException) -> str:

@@ -49,7 +49,7 @@ from typing import Any, ClassVar, Literal
 
 import orjson
 
-ErrorStyle = Literal["problem", "envelope"]
+ErrorStyle = Literal["problem", "envelope", "magento"]  # magento: the native mount's
 
 __all__ = [
     "AnswerNotRecorded",
@@ -267,9 +267,16 @@ def render(
 
     ``problem``: RFC 9457 ``application/problem+json`` with ``request_id``.
     ``envelope``: ``{"error": {"code", "message", "details", "request_id"}}`` (seed 001).
+    ``magento``: Magento's own ``{"message", "parameters"}`` (the native mount, issue #16;
+    ``parameters`` only when there are any, as Magento does).
     """
-    if style == "problem":
-        doc: dict[str, Any] = {
+    if style == "magento":
+        doc: dict[str, Any] = {"message": error.detail}
+        if error.extra:
+            doc["parameters"] = error.extra
+        content_type = b"application/json; charset=utf-8"
+    elif style == "problem":
+        doc = {
             "type": type_base + error.code.replace("_", "-"),
             "title": error.title,
             "status": error.status,

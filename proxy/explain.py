@@ -169,6 +169,8 @@ async def _decide(
         raise NotFound("No API is served under this path.")
     surface = base.surface
     out.surface = surface.name
+    if surface.native is not None:  # issue #16: sidecar mode is not explained yet
+        raise NotFound("explain does not decide requests of the native mount (sidecar mode) yet.")
     if base.version is not None:
         v = base.version
         out.version = {"name": v.name, "state": v.status(clock()), "base_path": v.base_path}

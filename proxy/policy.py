@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import versions
 from ._shadowing import check_shadowing, mount_order
@@ -23,6 +23,9 @@ from .graphql import GraphQLSettings, load_graphql  # issue #16: [graphql]
 from .rewrite import NO_REWRITE, Lists, RouteRewrite, load_lists, load_route_rewrite
 from .routing import Pattern, PatternError, RouteTable, compile_pattern
 from .types import Access, HeaderStyle
+
+if TYPE_CHECKING:
+    from .native_policy import NativePolicy
 
 __all__ = [
     "Endpoint",
@@ -100,7 +103,9 @@ class Mount:
     auth: AuthKind | None  # None: the surface's
     # "none": to the store's Magento as a guest, never with the store's credential; the
     # store then comes from the Host or X-Store-Id (proxy.storefront)
-    credential: Literal["store", "none"] = "store"
+    # "caller": the client's own Authorization, untouched (the native mount's self routes;
+    # built by proxy.native_policy, never loaded from a [[mounts]] table)
+    credential: Literal["store", "none", "caller"] = "store"
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +182,8 @@ class Surface:
     lists: Lists = field(default_factory=Lists)  # [lists]: page sizes (proxy.rewrite)
     hosts: frozenset[str] = frozenset()  # [surface] hosts (lower-case); empty: every host
     graphql: GraphQLSettings | None = None  # [graphql] (issue #16, proxy.graphql)
+    # [native]: Magento's own paths, decided by ACL class (sidecar mode, proxy.native)
+    native: NativePolicy | None = None
     _compiled: dict[tuple[str, str], RouteTable[Route]] = field(default_factory=dict, repr=False)
 
     def table_for(self, mount: Mount) -> RouteTable[Route]:
@@ -210,7 +217,7 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
         "",
         (
             "surface", "auth", "errors", "ratelimit", "resources", "mounts",
-            "endpoints", "routes", "versions", "lists",
+            "endpoints", "routes", "versions", "lists", "native",
             "graphql",  # issue #16 (proxy.graphql)
         ),
     )  # fmt: skip
@@ -228,7 +235,17 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
         r.problem("surface.base_path", str(exc))
 
     resources = tuple(r.strings(d, "resources", ""))
-    if not resources:
+    native: NativePolicy | None = None
+    if "native" in d:  # sidecar mode: its resources are those of the table it shares
+        from .native_policy import load_native
+
+        rl_raw = d.get("ratelimit")
+        tiers_raw = rl_raw.get("tiers") if isinstance(rl_raw, dict) else None
+        native = load_native(r, d, path, set(tiers_raw) if isinstance(tiers_raw, dict) else set())
+        if native is not None and "resources" in d:
+            r.problem("resources", "a native policy's resources are those of the table it shares")
+        resources = native.resources if native is not None else resources
+    elif not resources:
         r.problem("resources", "must list at least one resource")
     known = set(resources)
 
@@ -239,7 +256,8 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
     jwt_mount = isinstance(raw_mounts, list) and any(
         isinstance(m, dict) and m.get("auth") == "jwt" for m in raw_mounts
     )
-    jwt = _load_jwt(r, auth_t, auth == "jwt" or jwt_mount)
+    native_jwt = "native" in d and "issuer" in auth_t  # a native mount's JWTs (proxy.native)
+    jwt = _load_jwt(r, auth_t, auth == "jwt" or jwt_mount or native_jwt)
     scopes = _load_scopes(r, auth_t, known)
     if jwt is not None and not scopes:
         r.problem("auth.scopes", "JWT access tokens need [auth.scopes]: scope name -> grants")
@@ -247,8 +265,10 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
     err = r.table(d, "errors", "")
     r.unknown_keys(err, "errors", ("style", "type_base"))
     error_style: ErrorStyle = r.string(
-        err, "style", "errors", "problem", choices=("problem", "envelope")
+        err, "style", "errors", "problem", choices=("problem", "envelope", "magento")
     )
+    if (error_style == "magento") != ("native" in d):
+        r.problem("errors.style", '"magento" is the error style of a [native] policy, and only')
     type_base = r.string(err, "type_base", "errors", "about:blank#")
 
     rl = r.table(d, "ratelimit", "")
@@ -312,6 +332,7 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
         lists=lists,
         hosts=hosts,
         graphql=graphql,
+        native=native,
     )
 
 
