@@ -1103,7 +1103,7 @@ class MagentoStandin:
                 }  # fmt: skip
             self.orders = {o["entity_id"]: o for o in _seed_orders()}
             self.customers = {c["id"]: c for c in _seed_customers()}
-        self.graphql = GraphQLEndpoint(lambda: self.products)  # /graphql
+        self.graphql = GraphQLEndpoint(lambda: self.products, lambda: self.customers)
         self._next_product_id = max((p["id"] for p in self.products.values()), default=0) + 1
         self.carts = CartBook(
             find_product=self._find_product,

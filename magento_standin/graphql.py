@@ -87,6 +87,15 @@ def _schema() -> GraphQLSchema:
     return schema
 
 
+def _customer_out(customer_id: int, record: Mapping[str, Any] | None) -> dict[str, Any]:
+    record = record or {}
+    return {
+        "firstname": record.get("firstname", "Veronica"),
+        "lastname": record.get("lastname", "Costello"),
+        "email": record.get("email", f"customer{customer_id}@example.com"),
+    }
+
+
 def _error(message: str, category: str) -> dict[str, Any]:
     return {"message": message, "extensions": {"category": category}}
 
@@ -95,11 +104,20 @@ class GraphQLEndpoint:
     """The ``/graphql`` front name of one stand-in. ``products``: the stand-in's catalog
     (SKU -> product); ``identity``: (kind, customer_id) of the caller, from the app."""
 
-    def __init__(self, products: Callable[[], Mapping[str, Mapping[str, Any]]]) -> None:
+    def __init__(
+        self,
+        products: Callable[[], Mapping[str, Mapping[str, Any]]],
+        customers: Callable[[], Mapping[int, Mapping[str, Any]]] = dict,
+    ) -> None:
         self._products = products
+        self._customers = customers  # id -> Magento's customer record (REST's customers/me)
         self._schema = _schema()
         self.carts: dict[str, dict[str, Any]] = {}  # masked id -> {"customer", "items"}
         self.calls = 0
+
+    def _customer(self, customer_id: int) -> dict[str, Any]:
+        """The customer behind the token, as REST's ``customers/me`` shows it."""
+        return _customer_out(customer_id, self._customers().get(customer_id))
 
     def respond(
         self,
@@ -280,11 +298,7 @@ class GraphQLEndpoint:
                 "content": "<p>CMS homepage content goes here.</p>",
             },
             "cart": lambda info, cart_id: cart_out(find_cart(cart_id)),
-            "customer": lambda info: {
-                "firstname": "Veronica",
-                "lastname": "Costello",
-                "email": f"customer{need_customer()}@example.com",
-            },
+            "customer": lambda info: self._customer(need_customer()),
             "customerCart": customer_cart,
             "createEmptyCart": create_empty_cart,
             "addProductsToCart": add_products,

@@ -74,6 +74,9 @@ class GraphQLSettings:
     max_fields: int
     max_bytes: int
     introspection: bool
+    # top-level field -> a rate-limit tier of the policy, for callers without an edge token
+    # (guests and customers, limited per client address; native policies only)
+    tiers: Mapping[str, str] = field(default_factory=dict)
     # What the edge forwards a checked request as (built by proxy.policy): the store's
     # Magento ``/graphql``, with no route-level resource (decide() is the check).
     mount: Mount | None = None
@@ -162,10 +165,16 @@ def decide(
             refusal = _field_verdict(name, access, settings, caller, guests=guests)
             if refusal is not None:
                 return refusal
-    credential: Credential = (
-        "store" if caller.kind == "edge" else "customer" if caller.kind == "customer" else "none"
-    )
-    return Allowed(credential, tuple(name for op in operations for name in op.fields))
+    names = tuple(name for op in operations for name in op.fields)
+    credential: Credential = "customer" if caller.kind == "customer" else "none"
+    if caller.kind == "edge" and (
+        # Where guests are served, what Magento serves a guest goes out as a guest's, an
+        # edge token or not (as the native mount's anonymous REST routes): the store's
+        # credential only for fields a grant opened.
+        not guests or any(settings.fields.get(name) not in (None, ANONYMOUS) for name in names)
+    ):
+        credential = "store"
+    return Allowed(credential, names)
 
 
 def _shape(op: Operation, settings: GraphQLSettings, method: str) -> Refusal | None:
@@ -230,13 +239,18 @@ def _field_verdict(
 _DEFAULTS = {"max_depth": 20, "max_aliases": 30, "max_fields": 300, "max_bytes": 32768}
 
 
-def load_graphql(r: Reader, d: Mapping[str, Any], known: set[str]) -> GraphQLSettings | None:
+def load_graphql(
+    r: Reader, d: Mapping[str, Any], known: set[str], tier_names: set[str] | None = None
+) -> GraphQLSettings | None:
     """``[graphql]`` of a policy (absent: the surface serves no GraphQL). Problems are
-    reported on ``r`` with file, key and line like every other policy key."""
+    reported on ``r`` with file, key and line like every other policy key. ``tier_names``:
+    the policy's rate-limit tiers where ``[graphql.tiers]`` applies (a native policy, whose
+    guests are limited per address); None refuses the key."""
     if "graphql" not in d:
         return None
     g = r.table(d, "graphql", "")
-    r.unknown_keys(g, "graphql", ("path", "fields", "introspection", *_DEFAULTS))
+    allowed = ("path", "fields", "introspection", *_DEFAULTS)
+    r.unknown_keys(g, "graphql", (*allowed, "tiers") if tier_names is not None else allowed)
     path = r.string(g, "path", "graphql", "/graphql")
     parts: tuple[str, ...] = ()
     if not isinstance(path, str) or not path.startswith("/") or path == "/":
@@ -262,10 +276,22 @@ def load_graphql(r: Reader, d: Mapping[str, Any], known: set[str]) -> GraphQLSet
             r.problem(where, f'"{rule}" is not a resource of this policy (known: {choices})')
         else:
             fields[name] = rule
+    tiers: dict[str, str] = {}
+    if tier_names is not None and "tiers" in g:
+        for name, tier in r.table(g, "tiers", "graphql").items():
+            where = f"graphql.tiers.{name}"
+            if name not in fields:
+                r.problem(where, f'"{name}" is not a field of [graphql.fields]', near=name)
+            elif not isinstance(tier, str) or tier not in tier_names:
+                names = ", ".join(sorted(tier_names))
+                r.problem(where, f'"{tier}" is not a rate-limit tier (known: {names})')
+            else:
+                tiers[name] = tier
     return GraphQLSettings(
         path=path,
         parts=parts,
         fields=fields,
         introspection=r.boolean(g, "introspection", "graphql", False),
+        tiers=tiers,
         **limits,
     )

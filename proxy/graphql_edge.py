@@ -16,7 +16,7 @@ dropped, as the path's ``{store_code}`` pins the view on REST).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 from .auth import Principal
@@ -67,10 +67,21 @@ def resolve_graphql(surface: Surface, method: str, segments: Sequence[str]) -> D
     return Decision(surface, None, settings.mount, settings.route, {}, {}, (), None)
 
 
-async def check_request(ctx: RequestContext, settings: GraphQLSettings, *, guests: bool) -> None:
+async def check_request(
+    ctx: RequestContext,
+    settings: GraphQLSettings,
+    *,
+    guests: bool,
+    caller: Caller | None = None,
+    views: Collection[str] | None = None,
+) -> Allowed:
     """Refuse the request (raise the surface's error) or let it through: ``ctx.receive``
     then replays the body that was checked, and ``ctx.decision`` carries the verdict's
-    credential (``none``: Magento as a guest)."""
+    credential (``none``: Magento as a guest; ``caller``: the client's own customer token,
+    native mount only). ``caller``: who is calling, where the mount established it (the
+    native mount's customer tokens); by default, from ``ctx.principal``. ``views``: the
+    store views a client may pick with Magento's ``Store`` header (the native mount's
+    ``store_codes``); None: the store's own view, whatever the client sent."""
     principal = ctx.principal
     store = ctx.store
     if principal is not None and store is not None and not principal.reaches(store.environment):
@@ -90,7 +101,7 @@ async def check_request(ctx: RequestContext, settings: GraphQLSettings, *, guest
         content_types[0].decode("latin-1") if content_types else None,
         body,
         settings,
-        _caller(principal, store),
+        caller if caller is not None else _caller(principal, store),
         guests=guests,
     )
     if isinstance(verdict, Refusal):
@@ -100,9 +111,16 @@ async def check_request(ctx: RequestContext, settings: GraphQLSettings, *, guest
         # Magento's GraphQL picks the store view from a "Store" header (StoreGraphQl's
         # StoreValidator): the token's store decides it, never the client, as the path's
         # {store_code} does on REST.
+        view = store.store_code.encode()
+        sent = [v for k, v in ctx.headers if k == b"store"]
+        if views is not None and sent:
+            if len(sent) > 1 or sent[0].decode("latin-1") not in views:
+                raise BadRequest("Requested store is not found")  # Magento's own words
+            view = sent[0]
         headers = [(k, v) for k, v in ctx.headers if k != b"store"]
-        headers.append((b"store", store.store_code.encode()))
+        headers.append((b"store", view))
         ctx.scope["headers"] = headers
+    return verdict
 
 
 def _caller(principal: Principal | None, store: Store | None) -> Caller:
@@ -118,8 +136,10 @@ def _use(ctx: RequestContext, verdict: Allowed, body: bytes) -> None:
     if verdict.credential == "none" and decision.mount.credential != "none":
         # Only anonymous fields and no edge token: Magento sees a guest.
         ctx.decision = decision._replace(mount=replace(decision.mount, credential="none"))
-    elif verdict.credential == "customer":  # pragma: no cover - a native mount's caller
-        raise Forbidden("A Magento customer token is not accepted on this API.")
+    elif verdict.credential == "customer":
+        # Only a caller the mount found to hold a customer token gets this verdict (the
+        # native mount): the client's Authorization goes to Magento untouched.
+        ctx.decision = decision._replace(mount=replace(decision.mount, credential="caller"))
     receive = ctx.receive
     sent = False
 

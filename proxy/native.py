@@ -22,8 +22,8 @@ Telling a customer token from an edge token: edge personal access tokens carry t
 ``soc_pat_`` prefix, and edge JWTs name the configured issuer in ``iss``; anything else is
 the caller's business with Magento, which judges it (an unknown token is a guest there).
 
-``/graphql`` on a native host goes to :func:`native_graphql`, which refuses it (404) until
-the GraphQL check (issue #16 part 4, ``proxy.graphql``) is wired in there.
+``/graphql`` on a native host goes to :func:`native_graphql`: decided per top-level field by
+the policy's ``[graphql]`` (``proxy.graphql``), 404 without one.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from .config import Config, Store
 from .decide import Decision
 from .errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, Unauthorized
 from .grants import grants_allow
+from .graphql import Caller as GraphQLCaller
+from .graphql_edge import check_request
 from .idempotency import (
     KEYED_METHODS,
     caller_of,
@@ -102,7 +104,8 @@ async def serve_native(edge: Edge, ctx: RequestContext, segments: Sequence[str])
     assert natives is not None  # the edge builds it when a native policy is loaded
     store = natives.store_for(fwd.host)
     ctx.store = store
-    if tuple(segments) in (("graphql",), ("graphql", "")):
+    graphql = surface.graphql
+    if graphql is not None and tuple(segments) in (graphql.parts, (*graphql.parts, "")):
         return await native_graphql(edge, ctx, store)
     method = ctx.method
     shape, code, rest = _shape(segments)
@@ -141,13 +144,52 @@ async def serve_native(edge: Edge, ctx: RequestContext, segments: Sequence[str])
 
 
 async def native_graphql(edge: Edge, ctx: RequestContext, store: Store) -> int:
-    """``/graphql`` (GET and POST) on a native host. The hook for the GraphQL check
-    (issue #16 part 4): call it here with ``await identify_caller(edge, ctx, store)``
-    (no token / a customer token / an edge token and its grants on ``store``), then
-    forward to ``{magento}/graphql`` with no credential (anonymous fields), the caller's
-    token (self fields) or the store's credential (fields an edge token's grants cover).
-    Until then: refused, nothing sent."""
-    raise NotFound(NO_ROUTE)
+    """``/graphql`` (GET and POST) on a native host, decided per top-level field by the
+    policy's ``[graphql]`` (:mod:`proxy.graphql`, SPEC §4.4): a guest's anonymous fields go
+    out with no credential, a customer's ``self`` fields with the customer's own token
+    untouched, fields an edge token's grants cover with the store's credential. Guests
+    and customers are limited per client address (a field's ``[graphql.tiers]`` tier where
+    it names one, e.g. logins), edge tokens per token. (Without ``[graphql]``, /graphql is no
+    route: Magento's 404.)"""
+    surface = ctx.surface
+    fwd = ctx.fwd
+    assert surface is not None and fwd is not None
+    settings = surface.graphql
+    assert settings is not None  # serve_native sends /graphql here only with [graphql]
+    assert settings.mount is not None and settings.route is not None  # built by the policy
+    if ctx.method not in ("GET", "HEAD", "POST"):
+        raise MethodNotAllowed(f"The {ctx.method} HTTP method is not supported.")
+    ctx.decision = Decision(surface, None, settings.mount, settings.route, {}, {}, (), store.id)
+    who = await identify_caller(edge, ctx, store)
+    ctx.principal = who.principal
+    by_address = None
+    before = after = len(ctx.answer_headers)
+    if edge.limiter is not None:
+        # Before the document is parsed: a flood of documents costs a bucket, not a parse.
+        if who.kind != "edge":
+            tier = surface.tiers[surface.default_tier]
+            by_address = (f"{surface.name}:{tier.name}:ip:{fwd.client}", tier)
+        await edge._limit(ctx, by=by_address)
+        after = len(ctx.answer_headers)
+    caller = (
+        GraphQLCaller("customer")
+        if who.kind == "customer"
+        else GraphQLCaller("none")
+        if who.principal is None
+        else GraphQLCaller(
+            "edge", who.principal.permissions_for(store.id), partner=who.principal.kind == "jwt"
+        )
+    )
+    verdict = await check_request(
+        ctx, settings, guests=True, caller=caller, views=store.store_codes
+    )
+    if by_address is not None and edge.limiter is not None:
+        named = next((settings.tiers[f] for f in verdict.fields if f in settings.tiers), None)
+        if named is not None and named != surface.default_tier:
+            tier = surface.tiers[named]
+            del ctx.answer_headers[before:after]  # the field's own tier's headers instead
+            await edge._limit(ctx, by=(f"{surface.name}:{tier.name}:ip:{fwd.client}", tier))
+    return await _forward(edge, ctx, store)
 
 
 async def identify_caller(edge: Edge, ctx: RequestContext, store: Store) -> Caller:

@@ -299,7 +299,9 @@ def load_policy(path: Path, display: str | None = None) -> Surface:
     indexed_endpoints = _load_endpoints(r, d)
     versions = _load_versions(r, d, "/" + "/".join(base_parts))
     hosts = _load_hosts(r, s)
-    graphql = _graphql(r, d, known, indexed_mounts, tables)  # issue #16
+    graphql = _graphql(  # issue #16
+        r, d, known, indexed_mounts, tables, set(tiers) if native is not None else None
+    )
     check_shadowing(r, indexed_endpoints, indexed_mounts, tables)
     # Most specific prefix first: more literal segments, then more segments.
     mounts = tuple(m for _, m in sorted(indexed_mounts, key=lambda im: mount_order(im[1])))
@@ -342,11 +344,12 @@ def _graphql(
     known: set[str],
     mounts: list[tuple[int, Mount]],
     tables: dict[str, tuple[Route, ...]],
+    tier_names: set[str] | None,
 ) -> GraphQLSettings | None:
     """``[graphql]`` (proxy.graphql), with what the edge forwards a checked request as:
     the store's Magento ``/graphql`` with the store's credential. Its path is answered
     before the mounts, so a mount route on it would never be reached: refused."""
-    settings = load_graphql(r, d, known)
+    settings = load_graphql(r, d, known, tier_names)
     if settings is None or not settings.parts:
         return settings
     for i, mount in mounts:

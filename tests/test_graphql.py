@@ -104,8 +104,15 @@ def test_anonymous_fields_need_a_token_without_guests_but_no_particular_grant() 
     assert v.credential == "store"
 
 
-def test_an_edge_token_sends_the_store_credential_even_for_anonymous_fields() -> None:
-    assert allowed(post(q("{ storeConfig { locale } }"), READER)).credential == "store"
+def test_an_edge_token_sends_no_credential_for_anonymous_fields_where_guests_are_served() -> None:
+    # As the native mount's anonymous REST routes: what Magento serves a guest goes out as
+    # a guest's, whoever asks; the store's credential only for fields a grant opened.
+    assert allowed(post(q("{ storeConfig { locale } }"), READER)).credential == "none"
+    mixed = q('{ storeConfig { locale } products(search: "x") { total_count } }')
+    assert allowed(post(mixed, READER)).credential == "store"
+    assert allowed(post(q("{ storeConfig { locale } }"), READER, guests=False)).credential == (
+        "store"
+    )
 
 
 def test_self_fields_pass_the_customer_token_untouched() -> None:
@@ -388,6 +395,8 @@ def test_graphql_settings_load_with_defaults(tmp_path: Path) -> None:
         ('[graphql]\nintrospection = "yes"\n[graphql.fields]\nproducts = "products"\n', "graphql.introspection"),
         ('[graphql.fields]\n"__schema" = "anonymous"\n', "graphql.fields.__schema"),
         ('[graphql.fields]\n"bad-name" = "anonymous"\n', "graphql.fields.bad-name"),
+        # per-address tiers are the native mount's (its guests): refused elsewhere
+        ('[graphql.fields]\nproducts = "products"\n[graphql.tiers]\nproducts = "default"\n', "graphql.tiers: unknown key"),
     ],
 )  # fmt: skip
 def test_bad_graphql_settings_are_refused_with_file_key_and_line(
@@ -442,3 +451,41 @@ def test_a_document_with_too_many_tokens_is_refused_before_it_is_parsed_whole() 
     small = _with(max_fields=10, max_bytes=100_000)  # 100 tokens
     doc = "{ " + " ".join(f"a{i}: storeConfig {{ x }}" for i in range(30)) + " }"
     refused(post(q(doc), NOBODY, settings=small), 400, "more than 100 tokens")
+
+
+def _native_policy(tmp_path: Path, old: str, new: str) -> Path:
+    text = (REPO / "policies" / "magento.toml").read_text()
+    text = text.replace(
+        'policy = "storeoncloud.toml"', f'policy = "{REPO / "policies" / "storeoncloud.toml"}"'
+    )
+    assert old in text
+    path = tmp_path / "native.toml"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def test_the_shipped_native_policy_maps_guests_customers_and_login_tiers() -> None:
+    surface = load_policy(REPO / "policies" / "magento.toml")
+    g = surface.graphql
+    assert g is not None and g.parts == ("graphql",) and not g.introspection
+    assert g.fields["products"] == "anonymous" and g.fields["customer"] == "self"
+    assert g.fields["generateCustomerToken"] == "anonymous"
+    assert "generateCustomerTokenAsAdmin" not in g.fields  # admin impersonation: refused
+    assert g.tiers["generateCustomerToken"] == "login"
+    assert set(g.tiers.values()) <= set(surface.tiers)
+
+
+@pytest.mark.parametrize(
+    ("new", "message"),
+    [
+        ('generateCustomerToken = "gold"', 'graphql.tiers.generateCustomerToken: "gold" is not a rate-limit tier'),
+        ('notAField = "login"', 'graphql.tiers.notAField: "notAField" is not a field'),
+    ],
+)  # fmt: skip
+def test_bad_native_graphql_tiers_are_refused(tmp_path: Path, new: str, message: str) -> None:
+    path = _native_policy(tmp_path, 'generateCustomerToken = "login"', new)
+    with pytest.raises(ConfigError) as info:
+        load_policy(path)
+    assert any(message in p and p.startswith(f"{path}:") for p in info.value.problems), (
+        info.value.problems
+    )

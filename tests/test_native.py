@@ -180,8 +180,7 @@ def test_a_token_for_another_store_is_refused(h: NativeHarness) -> None:
             "The PATCH HTTP method is not supported.",
         ),
         ("GET", "/rest/default/async/V1/products", 400, "Specified request cannot be processed."),
-        ("GET", "/graphql", 404, "Request does not match any route."),
-        ("POST", "/graphql", 404, "Request does not match any route."),
+        ("PUT", "/graphql", 405, "The PUT HTTP method is not supported."),
     ],
 )
 def test_refusals_are_in_magentos_shape_and_texts(
