@@ -534,7 +534,7 @@ name = "Acme"
 environment = "live"
 magento_url = "{magento}"
 credential = {{ kind = "bearer", token_env = "ACME_MAGENTO_TOKEN" }}
-timeouts = {{ connect = 0.5, read = {read}, pool = 0.5 }}
+timeouts = {{ connect = 0.5, read = {read}, pool = 0.5, write = 0.5 }}
 """
 
 
@@ -548,7 +548,7 @@ class RedisStack:
         self.db = directory / "edge.db"
 
     def configure(self, *, read: float) -> Path:
-        """A claim's lease is pool + connect + read + 2 s: 13 s here by default."""
+        """A claim's lease is pool + connect + write + read + 2 s: 13.5 s here by default."""
         path = self.directory / "config.toml"
         path.write_text(
             REDIS_CONFIG.format(
@@ -628,7 +628,7 @@ def test_replay_after_the_edge_restarts_redis(redis_stack: RedisStack) -> None:
 def test_a_killed_process_frees_its_key_when_the_lease_runs_out_redis(
     redis_stack: RedisStack,
 ) -> None:
-    redis_stack.configure(read=1.0)  # lease: 0.5 + 0.5 + 1.0 + 2 = 4 s
+    redis_stack.configure(read=1.0)  # lease: 0.5 + 0.5 + 0.5 + 1.0 + 2 = 4.5 s
     token = redis_stack.token()
     magento = redis_stack.magento
     body = product("IDEM-KILL")
@@ -661,7 +661,7 @@ def test_a_killed_process_frees_its_key_when_the_lease_runs_out_redis(
         hits = magento.hits
         magento.gate.set()
     assert statuses[-1] == 200 and set(statuses[:-1]) <= {409}
-    assert 3.0 < freed_after < 7.0  # the 4 s lease, not forever
+    assert 3.0 < freed_after < 7.5  # the 4.5 s lease, not forever
     assert hits == 1  # only the survivor's retry ran (the doomed one never got past the gate)
 
 
