@@ -830,6 +830,10 @@ def _check_surface_overlap(r: Reader, surfaces: list[Surface]) -> None:
     seen: dict[str, list[Surface]] = {}
     for s in surfaces:
         paths = [s.base_path, *(v.base_path for v in s.versions)]
+        if s.graphql is not None and (s.graphql.root_parts or not s.base_parts):
+            # A root GraphQL path ([graphql] root, or a surface's own at the root: the
+            # native mount's /graphql) is claimed like a base path.
+            paths.append("/" + "/".join(s.graphql.root_parts or s.graphql.parts))
         for p in paths:
             for other in seen.get(p, ()):
                 where = shared_hosts(s.hosts, other.hosts)

@@ -233,6 +233,8 @@ class Edge:
             ctx.surface = surface = base.surface
             if base.version is not None:
                 segments = versions.enter(base, segments, self.clock(), ctx.answer_headers)
+            elif base.rebase is not None:  # [graphql] root: /graphql as /api/v3/graphql
+                segments = base.rebase + tuple(segments[len(base.parts) :])
             if surface.native is not None:  # issue #16: Magento's own paths (proxy.native)
                 ctx.status = await serve_native(self, ctx, segments)
                 return

@@ -77,6 +77,9 @@ class GraphQLSettings:
     # top-level field -> a rate-limit tier of the policy, for callers without an edge token
     # (guests and customers, limited per client address; native policies only)
     tiers: Mapping[str, str] = field(default_factory=dict)
+    # ``root``: also served at this path from the host's root, outside the base path (the
+    # partner document's ``POST https://api.store.icu/graphql``); (): under the base only
+    root_parts: tuple[str, ...] = ()
     # What the edge forwards a checked request as (built by proxy.policy): the store's
     # Magento ``/graphql``, with no route-level resource (decide() is the check).
     mount: Mount | None = None
@@ -239,6 +242,18 @@ def _field_verdict(
 _DEFAULTS = {"max_depth": 20, "max_aliases": 30, "max_fields": 300, "max_bytes": 32768}
 
 
+def _plain_path(r: Reader, key: str, path: object) -> tuple[str, ...]:
+    """``/a/b`` → ``("a", "b")``; a problem on ``r`` (and ``()``) for anything else."""
+    if not isinstance(path, str) or not path.startswith("/") or path == "/":
+        r.problem(key, f'"{path}" must be a path such as "/graphql"', near=path)
+        return ()
+    parts = tuple(path.strip("/").split("/"))
+    if any(not p or p in (".", "..") or "{" in p or "%" in p for p in parts):
+        r.problem(key, f'"{path}" must be plain segments (no variables)')
+        return ()
+    return parts
+
+
 def load_graphql(
     r: Reader, d: Mapping[str, Any], known: set[str], tier_names: set[str] | None = None
 ) -> GraphQLSettings | None:
@@ -249,16 +264,13 @@ def load_graphql(
     if "graphql" not in d:
         return None
     g = r.table(d, "graphql", "")
-    allowed = ("path", "fields", "introspection", *_DEFAULTS)
+    allowed = ("path", "root", "fields", "introspection", *_DEFAULTS)
     r.unknown_keys(g, "graphql", (*allowed, "tiers") if tier_names is not None else allowed)
     path = r.string(g, "path", "graphql", "/graphql")
-    parts: tuple[str, ...] = ()
-    if not isinstance(path, str) or not path.startswith("/") or path == "/":
-        r.problem("graphql.path", f'"{path}" must be a path such as "/graphql"', near=path)
-    else:
-        parts = tuple(path.strip("/").split("/"))
-        if any(not p or p in (".", "..") or "{" in p or "%" in p for p in parts):
-            r.problem("graphql.path", f'"{path}" must be plain segments (no variables)')
+    parts = _plain_path(r, "graphql.path", path)
+    root_parts: tuple[str, ...] = ()
+    if "root" in g:
+        root_parts = _plain_path(r, "graphql.root", r.string(g, "root", "graphql", ""))
     limits = {
         key: r.number(g, key, "graphql", default, integer=True, minimum=1)
         for key, default in _DEFAULTS.items()
@@ -293,5 +305,6 @@ def load_graphql(
         fields=fields,
         introspection=r.boolean(g, "introspection", "graphql", False),
         tiers=tiers,
+        root_parts=root_parts,
         **limits,
     )

@@ -58,6 +58,9 @@ class Base(NamedTuple):
     surface: Surface
     version: Version | None  # None: the surface's own base path
     hosts: frozenset[str]  # empty: every host
+    # a path outside the base path served as this one ([graphql] root): the request's path
+    # is ``rebase`` + what follows ``parts``
+    rebase: tuple[str, ...] | None = None
 
 
 def index(surfaces: Iterable[Surface]) -> tuple[Base, ...]:
@@ -65,6 +68,11 @@ def index(surfaces: Iterable[Surface]) -> tuple[Base, ...]:
     that name hosts first (a white-labelled domain is theirs), then longest base path."""
     bases = [Base(s.base_parts, s, None, s.hosts) for s in surfaces]
     bases += [Base(v.base_parts, s, v, s.hosts) for s in surfaces for v in s.versions]
+    bases += [
+        Base(s.graphql.root_parts, s, None, s.hosts, s.base_parts + s.graphql.parts)
+        for s in surfaces
+        if s.graphql is not None and s.graphql.root_parts
+    ]
     return tuple(sorted(bases, key=lambda b: (not b.hosts, -len(b.parts))))
 
 

@@ -109,6 +109,22 @@ def test_a_query_reaches_magento_graphql_with_the_store_credential(h: Harness) -
     assert r.headers["x-rate-limit-limit"]  # v3 rate-limit headers, as on every route
 
 
+def test_the_host_root_graphql_of_the_partner_document_is_the_same_endpoint(h: Harness) -> None:
+    # "POST https://api.store.icu/graphql" ([graphql] root): decided as /api/v3/graphql.
+    body = {"query": "{ products(pageSize: 1) { total_count } }"}
+    before = len(h.standin.requests)
+    with client(h, mint("read_products")) as c:
+        r = c.post("/graphql", json=body)
+    with client(h, mint("read_orders")) as c:
+        refused = c.post("/graphql", json=body)  # the scope is checked there too
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["products"]["total_count"] >= 1
+    envelope(refused, 403, "INSUFFICIENT_SCOPE")
+    (one,) = list(h.standin.requests)[before:]
+    assert one["raw_path"] == b"/graphql"
+    assert _header(one, "authorization") == [f"Bearer {MAGENTO_TOKEN}"]
+
+
 def test_the_store_view_is_the_tokens_not_the_clients(h: Harness) -> None:
     body = {"query": "{ storeConfig { store_code } }"}
     r, sent = graphql(h, mint("read_reports"), body, headers={"Store": "other_view"})

@@ -489,3 +489,45 @@ def test_bad_native_graphql_tiers_are_refused(tmp_path: Path, new: str, message:
     assert any(message in p and p.startswith(f"{path}:") for p in info.value.problems), (
         info.value.problems
     )
+
+
+def _both_apis(tmp_path: Path, hosts: str) -> Path:
+    policies = ", ".join(f'"{REPO / "policies" / n}"' for n in ("storeicu.toml", "magento.toml"))
+    path = tmp_path / "config.toml"
+    path.write_text(f"""
+[server]
+policies = [{policies}]
+{hosts}
+[keystore]
+path = "e.db"
+[issuers.storeicu]
+issuer = "https://auth.store.icu/"
+audience = "https://api.store.icu"
+jwks_url = "https://auth.store.icu/.well-known/jwks.json"
+[stores.shop]
+magento_url = "http://127.0.0.1:9"
+credential = {{ kind = "bearer", token_env = "T" }}
+native = true
+""")
+    return path
+
+
+def test_the_partner_root_graphql_and_the_native_graphql_need_their_own_hosts(
+    tmp_path: Path,
+) -> None:
+    from proxy.config import load_config
+
+    with pytest.raises(ConfigError) as info:
+        load_config(_both_apis(tmp_path, ""), env={"T": "t"})
+    assert any('"/graphql"' in p and "every host" in p for p in info.value.problems), (
+        info.value.problems
+    )
+    config = load_config(
+        _both_apis(
+            tmp_path,
+            'surface_hosts = { storeicu = ["api.store.icu"], magento = ["shop.example.com"] }',
+        ),
+        env={"T": "t"},
+    )
+    icu = next(s for s in config.surfaces if s.name == "storeicu")
+    assert icu.graphql is not None and icu.graphql.root_parts == ("graphql",)
