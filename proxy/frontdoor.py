@@ -44,6 +44,7 @@ __all__ = [
     "DEFAULT_HEADER_TIMEOUT",
     "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_MAX_HEADER_FIELDS",
+    "LINGER_SECONDS",
     "FrontDoorProtocol",
     "front_door",
     "refusal",
@@ -54,6 +55,8 @@ log = logging.getLogger("magento_edge.frontdoor")
 DEFAULT_MAX_HEADER_BYTES = 16384
 DEFAULT_MAX_HEADER_FIELDS = 100
 DEFAULT_HEADER_TIMEOUT = 10.0
+# How long a refused connection stays half-open (its answer sent, nothing more read).
+LINGER_SECONDS = 1.0
 
 
 class _Refused(Exception):
@@ -206,7 +209,9 @@ class FrontDoorProtocol(HttpToolsProtocol):
                 self._stop(403, "forbidden", "WebSocket connections are not served here.")
             if self._has_body:
                 self._stop(
-                    400, "bad_request", "A request asking for a protocol upgrade cannot have a body."
+                    400,
+                    "bad_request",
+                    "A request asking for a protocol upgrade cannot have a body.",
                 )
         super().on_headers_complete()
 
@@ -222,15 +227,10 @@ class FrontDoorProtocol(HttpToolsProtocol):
     # -- refusing -------------------------------------------------------------------------
 
     def _too_large(self) -> str:
-        return (
-            f"The request line and header fields may have at most {self.max_header_bytes} bytes."
-        )
+        return f"The request line and header fields may have at most {self.max_header_bytes} bytes."
 
     def _upgrade_to(self, token: bytes) -> bool:
-        for name, value in self.headers:
-            if name == b"upgrade" and token in value.lower():
-                return True
-        return False
+        return any(name == b"upgrade" and token in value.lower() for name, value in self.headers)
 
     def _stop(self, status: int, code: str, detail: str) -> None:
         self._refusal = (status, code, detail)
@@ -255,9 +255,20 @@ class FrontDoorProtocol(HttpToolsProtocol):
             cycle.message_event.set()
             self.transport.close()
             return
-        if not self.transport.is_closing():
-            self.transport.write(refusal(status, code, detail))
-            self.transport.close()
+        transport = self.transport
+        if transport.is_closing():
+            return
+        transport.write(refusal(status, code, detail))
+        if transport.can_write_eof():
+            # Half-close and stop reading, then close a moment later: closing with unread
+            # input at once makes the kernel answer with a reset, which destroys the answer
+            # before a client that is still sending has read it. Paused, the rest of what
+            # it sends stays in the kernel's buffers (bounded) and its sends stall.
+            transport.write_eof()
+            transport.pause_reading()
+            self._deadline = self.loop.call_later(LINGER_SECONDS, transport.close)
+        else:
+            transport.close()
 
     def _cut(self) -> None:
         self._closed = True
