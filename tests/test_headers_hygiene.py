@@ -9,6 +9,8 @@ import socket
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from proxy.decide import required_access, resolve
 from proxy.headers import CLIENT_ADDRESS, METHOD_OVERRIDE, URL_REWRITE, upstream_request_headers
@@ -132,3 +134,44 @@ def test_through_the_edge_a_read_token_cannot_queue_async_operations(harness: Ha
     with harness.client(writer) as client:
         allowed = client.post(f"/api/v1/stores/acme/commerce/async{READ_POST}", json=body)
     assert allowed.status_code != 403
+
+
+# -- hostile header bytes through the whole edge: never a 5xx -----------------------------
+
+
+def test_content_length_with_a_trailing_space_is_400_at_the_edge(harness: Harness) -> None:
+    """Was a 500: llhttp lets ``7 `` through and the upstream client refused it."""
+    token = harness.token("customers:write")
+    answer = _raw(
+        harness,
+        b"POST /api/v1/stores/acme/commerce/customers HTTP/1.1\r\nHost: edge.test\r\n"
+        b"Authorization: Bearer " + token.encode() + b"\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 7 \r\n\r\n{"a":1}',
+    )
+    assert answer.startswith(b"HTTP/1.1 400 ")
+
+
+_header_name = st.one_of(
+    st.sampled_from([b"X-A", b"Accept", b"Content-Type", b"X-HTTP-Method-Override", b"Via",
+                     b"X-Request-Id", b"Connection", b"Forwarded", b"Idempotency-Key"]),
+    st.binary(min_size=1, max_size=10),
+)  # fmt: skip
+_header_value = st.one_of(
+    st.binary(max_size=30),
+    st.sampled_from([b"close", b"keep-alive, x-a", b"caf\xe9", b"\xff\xfe", b"a\tb", b" "]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+          HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(fields=st.lists(st.tuples(_header_name, _header_value), max_size=5))
+def test_hostile_header_bytes_through_the_edge_are_never_a_5xx(
+    harness: Harness, fields: list[tuple[bytes, bytes]]
+) -> None:
+    token = harness.token("webhooks:read")
+    head = b"GET /api/v1/stores/acme/webhooks HTTP/1.1\r\nHost: edge.test\r\n"
+    head += b"Authorization: Bearer " + token.encode() + b"\r\n"
+    head += b"".join(name + b": " + value + b"\r\n" for name, value in fields)
+    answer = _raw(harness, head + b"Connection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 "), answer[:200]
+    assert int(answer.split()[1]) < 500, answer[:400]
