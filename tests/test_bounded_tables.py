@@ -236,3 +236,28 @@ def test_the_memory_idempotency_store_keeps_to_its_bytes_bound() -> None:
     assert store._bytes <= 1 << 20
     assert len(store._answers) < FLOOD // 10
     assert store._leases == {}
+
+
+def test_the_idempotency_stores_bytes_bound_is_its_real_memory() -> None:
+    """Its accounting (body bytes plus a per-answer overhead) matches what the answers
+    really take (tracemalloc), so ``max_bytes`` bounds memory, not a fraction of it."""
+    import tracemalloc
+
+    store = MemoryIdempotencyStore(max_bytes=2 << 20, clock=FakeClock())
+    answer = Answer("fp", 201, ((b"content-type", b"application/json"),), b"{}")
+
+    async def flood() -> None:
+        for i in range(30_000):  # far more than fit
+            key = hash_token(f"key-{i}")
+            lease = Lease(f"{i:x}", "fp")
+            await store.claim(key, lease, 30)
+            await store.record(key, lease, answer, 86400)
+
+    tracemalloc.start()
+    try:
+        asyncio.run(flood())
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert store._bytes <= 2 << 20
+    assert held <= 1.25 * (2 << 20), held
