@@ -196,6 +196,10 @@ class Config:
     drain_seconds: float = 5.0
     grace_seconds: float = 30.0
     allow_per_process_state: bool = False
+    # -- the front door (issue #14, SPEC §8; proxy.frontdoor) --
+    max_header_bytes: int = 16384
+    max_header_fields: int = 100
+    header_timeout: float = 10.0
 
 
 _TOP = (
@@ -247,6 +251,7 @@ def load_config(
             "max_connections",
             "surface_hosts",
             *_OPS_SERVER_KEYS,
+            *_FRONT_DOOR_KEYS,
         ),
     )
     host = r.string(server, "host", "server", "127.0.0.1")
@@ -333,6 +338,7 @@ def load_config(
         r.problem(f"issuers.{name}", "no policy names this issuer (auth.issuer = ...)")
 
     ops = _operations(r, server, rl_backend, idem_backend)  # issue #12
+    ops.update(_front_door(r, server))  # issue #14
 
     problems = r.problems + policy_problems
     if problems:
@@ -407,6 +413,18 @@ def _operations(r: Reader, server: Any, rl_backend: str, idem_backend: str) -> d
         "grace_seconds": float(grace),
         "allow_per_process_state": allow,
     }
+
+
+_FRONT_DOOR_KEYS = ("max_header_bytes", "max_header_fields", "header_timeout_seconds")
+
+
+def _front_door(r: Reader, server: Any) -> dict[str, Any]:
+    # Below ~1 KiB no real client's head fits (a bearer JWT alone is often larger); a
+    # deadline under a second cuts clients on slow links.
+    head = r.number(server, "max_header_bytes", "server", 16384, integer=True, minimum=1024)
+    fields = r.number(server, "max_header_fields", "server", 100, integer=True, minimum=8)
+    timeout = r.number(server, "header_timeout_seconds", "server", 10, minimum=1)
+    return {"max_header_bytes": head, "max_header_fields": fields, "header_timeout": float(timeout)}
 
 
 def per_process_state_problem(rl_backend: str, idem_backend: str, workers: int) -> str | None:

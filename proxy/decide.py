@@ -18,8 +18,9 @@ from .config import Store
 from .errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, RouteNotImplemented
 from .grants import grants_allow
 from .policy import Endpoint, Mount, Route, Surface
+from .types import Access
 
-__all__ = ["Decision", "authorize", "resolve"]
+__all__ = ["Decision", "authorize", "required_access", "resolve"]
 
 
 class Decision(NamedTuple):
@@ -53,6 +54,22 @@ def auth_needed(decision: Decision) -> str | None:
     assert decision.mount is not None  # resolve() returned an endpoint or a mount route
     kind = decision.mount.auth or decision.surface.auth
     return None if kind == "none" else kind
+
+
+def required_access(mount: Mount | None, route: Route, method: str) -> Access:
+    """The access ``route`` needs for ``method`` under ``mount``: the route's own, except
+    that under Magento's asynchronous mounts (``/async/V1``, ``/async/bulk/V1``) every
+    request queues an operation, so a route marked ``access = "read"`` (a read-only POST
+    such as a search) still needs ``write`` there (issue #14, SPEC §8)."""
+    access = route.required_access(method)
+    if access == "read" and mount is not None and _queues(mount):
+        return "write"
+    return access
+
+
+def _queues(mount: Mount) -> bool:
+    # Magento's asynchronous REST: /rest/<store>/async/V1/... and /rest/<store>/async/bulk/V1
+    return mount.upstream == "magento" and "async" in mount.target.split("/")
 
 
 def resolve(surface: Surface, method: str, segments: Sequence[str]) -> Decision:
@@ -143,7 +160,7 @@ def authorize(decision: Decision, principal: Principal, method: str, store: Stor
             f"A {principal.kind} token cannot reach a {store.environment} store; "
             f"use a soc_pat_{wanted}_ token."
         )
-    access = route.required_access(method)
+    access = required_access(decision.mount, route, method)  # issue #14: async mounts
     # Effective grants: the token's ∩ its account's current grants on this store.
     permissions = principal.permissions_for(store.id if store is not None else None)
     if not grants_allow(permissions, route.resource, access):

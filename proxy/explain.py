@@ -33,7 +33,7 @@ from .backends.keystore.base import AccountRecord, TokenRecord
 from .backends.keystore.cached import CachedKeyStore
 from .config import Config, Store
 from .credentials import MagentoOrigin
-from .decide import Decision, auth_needed, authorize, resolve, store_for
+from .decide import Decision, auth_needed, authorize, required_access, resolve, store_for
 from .edge import _fill, _target_path
 from .errors import EdgeError, NotFound, UpstreamNotConfigured
 from .graphql_edge import resolve_graphql  # issue #16
@@ -209,7 +209,7 @@ def _describe_route(out: Explanation, decision: Decision, method: str) -> None:
     prefix = decision.surface.base_path.rstrip("/") + "/" + mount.pattern.text.strip("/")
     out.route = prefix.rstrip("/") + "/" + route.pattern.text.lstrip("/")
     if route.resource is not None:
-        out.resource, out.access = route.resource, route.required_access(method)
+        out.resource, out.access = route.resource, required_access(mount, route, method)
 
 
 async def _authenticate(

@@ -1,7 +1,9 @@
 """Step 6a of the request path: the header rules of a gateway (RFC 9110 §7.6).
 
 Request to the upstream: the client's ``Authorization``, cookies and every hop-by-hop
-field (including those the client named in ``Connection``) are dropped; ``X-Forwarded-For``,
+field (including those the client named in ``Connection``) are dropped, and so are
+method-override, client-address and URL-rewrite headers (SPEC §8); a header value with
+bytes outside ASCII is refused (400), never altered. ``X-Forwarded-For``,
 ``-Proto`` and ``-Host`` are set (extended only when the peer is a trusted proxy), ``Via``
 is appended, ``X-Request-Id`` is propagated or created. Response to the client: hop-by-hop
 fields and ``Set-Cookie`` are dropped, everything else passes verbatim.
@@ -17,7 +19,12 @@ import itertools
 import secrets
 from collections.abc import Iterable, Sequence
 
+from .errors import BadRequest
+
 __all__ = [
+    "CLIENT_ADDRESS",
+    "METHOD_OVERRIDE",
+    "URL_REWRITE",
     "ForwardingContext",
     "build_forwarding",
     "client_address",
@@ -45,6 +52,20 @@ _REQUEST_DROP = HOP_BY_HOP | {
     b"authorization", b"cookie", b"host", b"x-forwarded-for", b"x-forwarded-proto",
     b"x-forwarded-host", b"forwarded", b"via", b"x-request-id", b"expect",
 }  # fmt: skip
+# Issue #14, SPEC §8: headers by which a client could make the upstream act on another
+# method, another path, or believe another client address than the edge decided on.
+# Magento (Laminas, PHP frameworks, Varnish setups) honours some of these when configured
+# to; the edge's decision was made on the request line and the peer's address.
+METHOD_OVERRIDE = frozenset({b"x-http-method-override", b"x-http-method", b"x-method-override"})
+CLIENT_ADDRESS = frozenset(
+    {
+        b"x-real-ip", b"true-client-ip", b"x-client-ip", b"forwarded", b"client-ip",
+        b"x-cluster-client-ip", b"cf-connecting-ip", b"fastly-client-ip",
+        b"x-forwarded-port", b"x-forwarded-server", b"x-forwarded-ssl", b"x-forwarded-prefix",
+    }
+)  # fmt: skip
+URL_REWRITE = frozenset({b"x-original-url", b"x-rewrite-url"})
+_REQUEST_DROP = _REQUEST_DROP | METHOD_OVERRIDE | CLIENT_ADDRESS | URL_REWRITE
 _RESPONSE_DROP = HOP_BY_HOP | {b"set-cookie", b"set-cookie2"}
 _VIA = "1.1 magento-edge"
 _ID_PREFIX = secrets.token_hex(8)
@@ -175,6 +196,14 @@ def upstream_request_headers(
             if name == b"via":
                 vias.append(value.decode("latin-1"))
             continue
+        if not value.isascii():
+            # SPEC §8: forwarded exactly or refused, never altered. The upstream client
+            # takes str and re-encodes it (aiohttp as UTF-8), so bytes above 0x7F would
+            # reach Magento changed: refused instead.
+            raise BadRequest(
+                f"The header {name[:64].decode('latin-1')} has bytes outside ASCII; send them "
+                "percent-encoded or as ASCII text."
+            )
         out.append((name.decode("latin-1"), value.decode("latin-1")))
     out.append(("x-forwarded-for", fwd.xff))
     out.append(("x-forwarded-proto", fwd.proto))

@@ -81,6 +81,7 @@ RESTART_ONLY = (
     "keystore_url", "keystore_prefix", "ratelimit_backend", "ratelimit_url",
     "idempotency_backend", "idempotency_url", "idempotency_ttl",
     "idempotency_max_body_bytes", "idempotency_max_record_bytes", "allow_per_process_state",
+    "max_header_bytes", "max_header_fields", "header_timeout",  # issue #14: the front door
 )  # fmt: skip
 
 

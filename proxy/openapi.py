@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .auth_jwt import scopes_granting
+from .decide import required_access
 from .policy import Mount, Route, Surface, Version
 
 if TYPE_CHECKING:
@@ -268,7 +269,7 @@ def _operation(
                 }
             },
         }
-    access = route.required_access(method)
+    access = required_access(mount, route, method)  # issue #14: async mounts need write
     permission = f"{route.resource}:{access}"
     params = [_path_parameter(name) for name in _path_names(path)]
     if route.rewrite.list == "page":

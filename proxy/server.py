@@ -22,6 +22,12 @@ from .admin_listener import admin_app
 from .backends.keystore import open_keystore
 from .config import Config, load_config, per_process_state_problem, unresolved_hosts
 from .edge import Edge
+from .frontdoor import (
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_HEADER_FIELDS,
+    front_door,
+)
 from .lifecycle import EdgeServer, Reloadable, write_pid_file
 from .logs import configure_logging
 from .workers import run_workers
@@ -37,13 +43,31 @@ def build_app(config: Config, *, middleware: Sequence[Middleware] = ()) -> Edge:
     return Edge.from_config(config, open_keystore(config), middleware=middleware)
 
 
-def uvicorn_config(app: Any, host: str, port: int, *, log_level: str = "info") -> uvicorn.Config:
+def uvicorn_config(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    log_level: str = "info",
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    max_header_fields: int = DEFAULT_MAX_HEADER_FIELDS,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+) -> uvicorn.Config:
+    """uvicorn's settings for the edge (and its admin listener): the front door's
+    protocol (proxy.frontdoor: header limits and deadline) instead of uvicorn's own
+    httptools protocol, and no WebSocket support at all (the front door refuses them)."""
     fast = importlib.util.find_spec("uvloop") is not None
+    protocol = front_door(
+        max_header_bytes=max_header_bytes,
+        max_header_fields=max_header_fields,
+        header_timeout=header_timeout,
+    )
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        http=protocol,
+        ws="none",
         loop="uvloop" if fast else "asyncio",
         proxy_headers=False,
         server_header=False,
@@ -102,7 +126,15 @@ def serve(
     # request in flight waits for), GC time per request 5.8 -> 4.2 us.
     gc.collect()
     gc.freeze()
-    ucfg = uvicorn_config(app, host or config.host, port or config.port, log_level=config.log_level)
+    ucfg = uvicorn_config(
+        app,
+        host or config.host,
+        port or config.port,
+        log_level=config.log_level,
+        max_header_bytes=config.max_header_bytes,  # issue #14: the front door's limits
+        max_header_fields=config.max_header_fields,
+        header_timeout=config.header_timeout,
+    )
     ucfg.timeout_graceful_shutdown = math.ceil(config.grace_seconds)
     if fd is not None:
         ucfg.fd = fd

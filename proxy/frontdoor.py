@@ -1,0 +1,345 @@
+"""Step -1 of the request path: the front door, before any work (SPEC §8).
+
+uvicorn's httptools protocol reads a request head without bound: httptools joins a header
+value's pieces in memory until its end arrives (a 48 MiB header is 48 MiB, copied again
+for every read), takes any number of fields, waits for slow heads for ever, and hands a
+WebSocket upgrade to the app. :class:`FrontDoorProtocol` is that protocol with limits,
+enforced on the bytes as they arrive, so a refused request costs a few reads:
+
+* request line + header fields at most ``max_header_bytes`` (counted on the raw bytes
+  fed to the parser: a read that would pass the limit is cut at it, so no more than the
+  limit is ever handed to httptools for one head) and at most ``max_header_fields``
+  fields: 431 and the connection closed;
+* a head must be complete within ``header_timeout`` seconds of its first byte (or of the
+  connection opening): 408 and closed; a connection that never sent a byte is closed;
+* malformed framing is 400, never 500: whatever llhttp refuses (``CL`` + ``TE``, two
+  different ``Content-Length`` s, a sign, a bad chunk) and a ``Content-Length`` that is
+  not plain digits (``"7 "``: llhttp lets the space through, the upstream client then
+  fails on it);
+* a WebSocket upgrade is 403 (the edge serves none); another protocol upgrade (``h2c``)
+  is served as plain HTTP/1.1, as RFC 9110 §7.8 allows, unless it has a body (llhttp
+  would read that body as the next request): 400;
+* request trailers never reach the application (uvicorn appends them to the request's
+  header list while the app runs), and the bytes between body pieces (chunk sizes,
+  extensions, trailers) are bounded by ``max_header_bytes`` too: beyond, the connection
+  is cut.
+
+Refusals are small ``application/problem+json`` answers (the surface is not known yet,
+so ``about:blank`` types, as :mod:`proxy.endpoints` uses without a surface).
+Trust model: everything arriving here is hostile until the head is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import httptools
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+__all__ = [
+    "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_MAX_HEADER_BYTES",
+    "DEFAULT_MAX_HEADER_FIELDS",
+    "LINGER_SECONDS",
+    "FrontDoorProtocol",
+    "front_door",
+    "refusal",
+]
+
+log = logging.getLogger("magento_edge.frontdoor")
+
+DEFAULT_MAX_HEADER_BYTES = 16384
+DEFAULT_MAX_HEADER_FIELDS = 100
+DEFAULT_HEADER_TIMEOUT = 10.0
+# How long a refused connection stays half-open (its answer sent, nothing more read).
+LINGER_SECONDS = 1.0
+
+
+class _Refused(Exception):
+    """Raised inside a parser callback to stop llhttp at once; the answer is on the
+    protocol (``_refusal``)."""
+
+
+def refusal(status: int, code: str, detail: str) -> bytes:
+    """A whole ``Connection: close`` answer: status line, headers and a problem body."""
+    phrase = HTTPStatus(status).phrase
+    body = orjson.dumps(
+        {"type": f"about:blank#{code}", "title": phrase, "status": status, "detail": detail}
+    )
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/problem+json\r\n"
+        f"content-length: {len(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+class FrontDoorProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the front door's limits (the class attributes;
+    :func:`front_door` makes a subclass with configured ones)."""
+
+    max_header_bytes: ClassVar[int] = DEFAULT_MAX_HEADER_BYTES
+    max_header_fields: ClassVar[int] = DEFAULT_MAX_HEADER_FIELDS
+    header_timeout: ClassVar[float] = DEFAULT_HEADER_TIMEOUT
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True  # reading a request head (or waiting for the next one)
+        self._head_bytes = 0  # raw bytes fed to the parser for this head
+        self._seen = 0  # bytes of URL, names and values the parser handed over
+        self._fields = 0
+        self._heads = 0  # heads completed on this connection
+        self._gap = 0  # raw bytes fed since the last piece of body (framing, trailers)
+        self._has_body = False
+        self._refusal: tuple[int, str, str] | None = None
+        self._closed = False  # refused or cut: every later byte is ignored
+        # Loop time the head being read began (0: none is). Read by the server's sweep
+        # (_sweep), not a timer per request: that cost ~2 us a request, this a float.
+        self._head_started = 0.0
+        self._linger: asyncio.TimerHandle | None = None
+
+    # -- connection -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_started = self.loop.time()  # a connection that never sends one is cut too
+        if self.server_state not in _SWEEPS:
+            _sweep(self.server_state, self.loop, min(1.0, self.header_timeout / 4))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._head_started = 0.0
+        if self._linger is not None:
+            self._linger.cancel()
+        super().connection_lost(exc)
+
+    def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio allows bool
+        # The client half-closed after its request (``nc -N``, ``shutdown(SHUT_WR)``):
+        # answer it, then close. uvicorn closes at once and the answer is lost. A request
+        # whose body never ended is closed at once (the app sees the client gone).
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and not cycle.more_body:
+            cycle.keep_alive = False
+            return True
+        return None
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        while self._in_head:
+            if not self._head_started:
+                self._head_started = self.loop.time()
+            room = self.max_header_bytes - self._head_bytes
+            if len(data) <= room:
+                self._head_bytes += len(data)
+                self._feed(data)
+                return
+            # Feed only what fits: either the head ends inside it (go on with the rest:
+            # body, or the next request's head) or it is too large, and no more of it is
+            # ever handed to httptools.
+            heads = self._heads
+            self._head_bytes += room
+            if room:
+                self._feed(data[:room])
+            if self._closed:
+                return
+            if self._heads == heads:
+                self._refuse(431, "header_too_large", self._too_large())
+                return
+            data = data[room:]
+        self._gap += len(data)
+        self._feed(data)
+        if self._gap > self.max_header_bytes and not self._closed:
+            # Chunk sizes, extensions or trailers without end: no answer can be framed
+            # into a request the app is already handling; the connection is cut.
+            log.info("front door: request framing beyond %d bytes, cut", self.max_header_bytes)
+            self._cut()
+
+    def _feed(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            if self._closed:
+                return
+            # Not a WebSocket (refused in on_headers_complete): served as HTTP/1.1, the
+            # Upgrade ignored; llhttp stopped at the end of the head, so go on after it.
+            rest = data[exc.args[0] :] if exc.args else b""
+            if rest:
+                self.data_received(rest)
+        except httptools.HttpParserError as exc:
+            if self._closed:
+                return
+            if self._refusal is not None:
+                self._refuse(*self._refusal)
+            else:
+                # llhttp's own reasons are fixed strings naming the rule (never input)
+                why = str(exc) if not isinstance(exc, httptools.HttpParserCallbackError) else ""
+                detail = "The request is not valid HTTP/1.1" + (f": {why}." if why else ".")
+                self._refuse(400, "bad_request", detail)
+
+    # -- parser callbacks ---------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._seen = self._fields = 0
+        self._has_body = False
+
+    def on_url(self, url: bytes) -> None:
+        self._seen += len(url)
+        if self._seen > self.max_header_bytes:
+            self._stop(431, "header_too_large", self._too_large())
+        self.url += url  # uvicorn's own on_url (inlined: it runs on every request)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # a trailer: never handed to the application (SPEC §8)
+        self._fields += 1
+        self._seen += len(name) + len(value) + 3  # at least ":" and CRLF: never above raw
+        if self._fields > self.max_header_fields:
+            self._stop(
+                431,
+                "too_many_header_fields",
+                f"A request may have at most {self.max_header_fields} header fields.",
+            )
+        if self._seen > self.max_header_bytes:
+            self._stop(431, "header_too_large", self._too_large())
+        lname = name.lower()
+        if lname == b"content-length":
+            if not value.isdigit():  # bytes.isdigit: ASCII digits only, no sign or space
+                self._stop(400, "bad_request", "Content-Length must be decimal digits only.")
+            self._has_body = self._has_body or value.strip(b"0") != b""
+        elif lname == b"transfer-encoding":
+            self._has_body = True
+        elif lname == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((lname, value))  # the rest of uvicorn's own on_header (inlined)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._heads += 1
+        self._gap = 0
+        self._head_started = 0.0
+        if self.parser.should_upgrade():
+            if self._upgrade_to(b"websocket"):
+                self._stop(403, "forbidden", "WebSocket connections are not served here.")
+            if self._has_body:
+                self._stop(
+                    400,
+                    "bad_request",
+                    "A request asking for a protocol upgrade cannot have a body.",
+                )
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._gap = 0
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True  # whatever follows is the next request's head
+        self._head_bytes = 0
+
+    # -- refusing -------------------------------------------------------------------------
+
+    def _too_large(self) -> str:
+        return f"The request line and header fields may have at most {self.max_header_bytes} bytes."
+
+    def _upgrade_to(self, token: bytes) -> bool:
+        return any(name == b"upgrade" and token in value.lower() for name, value in self.headers)
+
+    def _stop(self, status: int, code: str, detail: str) -> None:
+        self._refusal = (status, code, detail)
+        raise _Refused(code)
+
+    def _refuse(self, status: int, code: str, detail: str) -> None:
+        """Answer ``status`` and close; after an answer still being sent for an earlier
+        (pipelined) request, close once that one is done instead of writing into it."""
+        self._closed = True
+        self._head_started = 0.0
+        log.info("front door: %d %s", status, code)
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if self._in_head:  # a later request's head: end the answer in progress, close
+                cycle.keep_alive = False
+                return
+            # This request's body is broken while the app handles it: refuse if nothing
+            # was answered yet, and tell the app its client is gone (as connection_lost).
+            if not cycle.response_started and not self.transport.is_closing():
+                self.transport.write(refusal(status, code, detail))
+            cycle.disconnected = True
+            cycle.message_event.set()
+            self.transport.close()
+            return
+        transport = self.transport
+        if transport.is_closing():
+            return
+        transport.write(refusal(status, code, detail))
+        if transport.can_write_eof():
+            # Half-close and stop reading, then close a moment later: closing with unread
+            # input at once makes the kernel answer with a reset, which destroys the answer
+            # before a client that is still sending has read it. Paused, the rest of what
+            # it sends stays in the kernel's buffers (bounded) and its sends stall.
+            transport.write_eof()
+            transport.pause_reading()
+            self._linger = self.loop.call_later(LINGER_SECONDS, transport.close)
+        else:
+            transport.close()
+
+    def _cut(self) -> None:
+        self._closed = True
+        self._head_started = 0.0
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    # -- the header-read deadline ----------------------------------------------------------
+
+    def _expired(self) -> None:
+        self._head_started = 0.0
+        if self._closed or not self._in_head or self.transport.is_closing():
+            return
+        if self._head_bytes == 0 and (self.cycle is None or self.cycle.response_complete):
+            self._cut()  # nothing was asked: close like an idle keep-alive connection
+            return
+        self._refuse(
+            408,
+            "request_timeout",
+            f"The request head was not complete within {self.header_timeout:g} seconds.",
+        )
+
+
+# server (uvicorn's ServerState) -> its sweep's next run; one sweep per server and loop
+_SWEEPS: weakref.WeakKeyDictionary[Any, asyncio.TimerHandle] = weakref.WeakKeyDictionary()
+
+
+def _sweep(state: Any, loop: asyncio.AbstractEventLoop, period: float) -> None:
+    """Every ``period`` seconds: end the heads that have taken longer than the deadline.
+    A deadline is so kept to within ``period`` (a quarter of it, at most a second)."""
+    now = loop.time()
+    for connection in list(state.connections):
+        started = getattr(connection, "_head_started", 0.0)
+        if started and now - started >= connection.header_timeout:
+            connection._expired()
+    _SWEEPS[state] = loop.call_later(period, _sweep, state, loop, period)
+
+
+def front_door(
+    *,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    max_header_fields: int = DEFAULT_MAX_HEADER_FIELDS,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+) -> type[FrontDoorProtocol]:
+    """The protocol class for uvicorn's ``http=`` with these limits."""
+    return type(
+        "FrontDoorProtocol",
+        (FrontDoorProtocol,),
+        {
+            "max_header_bytes": max_header_bytes,
+            "max_header_fields": max_header_fields,
+            "header_timeout": header_timeout,
+        },
+    )
