@@ -491,8 +491,15 @@ def _components(
     for status, (name, about) in _EDGE_ANSWERS.items():
         content: dict[str, Any] = {media: {"schema": {"$ref": "#/components/schemas/Error"}}}
         if magento and status not in ("405", "409", "410", "413", "422", "429", "501"):
-            # The same status can be Magento's own answer (a 404 for an unknown SKU).
-            content["application/json"] = {"schema": {"$ref": "#/components/schemas/MagentoError"}}
+            # The same status can be Magento's own answer (a 404 for an unknown SKU); one
+            # schema for both media types, as SDK generators read one per status.
+            either = {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/Error"},
+                    {"$ref": "#/components/schemas/MagentoError"},
+                ]
+            }
+            content = {media: {"schema": either}, "application/json": {"schema": either}}
         headers: dict[str, Any] = {"X-Request-Id": _header_ref("X-Request-Id")}
         headers.update({n: _header_ref(n) for n in _rate_headers(surface)})
         if status in ("429", "503"):
