@@ -699,7 +699,7 @@ def test_v3_shaped_policy_loads_without_what_is_not_built(tmp_path: Path) -> Non
     assert s.scopes["read_products"] == (("products", "read"),)
     assert s.error_style == "envelope"
     assert s.header_style == "x-rate-limit"
-    assert set(s.tiers) == {"standard", "gold", "platinum", "internal"}
+    assert set(s.tiers) == {"standard", "gold", "platinum"}
     assert s.tiers["platinum"] == Tier("platinum", rate=240, period=60.0, burst=480, daily=100000)
     route = s.tables["v3"][1]
     assert route.pattern.text == "/products/{id}"
