@@ -16,6 +16,7 @@ from .errors import ErrorStyle
 
 __all__ = [
     "IDEMPOTENCY_KEY",
+    "INTEGER_PATH_PARAMETERS",
     "SEGMENT_VALUE",
     "edge_error_schema",
     "leak_report_schemas",
@@ -30,6 +31,14 @@ __all__ = [
 # edge decodes escapes within a segment again, to see what a second decoder would: "%41"
 # inside a value is "A" to it). ECMAScript syntax (JSON Schema), also valid in Python.
 SEGMENT_VALUE = r"^(?!\.\.?(?:/|$))(?!.*/\.\.?(?:/|$))(?:[^\x00-\x1F\x7F\\%]|%(?![0-9A-Fa-f]{2}))+$"
+
+# Path parameters Magento's service signature types ``int`` (a non-integer is its 400 "The
+# ... value's type is invalid"): the order and customer reads and an order's cancel.
+INTEGER_PATH_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "OrderRepositoryInterface::get": ("id",),
+    "OrderManagementInterface::cancel": ("id",),
+    "CustomerRepositoryInterface::getById": ("customerId",),
+}
 
 IDEMPOTENCY_KEY: dict[str, Any] = {
     "name": "Idempotency-Key",
@@ -153,77 +162,115 @@ def leak_report_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
     return report, feedback
 
 
-# The request bodies of Magento services whose parameters the shared contract records
-# (magento/contract.md §2.5): parameter name → schema. Other services: a JSON object.
-_SERVICE_BODIES: dict[str, dict[str, Any]] = {
-    "ProductRepositoryInterface::save": {
-        "product": {
-            "type": "object",
-            "description": "sku, name, price, attribute_set_id, type_id, status, visibility, "
-            "weight, extension_attributes, custom_attributes, ...",
-            "properties": {
-                "sku": {"type": "string"},
-                "name": {"type": "string"},
-                "price": {"type": "number"},
-                "attribute_set_id": {"type": "integer"},
-                "type_id": {"type": "string"},
-                "status": {"type": "integer"},
-                "visibility": {"type": "integer"},
-                "weight": {"type": "number"},
+# Request bodies Magento validates before its service runs, exactly: a schema-valid body
+# is one Magento takes, and a body it refuses violates the schema (contract.md §2.5,
+# ServiceInputProcessor). Other services: any JSON, described by their parameter names.
+# A SKU is any value but null or a blank string (Magento casts scalars to string).
+_SKU: dict[str, Any] = {
+    "type": ["string", "number", "integer", "boolean", "array", "object"],
+    "pattern": "\\S",
+    "description": "The product's SKU.",
+}
+_PRODUCT = {
+    "type": "object",
+    "description": "sku, name, price, attribute_set_id, type_id, status, visibility, weight, "
+    "extension_attributes, custom_attributes, ...",
+}
+_SAVE_PRODUCT: dict[str, Any] = {
+    "type": "object",
+    "description": "The parameters of Magento's ProductRepositoryInterface::save: `product` "
+    "and optionally `saveOptions`.",
+    "required": ["product"],
+    "properties": {"product": {**_PRODUCT, "required": ["sku"], "properties": {"sku": _SKU}}},
+}
+# MSI source items (SourceItemsSaveInterface::execute): every object among them needs a sku
+# and a source_code that are not empty once cast to text, and a status Magento reads as an
+# int; `sourceItems` is a list, or an object whose values are the items (a PHP array).
+_FILLED: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "pattern": "\\S"},
+        {"type": "number", "not": {"const": 0}},
+        {"const": True},
+        {"type": "array", "minItems": 1},
+        {"type": "object", "minProperties": 1},
+    ]
+}
+_SOURCE_ITEM: dict[str, Any] = {
+    "if": {"type": "object"},
+    "then": {
+        "required": ["sku", "source_code"],
+        "properties": {
+            "sku": _FILLED,
+            "source_code": _FILLED,
+            "quantity": {"description": "The quantity at this source."},
+            "status": {
+                "description": "1 in stock, 0 out of stock.",
+                "anyOf": [
+                    {"type": "integer"},
+                    {"type": "boolean"},
+                    {"type": "string", "pattern": "^-?[0-9]+$"},
+                ],
             },
         },
-        "saveOptions": {"type": "boolean"},
     },
-    "AccountManagementInterface::createAccount": {
-        "customer": _OBJECT,
-        "password": {"type": "string"},
-        "redirectUrl": {"type": "string"},
-    },
-    "CustomerRepositoryInterface::save": {"customer": _OBJECT, "passwordHash": {"type": "string"}},
-    "OrderRepositoryInterface::save": {"entity": _OBJECT},
-    "StockRegistryInterface::updateStockItemBySku": {"stockItem": _OBJECT},
-    "SourceItemsSaveInterface::execute": {"sourceItems": {"type": "array", "items": _OBJECT}},
-    "CategoryRepositoryInterface::save": {"category": _OBJECT},
-    "PageRepositoryInterface::save": {"page": _OBJECT},
-    "BlockRepositoryInterface::save": {"block": _OBJECT},
 }
-
-
-# The parameter Magento refuses the call without ("%fieldName" is required), by service.
-_REQUIRED = {
-    "ProductRepositoryInterface::save": ["product"],
-    "AccountManagementInterface::createAccount": ["customer"],
-    "CustomerRepositoryInterface::save": ["customer"],
-    "OrderRepositoryInterface::save": ["entity"],
-    "StockRegistryInterface::updateStockItemBySku": ["stockItem"],
-    "SourceItemsSaveInterface::execute": ["sourceItems"],
-    "CategoryRepositoryInterface::save": ["category"],
-    "PageRepositoryInterface::save": ["page"],
-    "BlockRepositoryInterface::save": ["block"],
-}
-
-
-def request_body_for(service: str | None, *, bulk: bool) -> dict[str, Any]:
-    """The ``requestBody`` of a write to ``service``. Where the service's parameters are
-    not recorded, any JSON (the edge streams it unread and Magento decides); a bulk call
-    takes a JSON array of bodies, one per operation (Magento's async bulk API)."""
-    known = _SERVICE_BODIES.get(service or "")
-    if known is None or bulk:
-        about = f"Magento's {service} parameters" if service else "The upstream's parameters"
-        schema: dict[str, Any] = {
-            "description": about + (", one JSON object per operation in a JSON array."
-                                    if bulk else ", as a JSON object.")
-        }  # fmt: skip
-    else:
-        schema = {
-            "type": "object",
-            "description": f"The parameters of Magento's {service}.",
-            "required": _REQUIRED.get(service or "", []),
-            "properties": known,
+_SAVE_SOURCE_ITEMS: dict[str, Any] = {
+    "type": "object",
+    "description": "The parameters of Magento's SourceItemsSaveInterface::execute: "
+    "`sourceItems`, objects with sku, source_code, quantity and status.",
+    "required": ["sourceItems"],
+    "properties": {
+        "sourceItems": {
+            "type": ["array", "object", "string", "number", "integer", "boolean"],
+            "items": _SOURCE_ITEM,
+            "additionalProperties": _SOURCE_ITEM,  # an object: its values are the items
         }
-        if service == "ProductRepositoryInterface::save":
-            schema["properties"] = {
-                **known,
-                "product": {**known["product"], "required": ["sku"]},
-            }
-    return {"required": False, "content": {"application/json": {"schema": schema}}}
+    },
+}
+_BODIES: dict[str, dict[str, Any]] = {
+    "ProductRepositoryInterface::save": _SAVE_PRODUCT,
+    "SourceItemsSaveInterface::execute": _SAVE_SOURCE_ITEMS,
+}
+# PUT products/{sku}: Magento writes the path's SKU into a body's single top-level object
+# (ParamsOverrider), so a body of `product` alone needs no sku of its own.
+_SAVE_PRODUCT_BY_SKU: dict[str, Any] = {
+    "type": "object",
+    "description": _SAVE_PRODUCT["description"] + " With `product` alone, its sku is the path's.",
+    "required": ["product"],
+    "properties": {"product": _PRODUCT},
+    "anyOf": [{"maxProperties": 1}, {"properties": _SAVE_PRODUCT["properties"]}],
+}
+# The parameter names of other services the contract records, for the description.
+_NAMES = {
+    "AccountManagementInterface::createAccount": "`customer`, `password`, `redirectUrl`",
+    "CustomerRepositoryInterface::save": "`customer`, `passwordHash`",
+    "OrderRepositoryInterface::save": "`entity`",
+    "StockRegistryInterface::updateStockItemBySku": "`stockItem`",
+    "SourceItemsSaveInterface::execute": "`sourceItems` (sku, source_code, quantity, status)",
+    "CategoryRepositoryInterface::save": "`category`",
+    "PageRepositoryInterface::save": "`page`",
+    "BlockRepositoryInterface::save": "`block`",
+}
+
+
+def request_body_for(
+    service: str | None, *, queued: bool, bulk: bool, path_sets_id: bool
+) -> dict[str, Any]:
+    """The ``requestBody`` of a write to ``service``. ``queued``: Magento's async and bulk
+    APIs accept the body and validate it when the queued operation runs; ``bulk`` takes a
+    JSON array of bodies, one per operation; ``path_sets_id``: a PUT whose last path
+    parameter Magento writes into the body."""
+    known = None if queued else _BODIES.get(service or "")
+    if known is not None and path_sets_id and service == "ProductRepositoryInterface::save":
+        known = _SAVE_PRODUCT_BY_SKU
+    if known is not None:  # Magento refuses the call without these parameters
+        return {"required": True, "content": {"application/json": {"schema": known}}}
+    if known is None:
+        names = _NAMES.get(service or "")
+        about = f"The parameters of Magento's {service}" if service else "The upstream's body"
+        about += f" ({names})" if names else ""
+        about += (
+            ": a JSON array, one body per operation." if bulk else ", as JSON; Magento checks it."
+        )
+        known = {"description": about}
+    return {"required": False, "content": {"application/json": {"schema": known}}}

@@ -40,6 +40,7 @@ import orjson
 from ._openapi_names import endpoint_id, humanize, path_id, qualify, service_id, service_of
 from ._openapi_schemas import (
     IDEMPOTENCY_KEY,
+    INTEGER_PATH_PARAMETERS,
     SEGMENT_VALUE,
     edge_error_schema,
     leak_report_schemas,
@@ -122,6 +123,7 @@ def build(surface: Surface, config: Config | None = None) -> dict[str, Any]:
                     continue
                 seen_ops.add((path, method))
                 doc.add_route(mount, route, method, path)
+    doc.add_aliases()
     doc.finish()
     return {
         "openapi": "3.1.0",
@@ -150,6 +152,9 @@ class _Document:
         # operation → (base id, qualifiers in the order they are tried), named in finish()
         self._names: list[tuple[dict[str, Any], str, tuple[str, ...], str]] = []
         self._tags: dict[str, str] = {}
+        self._by_route: dict[tuple[str, str, int, str], dict[str, Any]] = {}
+        # (operation on a literal path, the route's own operation, the literals it binds)
+        self._aliases: list[tuple[dict[str, Any], dict[str, Any], list[str]]] = []
 
     # -- what the config serves ----------------------------------------------------------
 
@@ -177,8 +182,18 @@ class _Document:
     def add_route(self, mount: Mount, route: Route, method: str, path: str) -> None:
         surface = self.surface
         names = _path_names(path)
-        params = [self._path_parameter(name) for name in names]
-        service = service_of(route.summary) or self._service_elsewhere(route, method)
+        service = service_of(route.summary)
+        renamed: dict[str, str] = {n: n for n in route.pattern.names}
+        if service is None:
+            service, renamed = self._service_elsewhere(route, method)
+        integers: set[str] = set()
+        own = mount.pattern.text.rstrip("/") + route.pattern.text
+        if not _mount_suffix(mount) and path.count("/") == own.count("/"):
+            # the route's own path (not a literal path it answers through a variable)
+            typed = {renamed.get(n) for n in INTEGER_PATH_PARAMETERS.get(service or "", ())}
+            offset = len(names) - len(route.pattern.names)
+            integers = {names[offset + i] for i, n in enumerate(route.pattern.names) if n in typed}
+        params = [self._path_parameter(name, name in integers) for name in names]
         suffix = _mount_suffix(mount)
         route_path = route.pattern.text
         if (route.summary and "::" in route.summary) or (not route.summary and service):
@@ -248,29 +263,79 @@ class _Document:
             if granting:
                 op["security"] = [{self.scheme: [name]} for name in granting]
         if method in ("POST", "PUT", "PATCH"):
-            op["requestBody"] = request_body_for(service, bulk=suffix == "_bulk")
+            op["requestBody"] = request_body_for(
+                service,
+                queued=bool(suffix),
+                bulk=suffix == "_bulk",
+                path_sets_id=method == "PUT" and bool(route.pattern.names),
+            )
         qualifiers = tuple(n for n in names if n != "storeId")
         self._name(op, base, qualifiers, suffix, method, route_path)
         self.paths.setdefault(path, {})[method.lower()] = op
+        self._by_route[(mount.name, route.table, route.index, method)] = op
 
-    def _service_elsewhere(self, route: Route, method: str) -> str | None:
+    def add_aliases(self) -> None:
+        """A method a literal path answers through another route's variable: Magento
+        routes ``PUT products/attribute-sets/groups`` to the save of attribute set
+        "groups" (``PUT products/attribute-sets/{attributeSetId}``), so that path item has
+        a PUT too, and a 405's ``Allow`` there names it (OpenAPI matches a literal path
+        before a templated one)."""
+        surface = self.surface
+        for path in list(self.paths):
+            segments = (*surface.base_parts, *_sample(path))
+            for method in _ANY_METHODS:
+                if method.lower() in self.paths[path]:
+                    continue
+                hit = _answering(surface, method, segments)
+                if hit is None:
+                    continue
+                mount, route, bound = hit
+                target = self._by_route.get((mount.name, route.table, route.index, method))
+                if target is None or not self.serves_mount(mount):
+                    continue
+                self.add_route(mount, route, method, path)
+                alias = self.paths[path][method.lower()]
+                self._names.pop()  # named after its route's operation in finish()
+                del self._by_route[(mount.name, route.table, route.index, method)]
+                self._by_route[(mount.name, route.table, route.index, method)] = target
+                self._aliases.append((alias, target, list(bound.values())))
+                typed = INTEGER_PATH_PARAMETERS.get(service_of(route.summary) or "", ())
+                if not _mount_suffix(mount) and any(
+                    k in typed and not v.isdigit() for k, v in bound.items()
+                ):
+                    # Magento refuses the literal where its service takes an int: this URL
+                    # answers its 400 "value's type is invalid", whatever is sent.
+                    for status in ("200", "202"):
+                        alias["responses"].pop(status, None)
+                    alias["x-never-succeeds"] = True
+                    alias["description"] = (
+                        "Magento answers 400 here: it reads "
+                        + ", ".join(f"`{v}`" for v in bound.values())
+                        + " as a whole number and refuses it. "
+                        + alias["description"]
+                    )
+
+    def _service_elsewhere(self, route: Route, method: str) -> tuple[str | None, dict[str, str]]:
         """The Magento service a route without one in its summary lands on, from another
         loaded policy's table (the partner API's POST /products is Magento's
-        ``ProductRepositoryInterface::save``)."""
+        ``ProductRepositoryInterface::save``), and that route's variable names → this
+        route's (``customerId`` → ``id``)."""
         if self.config is None or route.target is None:
-            return None
+            return None, {}
         upstream = route.rewrite.target_method or method
         segments = tuple(p for p in route.target.strip("/").split("/"))
+        targets = [s[1:-1] for s in segments if s.startswith("{") and s.endswith("}")]
         for surface in self.config.surfaces:
             for routes in surface.tables.values():
                 for other in routes:
                     if other.method != upstream or other.form == "bulk":
                         continue
                     if _same_shape(other, segments):
-                        return service_of(other.summary)
-        return None
+                        names = dict(zip(other.pattern.names, targets, strict=True))
+                        return service_of(other.summary), names
+        return None, {}
 
-    def _path_parameter(self, name: str) -> dict[str, Any]:
+    def _path_parameter(self, name: str, integer: bool = False) -> dict[str, Any]:
         if name == "storeId":
             schema: dict[str, Any] = {"type": "string"}
             if self.store_ids:
@@ -285,6 +350,14 @@ class _Document:
                 "those your token reaches).",
                 "schema": schema,
                 **({"example": self.store_ids[0]} if self.store_ids else {}),
+            }
+        if integer:
+            return {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "description": "A whole number (Magento's service takes an int).",
+                "schema": {"type": "integer"},
             }
         param: dict[str, Any] = {
             "name": name,
@@ -315,6 +388,15 @@ class _Document:
         for (op, *_), name in zip(self._names, named, strict=True):
             op["operationId"] = name
             order.append((name, op))
+        for alias, target, bound in self._aliases:
+            words = "_".join(re.findall(r"[a-z0-9]+", "_".join(bound).lower())) or "literal"
+            alias["operationId"] = f"{target['operationId']}_for_{words}"
+            shown = ", ".join(f"`{b}`" for b in bound)
+            alias["summary"] = f"{target['summary']} ({shown})"
+            alias["description"] = (
+                f"The same operation as `{target['operationId']}`, with {shown} where its "
+                f"path has a parameter: Magento routes this URL there. " + alias["description"]
+            )
         for op in self.paths.values():
             for method in list(op):
                 op[method] = {"operationId": op[method].pop("operationId"), **op[method]}
@@ -390,6 +472,33 @@ def _mount_suffix(mount: Mount) -> str:
     if "/async" in mount.target:
         return "_async"
     return ""
+
+
+def _sample(path: str) -> list[str]:
+    """A URL of ``path`` with a value in each parameter no literal segment spells."""
+    return ["0" if p.startswith("{") else p for p in path.strip("/").split("/") if p]
+
+
+def _answering(
+    surface: Surface, method: str, segments: tuple[str, ...]
+) -> tuple[Mount, Route, dict[str, str]] | None:
+    """The mount route ``method`` on ``segments`` reaches, as proxy.decide.resolve routes
+    it (a denied route is a 403: not answered), and the literal values its variables take."""
+    inner = segments[len(surface.base_parts) :]
+    if any(e.pattern.match(inner) is not None for e in surface.endpoints):
+        return None
+    for mount in surface.mounts:
+        n = len(mount.pattern.parts)
+        if len(inner) < n or mount.pattern.match(inner[:n]) is None:
+            continue
+        if mount.methods is not None and method not in mount.methods:
+            return None
+        hit = surface.table_for(mount).lookup(method, inner[n:])
+        if hit is None or hit[0].deny is not None:
+            return None
+        route, values = hit
+        return mount, route, {k: v for k, v in values.items() if v != "0"}
+    return None
 
 
 def _same_shape(route: Route, segments: tuple[str, ...]) -> bool:
