@@ -172,7 +172,8 @@ class _Document:
 
     def add_endpoint(self, endpoint: Endpoint) -> None:
         path = _oas_path(endpoint.pattern.text)
-        op = _ENDPOINT_OPERATIONS[endpoint.handler](self, endpoint)
+        # A handler without a builder of its own (a new one) is documented generically.
+        op = _ENDPOINT_OPERATIONS.get(endpoint.handler, _generic_operation)(self, endpoint)
         op.setdefault("summary", endpoint.summary or humanize(endpoint_id(endpoint.handler)))
         if not endpoint.auth:
             op["security"] = []
@@ -579,6 +580,24 @@ def _leaks_operation(doc: _Document, endpoint: Endpoint) -> dict[str, Any]:
             **{s: _ref(_EDGE_ANSWERS[s][0]) for s in ("400", "403", "413", "429", "503")},
         },
     }
+
+
+def _generic_operation(doc: _Document, endpoint: Endpoint) -> dict[str, Any]:
+    statuses = ("400", "401", "403", "429", "503") if endpoint.auth else ("400", "429", "503")
+    op: dict[str, Any] = {
+        "tags": [endpoint.handler],
+        "responses": {
+            "200": {
+                "description": "Answered at the edge.",
+                "headers": _answer_headers(doc.surface, replay=False),
+                "content": {"application/json": {"schema": {}}},
+            },
+            **{s: _ref(_EDGE_ANSWERS[s][0]) for s in statuses},
+        },
+    }
+    if endpoint.method in ("POST", "PUT", "PATCH"):
+        op["requestBody"] = {"content": {"application/json": {"schema": {}}}}
+    return op
 
 
 _ENDPOINT_OPERATIONS: Mapping[str, Callable[[_Document, Endpoint], dict[str, Any]]] = {

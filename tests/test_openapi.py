@@ -698,3 +698,15 @@ def test_int_path_parameters_of_magento_services(doc: dict[str, Any], v3: dict[s
     # queued calls are checked by Magento when they run, not when they are accepted
     assert schema(doc, f"{COMMERCE}/async/orders/{{id}}/cancel", "post", "id")["type"] == "string"
     assert schema(doc, f"{COMMERCE}/products/{{sku}}", "get", "sku")["type"] == "string"
+
+
+def test_a_handler_without_a_builder_is_documented_generically(
+    surface: Surface, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new policy handler (the partner API's /graphql) never breaks the document."""
+    from proxy import openapi
+
+    monkeypatch.delitem(openapi._ENDPOINT_OPERATIONS, "stores")
+    op = build(surface)["paths"]["/stores"]["get"]
+    assert op["operationId"] == "list_stores"
+    assert set(op["responses"]) >= {"200", "401", "429", "503"}
