@@ -1,5 +1,5 @@
 """A real ``magento-edge demo`` process for the OpenAPI tests (schemathesis, generated SDKs):
-a personal access token on the v1 ``internal`` tier made with the CLI against the demo's own
+a personal access token on the v1 ``internal`` tier (every resource) made with the CLI against the demo's own
 key store, and a partner JWT (``internal`` tier, scope ``admin``) signed with the demo's
 throwaway issuer key, as the demo's own minting line does."""
 
@@ -22,7 +22,12 @@ from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_LINE = "Ctrl-C stops both servers."
-V1_PERMISSIONS = ("products", "orders", "customers", "inventory")
+# Every resource of the v1 policy: the fuzzer reaches Magento on every documented route
+# (tax rules are "settings", CMS pages "design", store config "stores").
+V1_PERMISSIONS = (
+    "stores", "design", "settings", "email", "domains", "members", "webhooks", "integrations",
+    "extensions", "backups", "deployments", "orders", "products", "customers", "inventory",
+)  # fmt: skip
 
 
 @dataclass
