@@ -93,16 +93,21 @@ def resolve(surface: Surface, method: str, segments: Sequence[str]) -> Decision:
             continue
         rest = inner[n:]
         route_segments = rest[:-1] if rest and rest[-1] == "" else rest
-        if mount.methods is not None and method not in mount.methods:
-            allowed = ", ".join(sorted(mount.methods))
-            raise MethodNotAllowed(
-                f"{method} is not accepted under this path (allowed: {allowed}).",
-                headers={"Allow": allowed},
-            )
         table = surface.table_for(mount)
-        hit = table.lookup(method, route_segments)
+        # A mount that takes only some methods (Magento's async paths refuse GET) answers
+        # the others as if the route did not have them: Allow lists the route's own methods
+        # that the mount takes (issue #17), never the mount's whole list.
+        taken = mount.methods is None or method in mount.methods
+        hit = table.lookup(method, route_segments) if taken else None
         if hit is None:
             allowed_methods = table.allowed_methods(route_segments)
+            allowed_methods = [
+                m
+                for m in allowed_methods
+                if (mount.methods is None or m in mount.methods)
+                and (other := table.lookup(m, route_segments)) is not None
+                and other[0].deny is None  # a denied route's method is a 403, not offered
+            ]
             if allowed_methods:
                 allowed = ", ".join(allowed_methods)
                 raise MethodNotAllowed(

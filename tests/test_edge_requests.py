@@ -381,4 +381,4 @@ def test_openapi_is_public_and_valid(harness: Harness) -> None:
     doc = r.json()
     validate(doc)
     assert doc["openapi"] == "3.1.0"
-    assert "/stores/{store}/commerce/products/{sku}" in doc["paths"]
+    assert "/stores/{storeId}/commerce/products/{sku}" in doc["paths"]

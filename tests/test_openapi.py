@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
 from proxy.openapi import build, openapi_document
@@ -18,7 +20,7 @@ from proxy.policy import Surface, load_policy
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "policies" / "storeoncloud.toml"
 TSV = ROOT / "magento_standin" / "data" / "magento_routes.tsv"
-COMMERCE = "/stores/{store}/commerce"
+COMMERCE = "/stores/{storeId}/commerce"
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
 
@@ -57,7 +59,8 @@ def test_document_validates_as_openapi_3_1(doc: dict[str, Any]) -> None:
 
 
 def test_info_servers_and_global_security(doc: dict[str, Any]) -> None:
-    assert doc["info"] == {"title": "StoreOnCloud Developer API", "version": "1.0.0"}
+    assert (doc["info"]["title"], doc["info"]["version"]) == ("StoreOnCloud Developer API", "1.0.0")
+    assert "MagentoError" in doc["info"]["description"]  # Magento's answers, said once
     assert doc["servers"] == [{"url": "/api/v1"}]
     assert doc["security"] == [{"bearerAuth": []}]
     scheme = doc["components"]["securitySchemes"]["bearerAuth"]
@@ -93,7 +96,9 @@ def test_permission_matches_the_policy(doc: dict[str, Any]) -> None:
     read_post = ops[f"{COMMERCE}/products/base-prices-information"]["post"]
     assert read_post["x-required-permission"] == "products:read"
     assert ops[f"{COMMERCE}/orders"]["get"]["x-required-permission"] == "orders:read"
-    assert ops["/stores/{store}/design/{rest}"]["delete"]["x-required-permission"] == "design:write"
+    assert (
+        ops["/stores/{storeId}/design/{rest}"]["delete"]["x-required-permission"] == "design:write"
+    )
 
 
 def test_denied_routes_are_left_out(doc: dict[str, Any]) -> None:
@@ -123,7 +128,7 @@ def test_async_and_bulk_paths(doc: dict[str, Any]) -> None:
             assert method != "get"
         if path.startswith(f"{COMMERCE}/async/bulk/"):
             names = [p["name"] for p in op["parameters"] if "name" in p]
-            assert names == ["store"]
+            assert names == ["storeId"]
 
 
 def test_path_parameters_are_declared(doc: dict[str, Any]) -> None:
@@ -138,7 +143,7 @@ def test_idempotency_key_on_writes_only(doc: dict[str, Any]) -> None:
     assert (param["name"], param["in"], param["required"]) == ("Idempotency-Key", "header", False)
     assert param["schema"]["maxLength"] == 255
     for path, method, op in _operations(doc):
-        if not path.startswith("/stores/{store}/"):
+        if not path.startswith("/stores/{storeId}/"):
             continue
         assert (ref in op["parameters"]) == (method in ("post", "put", "patch", "delete")), (
             method,
@@ -153,8 +158,8 @@ def test_rate_limit_headers(doc: dict[str, Any]) -> None:
         assert headers[name]["schema"] == {"type": "integer"}
     assert "X-Rate-Limit-Limit" not in headers
     for path, _, op in _operations(doc):
-        if path.startswith("/stores/{store}/"):
-            ok = op["responses"]["default"]["headers"]
+        if path.startswith("/stores/{storeId}/") and not op.get("x-never-succeeds"):
+            ok = op["responses"]["200" if "/async/" not in path else "202"]["headers"]
             assert ok["RateLimit-Remaining"] == {"$ref": "#/components/headers/RateLimit-Remaining"}
             assert op["responses"]["429"] == {"$ref": "#/components/responses/TooManyRequests"}
 
@@ -164,6 +169,10 @@ def test_problem_schema_and_error_responses(doc: dict[str, Any]) -> None:
     assert schema["required"] == ["type", "title", "status", "detail", "request_id"]
     unauthorized = doc["components"]["responses"]["Unauthorized"]
     assert "application/problem+json" in unauthorized["content"]
+    # Magento's own 401 passes through in its own shape
+    assert {"$ref": "#/components/schemas/MagentoError"} in unauthorized["content"][
+        "application/json"
+    ]["schema"]["anyOf"]
 
 
 def test_edge_endpoints(doc: dict[str, Any]) -> None:
@@ -252,7 +261,7 @@ def test_envelope_and_x_rate_limit_surface(tmp_path: Path) -> None:
     path.write_text(SMALL)
     doc = build(load_policy(path))
     validate(doc)
-    assert doc["info"] == {"title": "Small", "version": "3.1.4"}
+    assert (doc["info"]["title"], doc["info"]["version"]) == ("Small", "3.1.4")
     assert doc["servers"] == [{"url": "/api/v3"}]
     headers = doc["components"]["headers"]
     assert "X-Rate-Limit-Limit" in headers and "RateLimit-Limit" not in headers
@@ -261,25 +270,25 @@ def test_envelope_and_x_rate_limit_surface(tmp_path: Path) -> None:
     paths = doc["paths"]
     assert set(paths) == {
         "/openapi.json",
-        "/shops/{store}/products/{sku}",
-        "/shops/{store}/products/search",
-        "/shops/{store}/panel/design/{rest}",
-        "/shops/{store}/bulk/products/bySku",
+        "/shops/{storeId}/products/{sku}",
+        "/shops/{storeId}/products/search",
+        "/shops/{storeId}/panel/design/{rest}",
+        "/shops/{storeId}/bulk/products/bySku",
     }
-    assert set(paths["/shops/{store}/products/{sku}"]) == {"get", "put"}
-    assert paths["/shops/{store}/products/{sku}"]["get"]["summary"] == "Get one"
-    assert paths["/shops/{store}/products/search"]["post"]["x-required-permission"] == (
+    assert set(paths["/shops/{storeId}/products/{sku}"]) == {"get", "put"}
+    assert paths["/shops/{storeId}/products/{sku}"]["get"]["summary"] == "Get one"
+    assert paths["/shops/{storeId}/products/search"]["post"]["x-required-permission"] == (
         "products:read"
     )
-    assert set(paths["/shops/{store}/panel/design/{rest}"]) == {
+    assert set(paths["/shops/{storeId}/panel/design/{rest}"]) == {
         "get",
         "post",
         "put",
         "patch",
         "delete",
     }
-    assert set(paths["/shops/{store}/bulk/products/bySku"]) == {"put"}
-    ok = paths["/shops/{store}/products/{sku}"]["get"]["responses"]["default"]["headers"]
+    assert set(paths["/shops/{storeId}/bulk/products/bySku"]) == {"put"}
+    ok = paths["/shops/{storeId}/products/{sku}"]["get"]["responses"]["200"]["headers"]
     assert set(ok) == {
         "X-Rate-Limit-Limit",
         "X-Rate-Limit-Remaining",
@@ -305,7 +314,7 @@ def v3(icu: Surface) -> dict[str, Any]:
 
 def test_v3_document_validates_as_openapi_3_1(v3: dict[str, Any]) -> None:
     validate(v3)
-    assert v3["info"] == {"title": "Store.icu Partner API", "version": "3.0.0"}
+    assert (v3["info"]["title"], v3["info"]["version"]) == ("Store.icu Partner API", "3.0.0")
     assert v3["security"] == [{"oauth2": []}]
     assert "bearerAuth" not in v3["components"]["securitySchemes"]
 
@@ -371,7 +380,7 @@ def test_v3_paths_are_the_route_table(v3: dict[str, Any]) -> None:
         "/customers/{id}": ["delete", "get", "put"],
         "/inventory": ["get"],
         "/inventory/{product_id}": ["get"],
-        "/inventory/adjustments": ["post"],
+        "/inventory/adjustments": ["get", "post"],  # GET: the stock item of SKU "adjustments"
         "/pages": ["get", "post"],
         "/pages/{id}": ["delete", "get", "put"],
         "/carts": ["post"],
@@ -394,7 +403,12 @@ def test_v3_page_and_limit_on_list_routes_only(v3: dict[str, Any]) -> None:
     for path, method, op in _operations(v3):
         query = {p["name"]: p for p in op.get("parameters", []) if p.get("in") == "query"}
         if method == "get" and path in lists:
-            assert query["page"]["schema"] == {"type": "integer", "minimum": 1, "default": 1}
+            assert query["page"]["schema"] == {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 2**31 - 1,
+                "default": 1,
+            }
             assert query["limit"]["schema"] == {
                 "type": "integer",
                 "minimum": 1,
@@ -412,7 +426,7 @@ def test_v3_501_routes_are_documented_as_such(v3: dict[str, Any]) -> None:
         ("/bulk/customers/export", "post"),
     ):
         op = v3["paths"][path][method]
-        assert set(op["responses"]) == {"501"}
+        assert set(op["responses"]) == {"400", "501"}
         assert op["responses"]["501"]["$ref"] == "#/components/responses/NotImplemented"
         assert "Magento" in op["description"]
         assert op["security"] == []  # answered before any token is looked at
@@ -423,12 +437,12 @@ def test_v3_envelope_and_x_rate_limit_headers(v3: dict[str, Any]) -> None:
     schema = v3["components"]["schemas"]["Error"]
     assert schema["required"] == ["error"]
     assert schema["properties"]["error"]["required"] == ["code", "message", "request_id"]
-    for name in ("Unauthorized", "Forbidden", "TooManyRequests", "NotImplemented"):
+    for name in ("Unauthorized", "Forbidden", "TooManyRequests", "NotImplemented", "NotFound"):
         content = v3["components"]["responses"][name]["content"]
         assert content == {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     headers = v3["components"]["headers"]
     assert "epoch" in headers["X-Rate-Limit-Reset"]["description"]
-    ok = v3["paths"]["/orders"]["get"]["responses"]["default"]["headers"]
+    ok = v3["paths"]["/orders"]["get"]["responses"]["200"]["headers"]
     assert set(ok) == {
         "X-Rate-Limit-Limit",
         "X-Rate-Limit-Remaining",
@@ -466,3 +480,233 @@ def test_a_jwt_surface_without_a_token_url_is_http_bearer_with_scope_roles(
         {"oauth2": ["admin"]},
         {"oauth2": ["write_content"]},
     ]
+
+
+# -- issue #17: the document tells the truth about the config it runs ------------------------
+
+
+def _config(tmp_path: Path, extra: str = "") -> Any:
+    from proxy.config import load_config
+
+    (tmp_path / "config.toml").write_text(
+        f"""
+[server]
+policies = ["{POLICY}"]
+[keystore]
+backend = "sqlite"
+path = "edge.db"
+[stores.acme]
+name = "Acme"
+environment = "live"
+magento_url = "http://127.0.0.1:9"
+store_code = "default"
+credential = {{ kind = "bearer", token_env = "T" }}
+[stores.beta]
+name = "Beta"
+environment = "sandbox"
+magento_url = "http://127.0.0.1:9"
+store_code = "default"
+credential = {{ kind = "bearer", token_env = "T" }}
+{extra}
+"""
+    )
+    return load_config(tmp_path / "config.toml", env={"T": "x"})
+
+
+def test_unconfigured_upstreams_and_leak_reports_are_left_out(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    doc = build(config.surfaces[0], config)
+    assert "/secret-scanning/leaks" not in doc["paths"]  # 404 without [secret_scanning]
+    assert not any(p.startswith("/stores/{storeId}/design") for p in doc["paths"])  # 503
+    with_panel = _config(tmp_path, '[upstreams.panel]\nurl = "http://127.0.0.1:9"\n')
+    assert "/stores/{storeId}/design/{rest}" in build(with_panel.surfaces[0], with_panel)["paths"]
+
+
+def test_store_ids_are_an_enum_and_get_stores_links_to_store_operations(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    doc = build(config.surfaces[0], config)
+    op = doc["paths"][f"{COMMERCE}/products/{{sku}}"]["get"]
+    store = next(p for p in op["parameters"] if p["name"] == "storeId")
+    assert store["schema"]["enum"] == ["acme", "beta"]
+    links = doc["paths"]["/stores"]["get"]["responses"]["200"]["links"]
+    assert links["list_products"] == {
+        "operationId": "list_products",
+        "parameters": {"path.storeId": "$response.body#/stores/0/id"},
+    }
+    ids = {o["operationId"] for _, _, o in _operations(doc)}
+    assert set(links) <= ids
+    # A create links to what reads the item it made.
+    created = doc["paths"][f"{COMMERCE}/products"]["post"]["responses"]["200"]["links"]
+    assert created["get_product"]["parameters"]["path.sku"] == "$response.body#/sku"
+
+
+def test_operation_ids_come_from_magentos_service_contract(doc: dict[str, Any]) -> None:
+    ops = doc["paths"]
+    assert ops[f"{COMMERCE}/products/{{sku}}"]["get"]["operationId"] == "get_product"
+    assert ops[f"{COMMERCE}/products"]["get"]["operationId"] == "list_products"
+    assert ops[f"{COMMERCE}/products"]["post"]["operationId"] == "save_product"
+    assert ops[f"{COMMERCE}/products/{{sku}}"]["put"]["operationId"] == "save_product_by_sku"
+    assert ops[f"{COMMERCE}/products/{{sku}}"]["delete"]["operationId"] == "delete_product_by_id"
+    assert ops[f"{COMMERCE}/async/products/{{sku}}"]["put"]["operationId"] == (
+        "save_product_by_sku_async"
+    )
+    assert ops[f"{COMMERCE}/async/bulk/products/bySku"]["put"]["operationId"].endswith("_bulk")
+    for _, _, op in _operations(doc):
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", op["operationId"]), op["operationId"]
+        assert not re.search(r"_\d+$", op["operationId"])  # never a running number
+
+
+def test_v3_operation_ids_read_like_rest(v3: dict[str, Any]) -> None:
+    ids = {(p, m): op["operationId"] for p, m, op in _operations(v3)}
+    assert ids[("/products", "get")] == "list_products"
+    assert ids[("/products", "post")] == "create_product"
+    assert ids[("/products/{id}", "get")] == "get_product"
+    assert ids[("/carts/{id}/checkout", "post")] == "checkout_cart"
+    assert len(set(ids.values())) == len(ids)
+
+
+def test_the_ids_are_stable() -> None:
+    first = build(load_policy(POLICY))
+    second = build(load_policy(POLICY))
+    assert [o["operationId"] for _, _, o in _operations(first)] == [
+        o["operationId"] for _, _, o in _operations(second)
+    ]
+
+
+def test_every_edge_status_is_a_response_with_its_headers(doc: dict[str, Any]) -> None:
+    responses = doc["components"]["responses"]
+    by_status = {
+        "400": "BadRequest", "401": "Unauthorized", "403": "Forbidden", "404": "NotFound",
+        "405": "MethodNotAllowed", "409": "Conflict", "413": "ContentTooLarge",
+        "422": "UnprocessableContent", "429": "TooManyRequests", "502": "BadGateway",
+        "503": "ServiceUnavailable", "504": "GatewayTimeout",
+    }  # fmt: skip
+    for name in by_status.values():
+        assert "RateLimit-Remaining" in responses[name]["headers"]
+    assert responses["TooManyRequests"]["headers"]["Retry-After"] == {
+        "$ref": "#/components/headers/Retry-After-Required"
+    }
+    assert "Retry-After" in responses["ServiceUnavailable"]["headers"]
+    assert "WWW-Authenticate" in responses["Unauthorized"]["headers"]
+    assert "Allow" in responses["MethodNotAllowed"]["headers"]
+    write = doc["paths"][f"{COMMERCE}/products"]["post"]["responses"]
+    for status in ("400", "401", "403", "404", "409", "413", "422", "429", "502", "503", "504"):
+        assert write[status] == {"$ref": f"#/components/responses/{by_status[status]}"}
+    assert "Idempotent-Replayed" in write["200"]["headers"]
+    body = doc["paths"][f"{COMMERCE}/products"]["post"]["requestBody"]
+    schema = body["content"]["application/json"]["schema"]
+    assert schema["required"] == ["product"]  # Magento's ProductRepositoryInterface::save
+
+
+@given(st.text(max_size=12) | st.sampled_from([".", "..", "a/..", "%41", "%", "a%zz", "BAG/01"]))
+@settings(max_examples=400, deadline=None)
+def test_the_segment_pattern_is_what_paths_accepts(value: str) -> None:
+    """A value matches the documented pattern exactly when proxy.paths accepts it once a
+    client percent-encodes it (as schemathesis and openapi-python-client do)."""
+    from urllib.parse import quote
+
+    from proxy.errors import BadRequest
+    from proxy.openapi import SEGMENT_VALUE
+    from proxy.paths import split_path
+
+    try:
+        raw = ("/p/" + quote(value, safe="")).encode("ascii")
+    except UnicodeEncodeError:
+        return  # a lone surrogate: no client can send it
+    try:
+        split_path(raw)
+        accepted = value != ""
+    except BadRequest:
+        accepted = False
+    # ECMAScript "$" is the end of the input; Python's would also match before a final "\n"
+    matches = re.search(SEGMENT_VALUE.removesuffix("$") + r"\Z", value) is not None
+    if "%" in value and re.search(r"%[0-9A-Fa-f]{2}", value):
+        assert not matches  # an escape inside a value: documented as not allowed
+        return
+    assert matches == accepted, value
+
+
+def test_allow_on_405_lists_the_routes_own_methods(surface: Surface) -> None:
+    from proxy.decide import resolve
+    from proxy.errors import MethodNotAllowed
+
+    bulk = ("api", "v1", "stores", "demo", "commerce", "async", "bulk", "products", "bySku")
+    with pytest.raises(MethodNotAllowed) as caught:
+        resolve(surface, "GET", bulk)
+    assert caught.value.headers["Allow"] == "DELETE, PUT"  # not the mount's POST, PATCH
+    async_ = ("api", "v1", "stores", "demo", "commerce", "async", "products")
+    with pytest.raises(MethodNotAllowed) as caught:
+        resolve(surface, "GET", async_)
+    assert caught.value.headers["Allow"] == "POST"  # GET /products exists, not under async
+
+
+@pytest.mark.parametrize("policy", ["storeoncloud.toml", "storeicu.toml"])
+def test_each_path_documents_exactly_the_methods_the_edge_answers(policy: str) -> None:
+    """Every documented path, with a value in each parameter, through the edge's own
+    routing (proxy.decide.resolve): a documented method is answered, an undocumented one
+    is a 405 whose Allow lists exactly the documented ones (or the path is not there)."""
+    from proxy.decide import resolve
+    from proxy.errors import EdgeError, MethodNotAllowed, RouteNotImplemented
+
+    surface = load_policy(ROOT / "policies" / policy)
+    doc = build(surface)
+    checked = 0
+    for path, item in doc["paths"].items():
+        if path in ("/openapi.json", "/stores", "/secret-scanning/leaks"):
+            continue
+        segments = (*surface.base_parts, *("0" if p[:1] == "{" else p for p in path[1:].split("/")))
+        documented = sorted(m.upper() for m in item if m in METHODS)
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            try:
+                resolve(surface, method, segments)
+                answered = True
+            except RouteNotImplemented:
+                answered = True  # documented as its 501
+            except MethodNotAllowed as exc:
+                answered = False
+                assert exc.headers["Allow"].split(", ") == documented, (method, path)
+            except EdgeError:
+                answered = False
+            assert answered == (method in documented), (method, path)
+            checked += 1
+    assert checked > 100
+
+
+def test_a_literal_path_documents_what_it_answers_through_a_variable(
+    doc: dict[str, Any],
+) -> None:
+    # PUT products/attribute-sets/groups is Magento's save of the attribute set "groups"
+    item = doc["paths"][f"{COMMERCE}/products/attribute-sets/groups"]
+    assert set(item) == {"get", "post", "put", "delete"}
+    assert item["post"]["operationId"] == "save_product_attribute_group"
+    assert item["put"]["operationId"] == "save_attribute_set_in_products_for_groups"
+    assert "`groups`" in item["put"]["summary"]
+    # GET customers/confirm reaches getById with "confirm": Magento's 400, always
+    confirm = doc["paths"][f"{COMMERCE}/customers/confirm"]["get"]
+    assert confirm["x-never-succeeds"] is True and "200" not in confirm["responses"]
+
+
+def test_int_path_parameters_of_magento_services(doc: dict[str, Any], v3: dict[str, Any]) -> None:
+    def schema(d: dict[str, Any], path: str, method: str, name: str) -> Any:
+        op = d["paths"][path][method]
+        return next(p["schema"] for p in op["parameters"] if p.get("name") == name)
+
+    assert schema(doc, f"{COMMERCE}/orders/{{id}}", "get", "id") == {"type": "integer"}
+    assert schema(doc, f"{COMMERCE}/customers/{{customerId}}", "get", "customerId") == {
+        "type": "integer"
+    }
+    # queued calls are checked by Magento when they run, not when they are accepted
+    assert schema(doc, f"{COMMERCE}/async/orders/{{id}}/cancel", "post", "id")["type"] == "string"
+    assert schema(doc, f"{COMMERCE}/products/{{sku}}", "get", "sku")["type"] == "string"
+
+
+def test_a_handler_without_a_builder_is_documented_generically(
+    surface: Surface, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new policy handler (the partner API's /graphql) never breaks the document."""
+    from proxy import openapi
+
+    monkeypatch.delitem(openapi._ENDPOINT_OPERATIONS, "stores")
+    op = build(surface)["paths"]["/stores"]["get"]
+    assert op["operationId"] == "list_stores"
+    assert set(op["responses"]) >= {"200", "401", "429", "503"}

@@ -233,6 +233,6 @@ def test_openapi_documents_not_implemented_routes_as_501() -> None:
     surface = load_policy(ROOT / "policies" / "storeicu.toml")
     doc = build(surface)
     op = doc["paths"]["/orders/{id}"]["put"]
-    assert list(op["responses"]) == ["501"]
+    assert list(op["responses"]) == ["400", "501"]
     assert "Magento" in op["description"]
     assert doc["paths"]["/orders"]["post"]["x-required-permission"] == "orders:write"
