@@ -34,11 +34,19 @@ _ALNUM = string.ascii_letters + string.digits
 class CartError(Exception):
     """A Magento error answer: ``status``, ``message`` (a template), ``parameters``."""
 
-    def __init__(self, status: int, message: str, parameters: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        parameters: Mapping[str, Any] | list[Any] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
-        self.parameters = dict(parameters or {})
+        # named (%fieldName) or positional (%1) parameters, as Magento's answer has them
+        self.parameters = (
+            list(parameters) if isinstance(parameters, list) else dict(parameters or {})
+        )
 
 
 class CartBook:
@@ -157,6 +165,9 @@ class CartBook:
         """``OrderRepositoryInterface::save``: a new order (no ``entity_id``) or an update."""
         if not isinstance(entity, dict):
             raise CartError(400, _REQUIRED, {"fieldName": "entity"})
+        items = entity.get("items", [])
+        if not isinstance(items, list):  # Magento's deserializer: OrderItemInterface[]
+            raise CartError(400, 'The "%1" value\'s type is invalid.', ["items"])
         now = datetime.fromtimestamp(self._clock(), UTC).strftime("%Y-%m-%d %H:%M:%S")
         raw_id = entity.get("entity_id")
         if raw_id is not None and isinstance(raw_id, int) and raw_id in self.orders:
@@ -179,7 +190,7 @@ class CartBook:
             "created_at": now,
             "updated_at": now,
         }
-        for n, item in enumerate(order["items"], start=1):
+        for n, item in enumerate(items, start=1):
             if isinstance(item, dict):
                 item.setdefault("item_id", order_id * 1000 + n)
                 item["order_id"] = order_id

@@ -168,8 +168,12 @@ def leak_report_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
 # A SKU is any value but null or a blank string (Magento casts scalars to string).
 _SKU: dict[str, Any] = {
     "type": ["string", "number", "integer", "boolean", "array", "object"],
-    "pattern": "\\S",
-    "description": "The product's SKU.",
+    # Not blank (Magento's own check); no control character, backslash or dot segment: the
+    # edge refuses those in a path (proxy.paths), so such a product could never be read
+    # back, updated or deleted through it.
+    "pattern": "^(?!\\.\\.?(?:/|$))(?!.*/\\.\\.?(?:/|$))(?=.*\\S)[^\\x00-\\x1F\\x7F\\\\]+$",
+    "description": "The product's SKU (it travels in later paths: no control characters "
+    "or backslashes, and no `.` or `..` between slashes).",
 }
 _PRODUCT = {
     "type": "object",
@@ -227,7 +231,25 @@ _SAVE_SOURCE_ITEMS: dict[str, Any] = {
         }
     },
 }
+# OrderRepositoryInterface::save (POST orders, PUT orders/create): Magento refuses the call
+# without `entity`, and its `items` must be a list of order items.
+_SAVE_ORDER: dict[str, Any] = {
+    "type": "object",
+    "description": "The parameters of Magento's OrderRepositoryInterface::save: `entity`, "
+    "the order (Sales OrderInterface); without `entity_id`, a new order.",
+    "required": ["entity"],
+    "properties": {
+        "entity": {
+            "type": "object",
+            "properties": {
+                "entity_id": {"type": "integer", "minimum": 1},
+                "items": {"type": "array", "items": {"type": "object"}},
+            },
+        }
+    },
+}
 _BODIES: dict[str, dict[str, Any]] = {
+    "OrderRepositoryInterface::save": _SAVE_ORDER,
     "ProductRepositoryInterface::save": _SAVE_PRODUCT,
     "SourceItemsSaveInterface::execute": _SAVE_SOURCE_ITEMS,
 }

@@ -54,6 +54,7 @@ from .policy import Endpoint, Mount, Route, Surface, Version
 
 if TYPE_CHECKING:
     from .config import Config
+    from .graphql import GraphQLSettings
 
 __all__ = ["SEGMENT_VALUE", "build", "openapi_document"]
 
@@ -73,6 +74,7 @@ _EDGE_ANSWERS: dict[str, tuple[str, str]] = {
     "409": ("Conflict", "A request with this Idempotency-Key is still in flight."),
     "410": ("Gone", "This version of the API is retired (a deprecated server's sunset)."),
     "413": ("ContentTooLarge", "The body is over the edge's limit for this request."),
+    "415": ("UnsupportedMediaType", "GraphQL over POST takes application/json only."),
     "422": ("UnprocessableContent", "This Idempotency-Key was used for another request."),
     "429": ("TooManyRequests", "Over the rate limit or the daily quota; see Retry-After."),
     "501": ("NotImplemented", "This route has no Magento equivalent."),
@@ -124,6 +126,8 @@ def build(surface: Surface, config: Config | None = None) -> dict[str, Any]:
                     continue
                 seen_ops.add((path, method))
                 doc.add_route(mount, route, method, path)
+    if surface.graphql is not None:  # issue #16: [graphql], decided per top-level field
+        doc.add_graphql(surface.graphql)
     doc.add_aliases()
     doc.finish()
     return {
@@ -275,6 +279,88 @@ class _Document:
         self._name(op, base, qualifiers, suffix, method, route_path)
         self.paths.setdefault(path, {})[method.lower()] = op
         self._by_route[(mount.name, route.table, route.index, method)] = op
+
+    def add_graphql(self, settings: GraphQLSettings) -> None:
+        """``[graphql]``'s path: GET (queries) and POST, decided per top-level field."""
+        surface = self.surface
+        path = "/" + "/".join(settings.parts)
+        by_field: dict[str, Any] = {}
+        for name, rule in sorted(settings.fields.items()):
+            if rule in ("anonymous", "self"):
+                by_field[name] = rule
+            elif surface.auth == "jwt":
+                by_field[name] = {
+                    "query": scopes_granting(surface, rule, "read"),
+                    "mutation": scopes_granting(surface, rule, "write"),
+                }
+            else:
+                by_field[name] = {"query": f"{rule}:read", "mutation": f"{rule}:write"}
+        root = "/" + "/".join(settings.root_parts) if settings.root_parts else None
+        description = (
+            "Magento's GraphQL (its `/graphql`), checked by the edge before anything is sent: "
+            "the document is parsed; every top-level field of every operation must be named "
+            "in `x-graphql-fields` and granted to the token (a query needs read, a mutation "
+            "write); `anonymous` fields need any valid token of the store, `self` fields are "
+            f"refused here; at most {settings.max_depth} levels, {settings.max_aliases} "
+            f"aliases, {settings.max_fields} fields and {settings.max_bytes} bytes; "
+            f"introspection {'allowed' if settings.introspection else 'refused'}. Magento's "
+            "answer comes back as it is (GraphQL errors arrive with 200)."
+            + (f" Also served at `{root}` from the host's root." if root else "")
+        )
+        responses: dict[str, Any] = {
+            "200": {
+                "description": "Magento's GraphQL answer, verbatim.",
+                "headers": _answer_headers(surface, replay=False),
+                "content": {"application/json": {"schema": _GRAPHQL_ANSWER}},
+            },
+            "default": _ref("UpstreamAnswer"),
+        }
+        for status in ("400", "401", "403", "405", "413", "429", "502", "503", "504"):
+            responses[status] = _ref(_EDGE_ANSWERS[status][0])
+        common = {
+            "tags": ["graphql"],
+            "description": description,
+            "x-graphql-fields": by_field,
+            "x-graphql": True,
+        }
+        get = {
+            **common,
+            "summary": "GraphQL query (GET)",
+            "parameters": [
+                {"name": "query", "in": "query", "required": True, "schema": {"type": "string"}},
+                {"name": "variables", "in": "query", "schema": {"type": "string"},
+                 "description": "A JSON object, as text."},
+                {"name": "operationName", "in": "query", "schema": {"type": "string"}},
+            ],
+            "responses": responses,
+        }  # fmt: skip
+        post = {
+            **common,
+            "summary": "GraphQL query or mutation (POST)",
+            "parameters": [{"$ref": "#/components/parameters/IdempotencyKey"}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                _GRAPHQL_REQUEST,
+                                {"type": "array", "minItems": 1, "items": _GRAPHQL_REQUEST},
+                            ]
+                        }
+                    }
+                },
+            },
+            "responses": {
+                **responses,
+                "200": {**responses["200"], "headers": _answer_headers(surface, replay=True)},
+                **{s: _ref(_EDGE_ANSWERS[s][0]) for s in ("409", "415", "422")},
+            },
+        }
+        self._tags.setdefault("graphql", "graphql")
+        self._name(get, "graphql_query", (), "")
+        self._name(post, "graphql", (), "")
+        self.paths[path] = {"get": get, "post": post}
 
     def add_aliases(self) -> None:
         """A method a literal path answers through another route's variable: Magento
@@ -830,6 +916,21 @@ def _page_parameters(surface: Surface) -> list[dict[str, Any]]:
             },
         },
     ]
+
+
+_GRAPHQL_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "required": ["query"],
+    "properties": {
+        "query": {"type": "string", "description": "A GraphQL document."},
+        "variables": {"type": ["object", "null"]},
+        "operationName": {"type": ["string", "null"]},
+    },
+}
+_GRAPHQL_ANSWER: dict[str, Any] = {
+    "type": ["object", "array"],
+    "description": "{data, errors} (an array of them for a batch).",
+}
 
 
 def _ref(name: str) -> dict[str, Any]:

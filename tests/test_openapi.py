@@ -348,6 +348,8 @@ def test_v3_every_operation_names_the_scopes_that_grant_it(
     for path, method, op in _operations(v3):
         if path == "/openapi.json" or "501" in op["responses"]:
             continue
+        if op.get("x-graphql"):  # per top-level field: test_v3_graphql_is_documented_per_field
+            continue
         resource, _, access = op["x-required-permission"].partition(":")
         # Derived here from the scope table, independently of the generator.
         wanted = sorted(s for s in icu.scopes if _grants(icu, s, resource, access))
@@ -394,6 +396,7 @@ def test_v3_paths_are_the_route_table(v3: dict[str, Any]) -> None:
         "/themes/{rest}": ["delete", "get", "patch", "post", "put"],
         "/reports": ["get"],
         "/reports/{rest}": ["get"],
+        "/graphql": ["get", "post"],  # [graphql]
     }
     assert v3["paths"]["/openapi.json"]["get"]["security"] == []
 
@@ -402,6 +405,9 @@ def test_v3_page_and_limit_on_list_routes_only(v3: dict[str, Any]) -> None:
     lists = {"/products", "/orders", "/customers", "/inventory", "/pages"}
     for path, method, op in _operations(v3):
         query = {p["name"]: p for p in op.get("parameters", []) if p.get("in") == "query"}
+        if path == "/graphql":  # GraphQL over GET: the document, not pages
+            assert "page" not in query and "limit" not in query
+            continue
         if method == "get" and path in lists:
             assert query["page"]["schema"] == {
                 "type": "integer",
@@ -647,6 +653,7 @@ def test_each_path_documents_exactly_the_methods_the_edge_answers(policy: str) -
     is a 405 whose Allow lists exactly the documented ones (or the path is not there)."""
     from proxy.decide import resolve
     from proxy.errors import EdgeError, MethodNotAllowed, RouteNotImplemented
+    from proxy.graphql_edge import resolve_graphql
 
     surface = load_policy(ROOT / "policies" / policy)
     doc = build(surface)
@@ -658,7 +665,8 @@ def test_each_path_documents_exactly_the_methods_the_edge_answers(policy: str) -
         documented = sorted(m.upper() for m in item if m in METHODS)
         for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
             try:
-                resolve(surface, method, segments)
+                # as the edge routes: the [graphql] path first, then the mounts
+                resolve_graphql(surface, method, segments) or resolve(surface, method, segments)
                 answered = True
             except RouteNotImplemented:
                 answered = True  # documented as its 501
@@ -710,3 +718,23 @@ def test_a_handler_without_a_builder_is_documented_generically(
     op = build(surface)["paths"]["/stores"]["get"]
     assert op["operationId"] == "list_stores"
     assert set(op["responses"]) >= {"200", "401", "429", "503"}
+
+
+def test_v3_graphql_is_documented_per_field(icu: Surface, v3: dict[str, Any]) -> None:
+    assert icu.graphql is not None
+    item = v3["paths"]["/graphql"]
+    assert set(item) == {"get", "post"}  # exactly what resolve_graphql answers (else 405)
+    assert (item["get"]["operationId"], item["post"]["operationId"]) == ("graphql_query", "graphql")
+    fields = item["post"]["x-graphql-fields"]
+    assert set(fields) == set(icu.graphql.fields)  # every named field, nothing else
+    for name, rule in icu.graphql.fields.items():
+        if rule in ("anonymous", "self"):
+            assert fields[name] == rule
+            continue
+        for kind, access in (("query", "read"), ("mutation", "write")):
+            wanted = sorted(s for s in icu.scopes if _grants(icu, s, rule, access))
+            assert fields[name][kind] == wanted, (name, kind)
+    for status in ("400", "401", "403", "405", "413", "415", "429"):
+        assert status in item["post"]["responses"], status
+    assert "415" not in item["get"]["responses"]  # no body, no content type
+    assert "/graphql" in item["post"]["description"]  # the host-root alias is said

@@ -80,6 +80,20 @@ def config_for(document: dict[str, Any]) -> str:
         'checks.positive_data_acceptance.expected-statuses = ["400"]\n'
         for name in never
     ]
+    # GraphQL: a schema-valid body is any string as "query", which is rarely a document
+    # the policy grants (400 syntax, 403 an unnamed field): JSON Schema cannot say more.
+    graphql = sorted(
+        op["operationId"]
+        for item in document["paths"].values()
+        for op in item.values()
+        if op.get("x-graphql")
+    )
+    blocks += [
+        f'[[operations]]\ninclude-operation-id = "{name}"\n'
+        'checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "403", "405", '
+        '"413", "429"]\n'
+        for name in graphql
+    ]
     return "\n".join([CONFIG, *blocks])
 
 
