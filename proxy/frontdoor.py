@@ -116,16 +116,6 @@ class FrontDoorProtocol(HttpToolsProtocol):
             self._linger.cancel()
         super().connection_lost(exc)
 
-    def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio allows bool
-        # The client half-closed after its request (``nc -N``, ``shutdown(SHUT_WR)``):
-        # answer it, then close. uvicorn closes at once and the answer is lost. A request
-        # whose body never ended is closed at once (the app sees the client gone).
-        cycle = self.cycle
-        if cycle is not None and not cycle.response_complete and not cycle.more_body:
-            cycle.keep_alive = False
-            return True
-        return None
-
     def data_received(self, data: bytes) -> None:
         if self._closed:
             return

@@ -123,7 +123,26 @@ def requests(draw: st.DrawFn) -> tuple[str, str, str]:
 
 
 def _route(standin: Any, method: str, hit_key: str) -> Any:
-    return next(r for r in standin.routes if r.method == method and r.hit_key == hit_key)
+    """The Magento route a stand-in hit was; an async or bulk hit is its synchronous route's
+    (the same ACL), bulk's ``by<Param>`` segments standing for the route's ``:param``."""
+    bulk = hit_key.startswith("/async/bulk/")
+    key = hit_key.removeprefix("/async/bulk").removeprefix("/async")
+    parts = key.split("/")
+
+    def same(route: Any) -> bool:
+        if route.hit_key == key:
+            return True
+        theirs = route.hit_key.split("/")
+        return (
+            bulk
+            and len(theirs) == len(parts)
+            and all(
+                a == b or (a.startswith(":") and b.startswith("by"))
+                for a, b in zip(theirs, parts, strict=True)
+            )
+        )
+
+    return next(r for r in standin.routes if r.method == method and same(r))
 
 
 @settings(
