@@ -109,6 +109,9 @@ url = "{panel}"
 [logging]
 level = "info"
 access_log = {access_log}
+
+[admin]
+port = 0                           # each edge its own (ephemeral) admin listener
 """
 
 
