@@ -197,9 +197,9 @@ def upstream_request_headers(
                 vias.append(value.decode("latin-1"))
             continue
         if not value.isascii():
-            # SPEC §8: forwarded exactly or refused, never altered. The upstream client
-            # takes str and re-encodes it (aiohttp as UTF-8), so bytes above 0x7F would
-            # reach Magento changed: refused instead.
+            # SPEC §8: forwarded exactly or refused, never altered. The transport would
+            # carry them byte for byte (latin-1), but Magento (PHP) and any proxy in front
+            # of it may each read such bytes differently: refused.
             raise BadRequest(
                 f"The header {name[:64].decode('latin-1')} has bytes outside ASCII; send them "
                 "percent-encoded or as ASCII text."
