@@ -10,6 +10,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from magento_standin import create_standin
 from proxy.backends.keystore.base import TokenRecord
 from proxy.backends.keystore.sqlite import SQLiteKeyStore
@@ -52,6 +54,29 @@ class NativeHarness:
     def seen(self, since: int) -> list[Any]:
         """The requests the stand-in received after the first ``since``."""
         return list(self.standin.requests)[since:]
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        """An HTTP client of the edge, sending ``token`` as a bearer when given."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+
+    def customer_token(self) -> str:
+        """A Magento customer token for the stand-in's customer 1, logged in through the
+        edge (``integration/customer/token`` is anonymous on the native mount)."""
+        with self.client() as c:
+            r = c.post(
+                "/rest/default/V1/integration/customer/token",
+                json={"username": CUSTOMER_EMAIL, "password": CUSTOMER_PASSWORD},
+            )
+        assert r.status_code == 200, r.text
+        token = r.json()
+        assert isinstance(token, str) and token.count(".") == 2  # Magento 2.4.4+: a JWT
+        return token
+
+
+def sent_header(request: Any, name: str) -> list[str]:
+    """The values of header ``name`` (lower case) in a request the stand-in recorded."""
+    return [v for k, v in request["headers"] if k == name]
 
 
 def native_config(

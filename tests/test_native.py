@@ -9,15 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.native_servers import (
     CUSTOMER_EMAIL,
-    CUSTOMER_PASSWORD,
     STORE_TOKEN,
     NativeHarness,
     native_edge,
+    sent_header,
 )
 
 NOT_AUTHORIZED = "The consumer isn't authorized to access %resources."
@@ -29,31 +28,10 @@ def h(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeHarness]:
         yield harness
 
 
-def _client(h: NativeHarness, token: str | None = None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=h.url, headers=headers, timeout=10)
-
-
-def _auth(request: Any) -> list[str]:
-    return [v for k, v in request["headers"] if k == "authorization"]
-
-
-def _customer_token(h: NativeHarness) -> str:
-    with _client(h) as c:
-        r = c.post(
-            "/rest/default/V1/integration/customer/token",
-            json={"username": CUSTOMER_EMAIL, "password": CUSTOMER_PASSWORD},
-        )
-    assert r.status_code == 200, r.text
-    token = r.json()
-    assert isinstance(token, str) and token.count(".") == 2  # Magento 2.4.4+: a JWT
-    return token
-
-
 def test_guest_cart_to_order_goes_out_with_no_credential_at_all(h: NativeHarness) -> None:
     pat = h.token("orders:write", "products:write")  # sent, and still never forwarded
     before = len(h.standin.requests)
-    with _client(h, pat) as c:
+    with h.client(pat) as c:
         r = c.post("/rest/default/V1/guest-carts")
         assert r.status_code == 200, r.text
         cart = r.json()
@@ -74,7 +52,9 @@ def test_guest_cart_to_order_goes_out_with_no_credential_at_all(h: NativeHarness
     assert h.standin.orders[order_id]["customer_is_guest"] == 1
     seen = h.seen(before)
     assert len(seen) == 4
-    assert all(_auth(req) == [] for req in seen)  # no edge token, no store credential
+    assert all(
+        sent_header(req, "authorization") == [] for req in seen
+    )  # no edge token, no store credential
     assert "ratelimit-limit" in r.headers
 
 
@@ -82,8 +62,8 @@ def test_customer_token_traffic_passes_untouched_and_never_with_the_store_creden
     h: NativeHarness,
 ) -> None:
     before = len(h.standin.requests)
-    token = _customer_token(h)
-    with _client(h, token) as c:
+    token = h.customer_token()
+    with h.client(token) as c:
         me = c.get("/rest/V1/customers/me")
         assert me.status_code == 200, me.text
         assert me.json()["email"] == CUSTOMER_EMAIL
@@ -96,15 +76,15 @@ def test_customer_token_traffic_passes_untouched_and_never_with_the_store_creden
     assert h.standin.orders[order.json()]["customer_id"] == 1
     seen = h.seen(before)
     assert len(seen) == 5
-    assert _auth(seen[0]) == []  # the login itself: anonymous
-    assert all(_auth(req) == [f"Bearer {token}"] for req in seen[1:])
-    assert not any(STORE_TOKEN in v for req in seen for v in _auth(req))
+    assert sent_header(seen[0], "authorization") == []  # the login itself: anonymous
+    assert all(sent_header(req, "authorization") == [f"Bearer {token}"] for req in seen[1:])
+    assert not any(STORE_TOKEN in v for req in seen for v in sent_header(req, "authorization"))
 
 
 def test_an_edge_token_is_refused_on_self_routes_with_nothing_forwarded(h: NativeHarness) -> None:
     pat = h.token("customers:write")
     before = len(h.standin.requests)
-    with _client(h, pat) as c:
+    with h.client(pat) as c:
         r = c.get("/rest/default/V1/customers/me")
         # In another scheme too: it would reach Magento (and its logs) untouched.
         basic = c.get("/rest/default/V1/customers/me", headers={"Authorization": f"Basic {pat}"})
@@ -117,12 +97,12 @@ def test_an_edge_token_is_refused_on_self_routes_with_nothing_forwarded(h: Nativ
 def test_protected_routes_need_an_edge_token_granting_the_resource(h: NativeHarness) -> None:
     reader = h.token("products:read")
     before = len(h.standin.requests)
-    with _client(h, reader) as c:
+    with h.client(reader) as c:
         orders = c.get("/rest/default/V1/orders/1")
         write = c.put("/rest/default/V1/products/MB-01", json={"product": {"price": 1}})
-    with _client(h) as c:
+    with h.client() as c:
         anonymous = c.get("/rest/default/V1/products/MB-01")
-    with _client(h, _customer_token(h)) as c:
+    with h.client(h.customer_token()) as c:
         customer = c.get("/rest/default/V1/orders/1")
     for r, required in (
         (orders, "orders:read"),
@@ -141,7 +121,7 @@ def test_protected_routes_need_an_edge_token_granting_the_resource(h: NativeHarn
 def test_a_granted_route_goes_out_with_the_store_credential(h: NativeHarness) -> None:
     reader = h.token("products:read")
     before = len(h.standin.requests)
-    with _client(h, reader) as c:
+    with h.client(reader) as c:
         r = c.get("/rest/all/V1/products/BAG%2F01")
         listed = c.get("/rest/fr/V1/products", params={"searchCriteria[pageSize]": "2"})
     assert r.status_code == 200, r.text
@@ -152,14 +132,14 @@ def test_a_granted_route_goes_out_with_the_store_credential(h: NativeHarness) ->
         b"/rest/all/V1/products/BAG%2F01",
         b"/rest/fr/V1/products",
     ]
-    assert all(_auth(req) == [f"Bearer {STORE_TOKEN}"] for req in seen)
+    assert all(sent_header(req, "authorization") == [f"Bearer {STORE_TOKEN}"] for req in seen)
     assert "ratelimit-remaining" in r.headers
 
 
 def test_a_token_for_another_store_is_refused(h: NativeHarness) -> None:
     other = h.token("products:read", stores=("other",))
     before = len(h.standin.requests)
-    with _client(h, other) as c:
+    with h.client(other) as c:
         r = c.get("/rest/V1/products/MB-01")
     assert r.status_code == 401
     assert r.json()["parameters"] == {"resources": "products:read"}
@@ -187,7 +167,7 @@ def test_refusals_are_in_magentos_shape_and_texts(
     h: NativeHarness, method: str, path: str, status: int, message: str
 ) -> None:
     before = len(h.standin.requests)
-    with _client(h, h.token("products:write")) as c:
+    with h.client(h.token("products:write")) as c:
         r = c.request(method, path)
     assert r.status_code == status
     assert r.json() == {"message": message}
@@ -196,7 +176,7 @@ def test_refusals_are_in_magentos_shape_and_texts(
 
 def test_admin_password_login_is_denied_on_the_native_mount(h: NativeHarness) -> None:
     before = len(h.standin.requests)
-    with _client(h) as c:
+    with h.client() as c:
         r = c.post("/rest/V1/integration/admin/token", json={"username": "a", "password": "b"})
     assert r.status_code == 403
     assert "admin password login" in r.json()["message"]
@@ -206,14 +186,14 @@ def test_admin_password_login_is_denied_on_the_native_mount(h: NativeHarness) ->
 def test_async_and_bulk_need_write_even_for_read_only_posts(h: NativeHarness) -> None:
     reader = h.token("products:read")
     writer = h.token("products:write")
-    with _client(h, reader) as c:
+    with h.client(reader) as c:
         r = c.post(
             "/rest/default/async/V1/products/base-prices-information", json={"skus": ["MB-01"]}
         )
     assert r.status_code == 401
     assert r.json()["parameters"] == {"resources": "products:write"}
     before = len(h.standin.requests)
-    with _client(h, writer) as c:
+    with h.client(writer) as c:
         one = c.post("/rest/default/async/V1/products", json={"product": {"sku": "Q-1"}})
         bulk = c.put(
             "/rest/default/async/bulk/V1/products/bySku",
@@ -239,7 +219,7 @@ rate = 1
 period = 3600
 burst = 3
 """
-    with native_edge(tmp_path, tiers=tiers) as h, _client(h) as c:
+    with native_edge(tmp_path, tiers=tiers) as h, h.client() as c:
         answers = [
             c.post(
                 "/rest/V1/integration/customer/token",

@@ -8,15 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.native_servers import (
     CUSTOMER_EMAIL,
-    CUSTOMER_PASSWORD,
     STORE_TOKEN,
     NativeHarness,
     native_edge,
+    sent_header,
 )
 
 PRODUCTS = '{ products(search: "bag") { items { sku } } }'
@@ -28,38 +27,13 @@ def h(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeHarness]:
         yield harness
 
 
-def _client(h: NativeHarness, token: str | None = None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=h.url, headers=headers, timeout=10)
-
-
-def _auth(request: Any) -> list[str]:
-    return [v for k, v in request["headers"] if k == "authorization"]
-
-
-def _header(request: Any, name: str) -> list[str]:
-    return [v for k, v in request["headers"] if k == name]
-
-
-def _customer_token(h: NativeHarness) -> str:
-    with _client(h) as c:
-        r = c.post(
-            "/rest/default/V1/integration/customer/token",
-            json={"username": CUSTOMER_EMAIL, "password": CUSTOMER_PASSWORD},
-        )
-    assert r.status_code == 200, r.text
-    token = r.json()
-    assert isinstance(token, str)
-    return token
-
-
 def _graphql_calls(h: NativeHarness, since: int) -> list[Any]:
     return [r for r in h.seen(since) if r["raw_path"] == b"/graphql"]
 
 
 def test_a_guest_catalog_query_goes_out_with_no_credential(h: NativeHarness) -> None:
     before = len(h.standin.requests)
-    with _client(h) as c:
+    with h.client() as c:
         r = c.post("/graphql", json={"query": PRODUCTS})
         get = c.get("/graphql", params={"query": "{ storeConfig { store_code } }"})
     assert r.status_code == 200, r.text
@@ -67,29 +41,29 @@ def test_a_guest_catalog_query_goes_out_with_no_credential(h: NativeHarness) -> 
     assert get.status_code == 200 and get.json()["data"]["storeConfig"]["store_code"]
     calls = _graphql_calls(h, before)
     assert len(calls) == 2
-    assert all(_auth(call) == [] for call in calls)
+    assert all(sent_header(call, "authorization") == [] for call in calls)
     assert "ratelimit-remaining" in r.headers  # per client address
 
 
 def test_an_edge_token_on_anonymous_fields_is_never_forwarded(h: NativeHarness) -> None:
     pat = h.token("products:read")
     before = len(h.standin.requests)
-    with _client(h, pat) as c:
+    with h.client(pat) as c:
         r = c.post("/graphql", json={"query": PRODUCTS})
     assert r.status_code == 200, r.text
     [call] = _graphql_calls(h, before)
-    assert _auth(call) == []  # a guest's question goes out as a guest's
+    assert sent_header(call, "authorization") == []  # a guest's question goes out as a guest's
 
 
 def test_a_customer_token_reaches_self_fields_untouched(h: NativeHarness) -> None:
-    token = _customer_token(h)
+    token = h.customer_token()
     before = len(h.standin.requests)
-    with _client(h, token) as c:
+    with h.client(token) as c:
         r = c.post("/graphql", json={"query": "{ customer { email } }"})
     assert r.status_code == 200, r.text
     assert r.json()["data"]["customer"]["email"] == CUSTOMER_EMAIL
     [call] = _graphql_calls(h, before)
-    assert _auth(call) == [f"Bearer {token}"]
+    assert sent_header(call, "authorization") == [f"Bearer {token}"]
 
 
 @pytest.mark.parametrize("who", ["nobody", "pat"])
@@ -98,7 +72,7 @@ def test_self_fields_without_a_customer_token_are_refused_in_magentos_shape(
 ) -> None:
     token = h.token("customers:write") if who == "pat" else None
     before = len(h.standin.requests)
-    with _client(h, token) as c:
+    with h.client(token) as c:
         r = c.post("/graphql", json={"query": "{ customer { email } }"})
     assert r.status_code in (401, 403)
     body = r.json()
@@ -119,7 +93,7 @@ def test_self_fields_without_a_customer_token_are_refused_in_magentos_shape(
 )
 def test_refusals_send_nothing(h: NativeHarness, query: str, status: int) -> None:
     before = len(h.standin.requests)
-    with _client(h) as c:
+    with h.client() as c:
         r = c.post("/graphql", json={"query": query})
     assert r.status_code == status, r.text
     assert set(r.json()) <= {"message", "parameters"}
@@ -128,26 +102,26 @@ def test_refusals_send_nothing(h: NativeHarness, query: str, status: int) -> Non
 
 def test_a_store_view_from_the_store_codes_is_kept_another_is_refused(h: NativeHarness) -> None:
     before = len(h.standin.requests)
-    with _client(h) as c:
+    with h.client() as c:
         fr = c.post("/graphql", json={"query": PRODUCTS}, headers={"Store": "fr"})
         plain = c.post("/graphql", json={"query": PRODUCTS})
         bad = c.post("/graphql", json={"query": PRODUCTS}, headers={"Store": "admin"})
     assert fr.status_code == 200 and plain.status_code == 200
     assert bad.status_code == 400 and bad.json() == {"message": "Requested store is not found"}
     first, second = _graphql_calls(h, before)
-    assert _header(first, "store") == ["fr"]
-    assert _header(second, "store") == ["default"]  # the store's own view
+    assert sent_header(first, "store") == ["fr"]
+    assert sent_header(second, "store") == ["default"]  # the store's own view
 
 
 def test_a_customer_token_cannot_borrow_the_store_credential(h: NativeHarness) -> None:
     # A field mapped to a resource needs an edge token's grant; a customer's token is none.
-    token = _customer_token(h)
+    token = h.customer_token()
     before = len(h.standin.requests)
-    with _client(h, token) as c:
+    with h.client(token) as c:
         r = c.post("/graphql", json={"query": "{ customer { email } secretAdminField }"})
     assert r.status_code == 403
     assert h.seen(before) == []
-    assert all(STORE_TOKEN not in str(_auth(call)) for call in h.seen(0))
+    assert all(STORE_TOKEN not in str(sent_header(call, "authorization")) for call in h.seen(0))
 
 
 def test_customer_logins_over_graphql_are_limited_per_address(tmp_path: Path) -> None:
@@ -166,7 +140,7 @@ burst = 2
         'mutation { generateCustomerToken(email: "roni_cost@example.com", password: "x") '
         "{ token } }"
     )
-    with native_edge(tmp_path, tiers=tiers) as h, _client(h) as c:
+    with native_edge(tmp_path, tiers=tiers) as h, h.client() as c:
         before = len(h.standin.requests)
         answers = [c.post("/graphql", json={"query": login}) for _ in range(3)]
         catalog = c.post("/graphql", json={"query": PRODUCTS})  # the standard bucket
