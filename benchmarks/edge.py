@@ -205,9 +205,11 @@ def create_token(config: Path) -> str:
 
 def start_edge(
     mode: str, magento_url: str, *, redis_url: str | None = None, cpu: str = PROXY_CPU,
-    policy: Path | None = None, name: str | None = None,
+    policy: Path | None = None, name: str | None = None, env: dict[str, str] | None = None,
 ) -> tuple[Proc, str | None]:  # fmt: skip
-    """Start one edge; return (process, token or None). Raise RuntimeError with a reason."""
+    """Start one edge; return (process, token or None). Raise RuntimeError with a reason.
+    ``env``: more environment for the edge process (``benchmarks/ab.py``: a PYTHONPATH
+    that puts another revision's ``proxy`` package first)."""
     works, help_text = serve_help()
     if not works:
         raise RuntimeError(help_text)
@@ -226,8 +228,9 @@ def start_edge(
     if no_auth_flag:
         cmd.append("--no-auth")
     proc = start(
-        name or mode, cmd, cpu=cpu, env={"ACME_MAGENTO_TOKEN": MAGENTO_TOKEN}, cwd=config.parent
-    )
+        name or mode, cmd, cpu=cpu, env={"ACME_MAGENTO_TOKEN": MAGENTO_TOKEN, **(env or {})},
+        cwd=config.parent,
+    )  # fmt: skip
     proc.port = port
     proc.meta["config"] = str(config)
     if mode == "edge-pass":

@@ -191,13 +191,19 @@ class Proc:
                     os.kill(pid, signal.SIGKILL)
 
 
+# A command every process started from here runs under, and how many times longer it then
+# takes to become ready (benchmarks/instructions.py: valgrind, set only around the proxy).
+WRAPPER: list[str] = []
+READY_FACTOR = 1.0
+
+
 def start(
     name: str, cmd: list[str], *, cpu: str | None, env: dict[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Proc:  # fmt: skip
     WORK.mkdir(parents=True, exist_ok=True)
     log = WORK / f"{name}.log"
-    full = (["taskset", "-c", cpu] if cpu is not None else []) + cmd
+    full = (["taskset", "-c", cpu] if cpu is not None else []) + WRAPPER + cmd
     with log.open("wb") as out:
         popen = subprocess.Popen(
             full,
@@ -228,6 +234,7 @@ def wait_ready(
     expect: int = 200,
 ) -> tuple[int, bytes]:  # fmt: skip
     """Poll until ``GET path`` answers ``expect``; raise RuntimeError with the log tail."""
+    timeout *= READY_FACTOR
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:

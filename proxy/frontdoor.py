@@ -24,6 +24,13 @@ enforced on the bytes as they arrive, so a refused request costs a few reads:
   extensions, trailers) are bounded by ``max_header_bytes`` too: beyond, the connection
   is cut.
 
+Answers go out through :class:`FrontDoorCycle`, uvicorn's request-response cycle with the
+same checks at a lower cost (issue #14, measured with ``benchmarks/instructions.py``): an
+answer's head is written together with its first body part (one system call and one TCP
+segment for a small answer, where uvicorn makes two), and its header names and values are
+checked with one search each instead of two per header. Idle keep-alive connections are
+closed by the same sweep as slow heads, not by a timer armed after every answer.
+
 Refusals are small ``application/problem+json`` answers (the surface is not known yet,
 so ``about:blank`` types, as :mod:`proxy.endpoints` uses without a surface).
 Trust model: everything arriving here is hostile until the head is complete.
@@ -33,19 +40,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.parse
 import weakref
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any, ClassVar
 
 import httptools
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 __all__ = [
     "DEFAULT_HEADER_TIMEOUT",
     "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_MAX_HEADER_FIELDS",
     "LINGER_SECONDS",
+    "FrontDoorCycle",
     "FrontDoorProtocol",
     "front_door",
     "refusal",
@@ -58,6 +76,9 @@ DEFAULT_MAX_HEADER_FIELDS = 100
 DEFAULT_HEADER_TIMEOUT = 10.0
 # How long a refused connection stays half-open (its answer sent, nothing more read).
 LINGER_SECONDS = 1.0
+# A first body part up to this size goes out in one write with the answer's head (copied
+# once); a larger one is written on its own after the head.
+_JOIN_BODY_BYTES = 64 * 1024
 
 
 class _Refused(Exception):
@@ -100,6 +121,9 @@ class FrontDoorProtocol(HttpToolsProtocol):
         # Loop time the head being read began (0: none is). Read by the server's sweep
         # (_sweep), not a timer per request: that cost ~2 us a request, this a float.
         self._head_started = 0.0
+        # Loop time the connection went idle after an answer (0: it is not idle); the
+        # sweep closes it after uvicorn's timeout_keep_alive, as uvicorn's own timer did.
+        self._idle_since = 0.0
         self._linger: asyncio.TimerHandle | None = None
 
     # -- connection -------------------------------------------------------------------
@@ -119,6 +143,7 @@ class FrontDoorProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._closed:
             return
+        self._idle_since = 0.0
         while self._in_head:
             if not self._head_started:
                 self._head_started = self.loop.time()
@@ -149,7 +174,6 @@ class FrontDoorProtocol(HttpToolsProtocol):
             self._cut()
 
     def _feed(self, data: bytes) -> None:
-        self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -223,7 +247,48 @@ class FrontDoorProtocol(HttpToolsProtocol):
                     "bad_request",
                     "A request asking for a protocol upgrade cannot have a body.",
                 )
-        super().on_headers_complete()
+        # What uvicorn's on_headers_complete does (the scope's method, version and path;
+        # limit_concurrency; pipelining), with FrontDoorCycle for the answer. WebSocket
+        # upgrades never get here (refused above), other upgrades are plain HTTP/1.1.
+        parser = self.parser
+        scope = self.scope
+        scope["method"] = parser.get_method().decode("ascii")
+        version = parser.get_http_version()
+        if version != "1.1":
+            scope["http_version"] = version
+        url = httptools.parse_url(self.url)
+        raw_path = url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        scope["path"] = self.root_path + path
+        scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+        scope["query_string"] = url.query or b""
+        app = self.app
+        limit = self.limit_concurrency
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            app = service_unavailable
+            self.logger.warning("Exceeded concurrency limit.")
+        previous = self.cycle
+        self.cycle = cycle = FrontDoorCycle(
+            loop=self.loop,
+            scope=scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=version != "1.0" and parser.should_keep_alive(),
+            on_response=self.on_response_complete,
+        )
+        if previous is None or previous.response_complete:
+            self._start_asgi_task(cycle, app)
+        else:  # pipelined: after the answer in progress
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, app))
 
     def on_body(self, body: bytes) -> None:
         self._gap = 0
@@ -233,6 +298,18 @@ class FrontDoorProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._in_head = True  # whatever follows is the next request's head
         self._head_bytes = 0
+
+    def on_response_complete(self) -> None:
+        # uvicorn's, with the idle time noted for the sweep instead of a timer armed
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._idle_since = self.loop.time()
 
     # -- refusing -------------------------------------------------------------------------
 
@@ -302,6 +379,119 @@ class FrontDoorProtocol(HttpToolsProtocol):
         )
 
 
+class FrontDoorCycle(RequestResponseCycle):
+    """uvicorn's request-response cycle; :meth:`send` writes an answer's head with its
+    first body part and checks its headers with two searches in all."""
+
+    _head: bytes = b""  # the answer's head, until the first body part takes it along
+
+    def __init__(self, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # The protocol's loop: asyncio.get_running_loop() costs a getpid() system call.
+        self.loop = loop
+
+    async def send(self, message: ASGISendEvent) -> None:
+        if self.flow.write_paused and not self.disconnected:
+            await self.flow.drain()
+        if self.disconnected:
+            return
+        if not self.response_started:
+            if message["type"] != "http.response.start":
+                raise RuntimeError(
+                    f"Expected ASGI message 'http.response.start', but got '{message['type']}'."
+                )
+            self.response_started = True
+            self.waiting_for_100_continue = False
+            self._head = self._start(message["status"], message.get("headers", ()))
+            # A body part sent in this same turn of the loop takes the head along; an
+            # answer whose body comes later (a stream waiting on Magento) gets its head now.
+            self.loop.call_soon(self._flush)
+            return
+        if self.response_complete:
+            raise RuntimeError(
+                f"Unexpected ASGI message '{message['type']}' sent, "
+                "after response already completed."
+            )
+        if message["type"] != "http.response.body":
+            raise RuntimeError(
+                f"Expected ASGI message 'http.response.body', but got '{message['type']}'."
+            )
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        head, self._head = self._head, b""
+        if self.scope["method"] == "HEAD":
+            self.expected_content_length = 0
+            out = head
+        elif self.chunked_encoding:
+            out = head + (b"%x\r\n%b\r\n" % (len(body), body) if body else b"")
+            if not more_body:
+                out += b"0\r\n\r\n"
+        else:
+            if len(body) > self.expected_content_length:
+                if head:  # as uvicorn: the head was out before the app's mistake
+                    self.transport.write(head)
+                raise RuntimeError("Response content longer than Content-Length")
+            self.expected_content_length -= len(body)
+            if head and len(body) > _JOIN_BODY_BYTES:
+                self.transport.write(head)
+                out = body
+            else:
+                out = head + body if head else body
+        if out:
+            self.transport.write(out)
+        if not more_body:
+            if self.expected_content_length != 0:
+                raise RuntimeError("Response content shorter than Content-Length")
+            self.response_complete = True
+            self.message_event.set()
+            if not self.keep_alive:
+                self.transport.close()
+            self.on_response()
+
+    def _flush(self) -> None:
+        head, self._head = self._head, b""
+        if head and not self.disconnected and not self.transport.is_closing():
+            self.transport.write(head)
+
+    def _start(self, status: int, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+        """The answer's status line and header fields, as uvicorn writes them (names in
+        lower case; ``connection: close`` or chunked framing added where needed)."""
+        fields = [*self.default_headers, *headers]
+        # One search over all names and one over all values: the patterns match single
+        # bytes, so joining the parts finds exactly what a search per part would.
+        if HEADER_RE.search(b"".join([n for n, _ in fields])):
+            raise RuntimeError("Invalid HTTP header name.")
+        if HEADER_VALUE_RE.search(b"".join([v for _, v in fields])):
+            raise RuntimeError("Invalid HTTP header value.")
+        content = [STATUS_LINE[status]]
+        closing = False
+        for name, value in fields:
+            name = name.lower()
+            if name == b"content-length" and self.chunked_encoding is None:
+                self.expected_content_length = int(value)
+                self.chunked_encoding = False
+            elif name == b"transfer-encoding" and value.lower() == b"chunked":
+                self.expected_content_length = 0
+                self.chunked_encoding = True
+            elif name == b"connection" and b"close" in [
+                token.lower().strip() for token in value.split(b",")
+            ]:
+                self.keep_alive = False
+                closing = True
+            content += (name, b": ", value, b"\r\n")
+        if not self.keep_alive and not closing:
+            content.append(b"connection: close\r\n")
+        if (
+            self.chunked_encoding is None
+            and self.scope["method"] != "HEAD"
+            and status not in (204, 304)
+        ):
+            self.chunked_encoding = True
+            content.append(b"transfer-encoding: chunked\r\n")
+        content.append(b"\r\n")
+        return b"".join(content)
+
+
 # server (uvicorn's ServerState) -> its sweep's next run; one sweep per server and loop
 _SWEEPS: weakref.WeakKeyDictionary[Any, asyncio.TimerHandle] = weakref.WeakKeyDictionary()
 
@@ -314,6 +504,11 @@ def _sweep(state: Any, loop: asyncio.AbstractEventLoop, period: float) -> None:
         started = getattr(connection, "_head_started", 0.0)
         if started and now - started >= connection.header_timeout:
             connection._expired()
+        idle = getattr(connection, "_idle_since", 0.0)
+        if idle and now - idle >= connection.timeout_keep_alive:
+            connection._idle_since = 0.0
+            if not connection.transport.is_closing():
+                connection.transport.close()
     _SWEEPS[state] = loop.call_later(period, _sweep, state, loop, period)
 
 

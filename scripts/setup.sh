@@ -2,7 +2,7 @@
 # Installs what magento-edge needs on a fresh Debian machine into ./.venv.
 #   scripts/setup.sh            runtime only (the demo)
 #   scripts/setup.sh test       plus test tools and redis-server
-#   scripts/setup.sh bench      plus nginx, wrk and the benchmark packages
+#   scripts/setup.sh bench      plus nginx, wrk, valgrind and the benchmark packages
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want="${1:-run}"
@@ -18,7 +18,7 @@ apt_install() {
 
 case "$want" in
   test) apt_install redis-server ;;
-  bench) apt_install redis-server nginx-light wrk ;;
+  bench) apt_install redis-server nginx-light wrk valgrind ;;
 esac
 # Debian starts the packaged services on install; nothing here uses them (tests and
 # benchmarks start their own on free loopback ports).
