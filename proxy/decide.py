@@ -76,7 +76,8 @@ def resolve(surface: Surface, method: str, segments: Sequence[str]) -> Decision:
     """Route ``segments`` (the whole raw path) within ``surface``; 404/405/403 otherwise."""
     inner = tuple(segments[len(surface.base_parts) :])
     trimmed = inner[:-1] if inner and inner[-1] == "" else inner
-    for endpoint in surface.endpoints:
+    endpoints, mounts = surface.candidates(len(trimmed))  # those of this path's length
+    for endpoint in endpoints:
         if endpoint.pattern.match(trimmed) is not None:
             if method not in (endpoint.method, "HEAD" if endpoint.method == "GET" else ""):
                 raise MethodNotAllowed(
@@ -84,13 +85,11 @@ def resolve(surface: Surface, method: str, segments: Sequence[str]) -> Decision:
                     headers={"Allow": endpoint.method},
                 )
             return Decision(surface, endpoint, None, None, {}, {}, (), None)
-    for mount in surface.mounts:
-        n = len(mount.pattern.parts)
-        if len(trimmed) < n:
-            continue
-        mount_vars = mount.pattern.match(trimmed[:n])
+    for mount in mounts:
+        mount_vars = mount.pattern.match_prefix(trimmed)
         if mount_vars is None:
             continue
+        n = len(mount.pattern.parts)
         rest = inner[n:]
         route_segments = rest[:-1] if rest and rest[-1] == "" else rest
         table = surface.table_for(mount)

@@ -185,6 +185,22 @@ class Surface:
     # [native]: Magento's own paths, decided by ACL class (sidecar mode, proxy.native)
     native: NativePolicy | None = None
     _compiled: dict[tuple[str, str], RouteTable[Route]] = field(default_factory=dict, repr=False)
+    _by_length: dict[int, tuple[tuple[Endpoint, ...], tuple[Mount, ...]]] = field(
+        default_factory=dict, repr=False
+    )
+
+    def candidates(self, n: int) -> tuple[tuple[Endpoint, ...], tuple[Mount, ...]]:
+        """The endpoints and mounts (each in the order they are tried) whose patterns can
+        match a path of ``n`` segments after the base path: routing tries only these."""
+        found = self._by_length.get(n)
+        if found is None:
+            found = (
+                tuple(e for e in self.endpoints if e.pattern.fits(n)),
+                tuple(m for m in self.mounts if len(m.pattern.parts) <= n),
+            )
+            if n <= _CANDIDATE_LENGTHS:  # n is the client's: only short paths are kept
+                self._by_length[n] = found
+        return found
 
     def table_for(self, mount: Mount) -> RouteTable[Route]:
         """The route table as this mount sees it (bulk mounts see ``by<Param>`` forms)."""
@@ -194,6 +210,10 @@ class Surface:
             table = _build_table(self.tables[mount.routes], mount.form)
             self._compiled[key] = table
         return table
+
+
+# Path lengths whose candidates a surface keeps (longer paths compute theirs each time).
+_CANDIDATE_LENGTHS = 64
 
 
 def _build_table(routes: tuple[Route, ...], form: str) -> RouteTable[Route]:

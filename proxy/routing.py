@@ -46,6 +46,26 @@ class Pattern:
     def literal_count(self) -> int:
         return sum(1 for p in self.parts if p is not None)
 
+    def fits(self, n: int) -> bool:
+        """Whether a path of ``n`` segments has the length this pattern matches."""
+        return n >= len(self.parts) if self.tail else n == len(self.parts)
+
+    def match_prefix(self, segments: Sequence[str]) -> dict[str, str] | None:
+        """:meth:`match` on ``segments[:len(parts)]`` (a mount's prefix), without the
+        slice; ``segments`` must have at least that many."""
+        if self.tail:
+            return self.match(segments[: len(self.parts)])
+        for i, literal in self.literals:
+            if segments[i] != literal:
+                return None
+        values: dict[str, str] = {}
+        for i, name in self.variables:
+            seg = segments[i]
+            if not seg:
+                return None
+            values[name] = seg
+        return values
+
     def match(self, segments: Sequence[str]) -> dict[str, str] | None:
         n = len(self.parts)
         if self.tail:
@@ -141,6 +161,8 @@ class RouteTable(Generic[T]):
         # the winner comes first. Keying on the first literal is Magento's own narrowing
         # (it only considers routes that share the path's leading segments).
         self._by_count: dict[str, dict[tuple[int, str | None], list[tuple[Pattern, T]]]] = {}
+        # the same buckets as method -> count -> first literal or None -> [(pattern, value)]
+        self._by_first: dict[str, dict[int, dict[str | None, list[tuple[Pattern, T]]]]] = {}
         self._tails: dict[str, list[tuple[Pattern, T]]] = {}
         self._methods_by_shape: set[str] = set()
         for method, pattern, value in entries:
@@ -163,6 +185,10 @@ class RouteTable(Generic[T]):
         for tails in self._tails.values():
             # Longest literal prefix first.
             tails.sort(key=lambda pv: (-len(pv[0].parts), pv[0].sort_key))
+        for method, buckets in self._by_count.items():
+            by_first = self._by_first[method] = {}
+            for (n, first), bucket in buckets.items():
+                by_first.setdefault(n, {})[first] = bucket
 
     def methods(self) -> set[str]:
         return set(self._by_count) | set(self._tails) | set(self._exact)
@@ -180,15 +206,17 @@ class RouteTable(Generic[T]):
             value = exact.get(tuple(segments))
             if value is not None:
                 return value, {}
-        buckets = self._by_count.get(method)
+        buckets = self._by_first.get(method)
         if buckets is not None:
             n = len(segments)
-            # A literal first segment sorts after ":var", so its bucket is tried first.
-            for key in ((n, segments[0] if n else None), (n, None)):
-                for pattern, value in buckets.get(key, ()):
-                    found = pattern.match(segments)
-                    if found is not None:
-                        return value, found
+            by_first = buckets.get(n)
+            if by_first is not None:
+                # A literal first segment sorts after ":var", so its bucket is tried first.
+                for first in (segments[0] if n else None, None):
+                    for pattern, value in by_first.get(first, ()):
+                        found = pattern.match(segments)
+                        if found is not None:
+                            return value, found
         for pattern, value in self._tails.get(method, ()):
             found = pattern.match(segments)
             if found is not None:
