@@ -69,7 +69,14 @@ def required_access(mount: Mount | None, route: Route, method: str) -> Access:
 
 def _queues(mount: Mount) -> bool:
     # Magento's asynchronous REST: /rest/<store>/async/V1/... and /rest/<store>/async/bulk/V1
-    return mount.upstream == "magento" and "async" in mount.target.split("/")
+    # (a segment "async" of the target; tested without splitting it on every request)
+    target = mount.target
+    return mount.upstream == "magento" and (
+        "/async/" in target
+        or target.endswith("/async")
+        or target.startswith("async/")
+        or target == "async"
+    )
 
 
 def resolve(surface: Surface, method: str, segments: Sequence[str]) -> Decision:

@@ -70,7 +70,7 @@ from .paths import split_path
 from .policy import Tier
 from .ratelimit import rate_limit_headers
 from .readiness import Readiness
-from .rewrite import upstream_call
+from .rewrite import NO_REWRITE, upstream_call
 from .storefront import host_index, store_from_request
 from .upstream import UpstreamBroke, UpstreamClient
 
@@ -412,10 +412,11 @@ class Edge:
         raw_query = scope.get("query_string", b"")
         query = raw_query.decode("latin-1") if raw_query else ""
         method = scope["method"]
-        if route.rewrite.changes_request:
+        rewrite = route.rewrite
+        if rewrite is not NO_REWRITE and rewrite.changes_request:
             # The one place the upstream method and query are decided: what is signed
             # below is what is sent (proxy.rewrite).
-            method, query = upstream_call(route.rewrite, method, query, decision.surface.lists)
+            method, query = upstream_call(rewrite, method, query, decision.surface.lists)
 
         auth: UpstreamAuth | None = None
         if store is None or mount.upstream != "magento":

@@ -161,6 +161,14 @@ def build_forwarding(
     request_id: str,
 ) -> ForwardingContext:
     peer = scope_client[0] if scope_client else "unknown"
+    if not trusted:  # the common case, in one pass: no proxy in front is believed
+        host = ""
+        for name, value in headers:
+            if name == b"host":
+                host = value.decode("latin-1")
+        return ForwardingContext(
+            client=peer, xff=peer, proto=scheme, host=host, request_id=request_id
+        )
     client, hops = client_address(peer, headers, trusted)
     host = ""
     proto = scheme

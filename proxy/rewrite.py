@@ -114,6 +114,8 @@ def load_route_rewrite(
     list_mode: ListMode | None = r.string(entry, "list", w, None, choices=("criteria", "page"))
     if list_mode is not None and (target_method or method) != "GET":
         r.problem(f"{w}.list", "Magento list routes are GET routes")
+    if target_method is None and list_mode is None:
+        return NO_REWRITE  # the one plain instance: the edge tells it by identity
     return RouteRewrite(target_method=target_method, list=list_mode)
 
 
