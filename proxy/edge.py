@@ -167,10 +167,12 @@ class Edge:
     # -- ASGI -----------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._entry is None:  # no operator middleware: one call less on the hot path
-            await self._dispatch(scope, receive, send)
-        else:
+        if self._entry is not None:
             await self._entry(scope, receive, send)
+        elif scope["type"] == "http":  # no operator middleware: straight to the request path
+            await self._http(scope, receive, send)
+        else:
+            await self._dispatch(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
