@@ -83,11 +83,8 @@ class MagentoOrigin:
         tail = path + "?" + query if query else path
         # Magento's isSecure(): the connection itself, or its offloader header == "https".
         scheme = "https" if self.tls or proto == "https" else "http"
-        return MagentoTarget(
-            url=self.base + tail,
-            signed_url=f"{scheme}://{self.host}{self.base_path}{tail}",
-            host=self.host,
-            proto=proto,
+        return MagentoTarget(  # (positional: one is built per request)
+            self.base + tail, f"{scheme}://{self.host}{self.base_path}{tail}", self.host, proto
         )
 
 

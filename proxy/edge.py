@@ -241,9 +241,10 @@ class Edge:
                 ctx.status = await serve_native(self, ctx, segments)
                 return
             method = scope["method"]
-            ctx.decision = decision = resolve_graphql(surface, method, segments) or resolve(
-                surface, method, segments
+            decision = (
+                resolve_graphql(surface, method, segments) if surface.graphql is not None else None
             )
+            ctx.decision = decision = decision or resolve(surface, method, segments)
             kind = auth_needed(decision)
             if kind == "jwt":  # an OAuth 2.0 access token (auth_jwt)
                 ctx.principal = await self.jwt.authenticate(headers, surface, self.keystore)
