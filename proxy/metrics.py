@@ -99,12 +99,16 @@ class Metrics:
         edge = self.edge_seconds.get(surface)
         if edge is None:
             edge = self.edge_seconds[surface] = _Histogram(_EDGE_BUCKETS)
-        edge.observe(max(0.0, total - upstream))
+        own = total - upstream if total > upstream else 0.0
+        # _Histogram.observe, inlined: two calls fewer on every request
+        edge.counts[bisect_left(edge.bounds, own)] += 1
+        edge.total += own
         if upstream:
             up = self.upstream_seconds.get(store)
             if up is None:
                 up = self.upstream_seconds[store] = _Histogram(_UPSTREAM_BUCKETS)
-            up.observe(upstream)
+            up.counts[bisect_left(up.bounds, upstream)] += 1
+            up.total += upstream
         if ctx.refusal is not None:
             rkey = (surface, str(status), ctx.refusal)
             self.rejections[rkey] = self.rejections.get(rkey, 0) + 1
