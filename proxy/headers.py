@@ -68,6 +68,7 @@ URL_REWRITE = frozenset({b"x-original-url", b"x-rewrite-url"})
 _REQUEST_DROP = _REQUEST_DROP | METHOD_OVERRIDE | CLIENT_ADDRESS | URL_REWRITE
 _RESPONSE_DROP = HOP_BY_HOP | {b"set-cookie", b"set-cookie2"}
 _VIA = "1.1 magento-edge"
+_NO_NAMES: dict[bytes, bytes] = {}
 _ID_PREFIX = secrets.token_hex(8)
 _ID_COUNTER = itertools.count(1)
 _MAX_REQUEST_ID = 128
@@ -220,11 +221,23 @@ def response_headers(
 ) -> list[tuple[bytes, bytes]]:
     """Upstream response headers for the client: lower-cased names, hop-by-hop and
     cookies dropped, ``extra`` (request id, rate-limit fields) replacing same-named ones."""
-    raw = [(n.lower(), v) for n, v in raw]
-    named = _connection_named(raw)
-    replaced = {n for n, _ in extra}
-    out = [
-        (n, v) for n, v in raw if n not in _RESPONSE_DROP and n not in named and n not in replaced
-    ]
+    # One pass and no comprehension (each is a Python call): this runs on every answer.
+    replaced = dict(extra) if extra else _NO_NAMES
+    out: list[tuple[bytes, bytes]] = []
+    connection: list[bytes] | None = None
+    for name, value in raw:
+        name = name.lower()
+        if name in _RESPONSE_DROP or name in replaced:
+            if name == b"connection":
+                if connection is None:
+                    connection = []
+                connection.append(value)
+            continue
+        out.append((name, value))
+    if connection is not None:
+        # Fields the Connection header names are hop-by-hop too, wherever they stand.
+        named = _connection_named([(b"connection", v) for v in connection])
+        if named:
+            out = [(n, v) for n, v in out if n not in named]
     out.extend(extra)
     return out

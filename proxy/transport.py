@@ -595,6 +595,15 @@ class Response:
         return data
 
     async def read_all(self) -> bytes:
+        conn = self._conn
+        if conn is not None and conn.complete and conn.error is None and not conn.read_paused:
+            # The whole answer is here already (a small one comes with its head): taken in
+            # one piece, without a read() per part and the last one for b"" (issue #14).
+            chunks = conn.chunks
+            data = chunks.popleft() if len(chunks) == 1 else b"".join(_drain(chunks))
+            conn.buffered = 0
+            self.finish()
+            return data
         parts: list[bytes] = []
         while chunk := await self.read():
             parts.append(chunk)
