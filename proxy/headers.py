@@ -235,8 +235,14 @@ def response_headers(
             continue
         out.append((name, value))
     if connection is not None:
-        # Fields the Connection header names are hop-by-hop too, wherever they stand.
-        named = _connection_named([(b"connection", v) for v in connection])
+        # Fields the Connection header names are hop-by-hop too, wherever they stand;
+        # names dropped already need no second pass (the usual "keep-alive", "close").
+        named = set()
+        for value in connection:
+            for token in value.split(b","):
+                token = token.strip().lower()
+                if token and token not in _RESPONSE_DROP:
+                    named.add(token)
         if named:
             out = [(n, v) for n, v in out if n not in named]
     out.extend(extra)
