@@ -102,6 +102,13 @@ class Reloadable:
         return self.edge.config
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        edge = self.edge  # looked up once: a request in flight stays on it
+        if scope["type"] == "http" and edge._entry is None:
+            # What Edge.__call__ and its _dispatch do without operator middleware, without
+            # their two coroutine frames (each costs its call, and again on every resume
+            # of the request's task: issue #14).
+            await edge._http(scope, receive, send)
+            return
         if scope["type"] == "lifespan":
             await self._first(scope, receive, send)
             # Shut down: the edges built by reloads hold their own store credentials
@@ -109,7 +116,7 @@ class Reloadable:
             for edge in self._replaced:
                 await edge.close_config_resources()
             return
-        await self.edge(scope, receive, send)  # looked up once: in flight stays on it
+        await edge(scope, receive, send)
 
     def reload(self) -> bool:
         """Load config and policies again and swap them in; False (and the old config
