@@ -189,7 +189,11 @@ def upstream_request_headers(
 ) -> list[tuple[str, str]]:
     """Headers for the upstream; ``drop`` names more client headers never to forward (a
     store's offloader header, which ``extra`` then sets)."""
-    named = _connection_named(headers) if any(n == b"connection" for n, _ in headers) else None
+    named: frozenset[bytes] | None = None
+    for name, _ in headers:  # a loop, not any() over a generator: no call per header
+        if name == b"connection":
+            named = _connection_named(headers)
+            break
     out: list[tuple[str, str]] = []
     vias: list[str] = []
     for name, value in headers:
