@@ -174,6 +174,12 @@ class Edge:
         else:
             await self._dispatch(scope, receive, send)
 
+    @property
+    def http_handler(self) -> ASGIApp:
+        """What serves one http request: the operator's middleware around the edge, else
+        the request path itself (proxy.lifecycle.Reloadable calls it directly)."""
+        return self._entry if self._entry is not None else self._http
+
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self._http(scope, receive, send)

@@ -40,16 +40,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import urllib.parse
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any, ClassVar
 
 import httptools
 import orjson
-from uvicorn._types import ASGISendEvent
-from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn._types import ASGISendEvent, HTTPScope
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, FlowControl, service_unavailable
 from uvicorn.protocols.http.httptools_impl import (
     HEADER_RE,
     HEADER_VALUE_RE,
@@ -84,6 +85,8 @@ _JOIN_BODY_BYTES = 64 * 1024
 # (a table lookup per byte; the regular expressions cost several times more per byte).
 _NAME_OK = bytes(b for b in range(256) if not HEADER_RE.match(bytes([b])))
 _VALUE_OK = bytes(b for b in range(256) if not HEADER_VALUE_RE.match(bytes([b])))
+_NAME = operator.itemgetter(0)
+_VALUE = operator.itemgetter(1)
 
 
 class _Refused(Exception):
@@ -155,7 +158,11 @@ class FrontDoorProtocol(HttpToolsProtocol):
             room = self.max_header_bytes - self._head_bytes
             if len(data) <= room:
                 self._head_bytes += len(data)
-                self._feed(data)
+                # _feed, inlined: a whole small request comes in one read, on every request
+                try:
+                    self.parser.feed_data(data)
+                except (httptools.HttpParserUpgrade, httptools.HttpParserError) as exc:
+                    self._parse_failed(exc, data)
                 return
             # Feed only what fits: either the head ends inside it (go on with the rest:
             # body, or the next request's head) or it is too large, and no more of it is
@@ -181,7 +188,12 @@ class FrontDoorProtocol(HttpToolsProtocol):
     def _feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
+        except (httptools.HttpParserUpgrade, httptools.HttpParserError) as exc:
+            self._parse_failed(exc, data)
+
+    def _parse_failed(self, exc: Exception, data: bytes) -> None:
+        """llhttp stopped on ``data``: an upgrade (go on after the head) or an error."""
+        if isinstance(exc, httptools.HttpParserUpgrade):
             if self._closed:
                 return
             # Not a WebSocket (refused in on_headers_complete): served as HTTP/1.1, the
@@ -189,21 +201,35 @@ class FrontDoorProtocol(HttpToolsProtocol):
             rest = data[exc.args[0] :] if exc.args else b""
             if rest:
                 self.data_received(rest)
-        except httptools.HttpParserError as exc:
-            if self._closed:
-                return
-            if self._refusal is not None:
-                self._refuse(*self._refusal)
-            else:
-                # llhttp's own reasons are fixed strings naming the rule (never input)
-                why = str(exc) if not isinstance(exc, httptools.HttpParserCallbackError) else ""
-                detail = "The request is not valid HTTP/1.1" + (f": {why}." if why else ".")
-                self._refuse(400, "bad_request", detail)
+            return
+        if self._closed:
+            return
+        if self._refusal is not None:
+            self._refuse(*self._refusal)
+        else:
+            # llhttp's own reasons are fixed strings naming the rule (never input)
+            why = str(exc) if not isinstance(exc, httptools.HttpParserCallbackError) else ""
+            detail = "The request is not valid HTTP/1.1" + (f": {why}." if why else ".")
+            self._refuse(400, "bad_request", detail)
 
     # -- parser callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        # uvicorn's own on_message_begin, inlined (it runs on every request)
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
         self._in_head = True
         self._seen = self._fields = 0
         self._has_body = False
@@ -275,19 +301,19 @@ class FrontDoorProtocol(HttpToolsProtocol):
             app = service_unavailable
             self.logger.warning("Exceeded concurrency limit.")
         previous = self.cycle
-        self.cycle = cycle = FrontDoorCycle(
-            loop=self.loop,
-            scope=scope,
-            transport=self.transport,
-            flow=self.flow,
-            logger=self.logger,
-            access_logger=self.access_logger,
-            access_log=self.access_log,
-            default_headers=self.server_state.default_headers,
-            message_event=asyncio.Event(),
-            expect_100_continue=self.expect_100_continue,
-            keep_alive=version != "1.0" and parser.should_keep_alive(),
-            on_response=self.on_response_complete,
+        self.cycle = cycle = FrontDoorCycle(  # positional: cheaper than keywords
+            scope,
+            self.transport,
+            self.flow,
+            self.logger,
+            self.access_logger,
+            self.access_log,
+            self.server_state.default_headers,
+            asyncio.Event(),
+            self.expect_100_continue,
+            version != "1.0" and parser.should_keep_alive(),
+            self.on_response_complete,
+            self.loop,
         )
         if previous is None or previous.response_complete:
             self._start_asgi_task(cycle, app)
@@ -295,12 +321,24 @@ class FrontDoorProtocol(HttpToolsProtocol):
             self.flow.pause_reading()
             self.pipeline.appendleft((cycle, app))
 
+    # on_body and on_message_complete: uvicorn's, inlined, without its check for a
+    # WebSocket upgrade (refused in on_headers_complete: such a request never gets here).
+
     def on_body(self, body: bytes) -> None:
         self._gap = 0
-        super().on_body(body)
+        cycle = self.cycle
+        if cycle.response_complete:
+            return
+        cycle.body += body
+        if len(cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.message_event.set()
 
     def on_message_complete(self) -> None:
-        super().on_message_complete()
+        cycle = self.cycle
+        if not cycle.response_complete:
+            cycle.more_body = False
+            cycle.message_event.set()
         self._in_head = True  # whatever follows is the next request's head
         self._head_bytes = 0
 
@@ -390,8 +428,41 @@ class FrontDoorCycle(RequestResponseCycle):
 
     _head: bytes = b""  # the answer's head, until the first body part takes it along
 
-    def __init__(self, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        scope: HTTPScope,
+        transport: asyncio.Transport,
+        flow: FlowControl,
+        logger: logging.Logger,
+        access_logger: logging.Logger,
+        access_log: bool,
+        default_headers: list[tuple[bytes, bytes]],
+        message_event: asyncio.Event,
+        expect_100_continue: bool,
+        keep_alive: bool,
+        on_response: Callable[..., None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        # RequestResponseCycle.__init__'s attributes, set here: one call instead of two,
+        # and no keyword dictionary (a property test holds the two to the same set)
+        self.scope = scope
+        self.transport = transport
+        self.flow = flow
+        self.logger = logger
+        self.access_logger = access_logger
+        self.access_log = access_log
+        self.default_headers = default_headers
+        self.message_event = message_event
+        self.on_response = on_response
+        self.disconnected = False
+        self.keep_alive = keep_alive
+        self.waiting_for_100_continue = expect_100_continue
+        self.body = bytearray()
+        self.more_body = True
+        self.response_started = False
+        self.response_complete = False
+        self.chunked_encoding: bool | None = None
+        self.expected_content_length = 0
         # The protocol's loop: asyncio.get_running_loop() costs a getpid() system call.
         self.loop = loop
 
@@ -464,9 +535,10 @@ class FrontDoorCycle(RequestResponseCycle):
         fields = [*self.default_headers, *headers]
         # One check over all names and one over all values: uvicorn's patterns match
         # single bytes, so joining the parts finds exactly what a search per part would.
-        if b"".join([n for n, _ in fields]).translate(None, _NAME_OK):
+        # (map and itemgetter: no Python frame, where a list comprehension is a call)
+        if b"".join(map(_NAME, fields)).translate(None, _NAME_OK):
             raise RuntimeError("Invalid HTTP header name.")
-        if b"".join([v for _, v in fields]).translate(None, _VALUE_OK):
+        if b"".join(map(_VALUE, fields)).translate(None, _VALUE_OK):
             raise RuntimeError("Invalid HTTP header value.")
         content = [STATUS_LINE[status]]
         closing = False

@@ -68,6 +68,7 @@ URL_REWRITE = frozenset({b"x-original-url", b"x-rewrite-url"})
 _REQUEST_DROP = _REQUEST_DROP | METHOD_OVERRIDE | CLIENT_ADDRESS | URL_REWRITE
 _RESPONSE_DROP = HOP_BY_HOP | {b"set-cookie", b"set-cookie2"}
 _VIA = "1.1 magento-edge"
+_NO_NAMES: dict[bytes, bytes] = {}
 _ID_PREFIX = secrets.token_hex(8)
 _ID_COUNTER = itertools.count(1)
 _MAX_REQUEST_ID = 128
@@ -196,7 +197,11 @@ def upstream_request_headers(
 ) -> list[tuple[str, str]]:
     """Headers for the upstream; ``drop`` names more client headers never to forward (a
     store's offloader header, which ``extra`` then sets)."""
-    named = _connection_named(headers) if any(n == b"connection" for n, _ in headers) else None
+    named: frozenset[bytes] | None = None
+    for name, _ in headers:  # a loop, not any() over a generator: no call per header
+        if name == b"connection":
+            named = _connection_named(headers)
+            break
     out: list[tuple[str, str]] = []
     vias: list[str] = []
     for name, value in headers:
@@ -228,11 +233,29 @@ def response_headers(
 ) -> list[tuple[bytes, bytes]]:
     """Upstream response headers for the client: lower-cased names, hop-by-hop and
     cookies dropped, ``extra`` (request id, rate-limit fields) replacing same-named ones."""
-    raw = [(n.lower(), v) for n, v in raw]
-    named = _connection_named(raw)
-    replaced = {n for n, _ in extra}
-    out = [
-        (n, v) for n, v in raw if n not in _RESPONSE_DROP and n not in named and n not in replaced
-    ]
+    # One pass and no comprehension (each is a Python call): this runs on every answer.
+    replaced = dict(extra) if extra else _NO_NAMES
+    out: list[tuple[bytes, bytes]] = []
+    connection: list[bytes] | None = None
+    for name, value in raw:
+        name = name.lower()
+        if name in _RESPONSE_DROP or name in replaced:
+            if name == b"connection":
+                if connection is None:
+                    connection = []
+                connection.append(value)
+            continue
+        out.append((name, value))
+    if connection is not None:
+        # Fields the Connection header names are hop-by-hop too, wherever they stand;
+        # names dropped already need no second pass (the usual "keep-alive", "close").
+        named = set()
+        for value in connection:
+            for token in value.split(b","):
+                token = token.strip().lower()
+                if token and token not in _RESPONSE_DROP:
+                    named.add(token)
+        if named:
+            out = [(n, v) for n, v in out if n not in named]
     out.extend(extra)
     return out

@@ -102,6 +102,12 @@ class Reloadable:
         return self.edge.config
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        edge = self.edge  # looked up once: a request in flight stays on it
+        if scope["type"] == "http":
+            # Without Edge.__call__'s coroutine frame (each frame costs its call, and again
+            # on every resume of the request's task: issue #14).
+            await edge.http_handler(scope, receive, send)
+            return
         if scope["type"] == "lifespan":
             await self._first(scope, receive, send)
             # Shut down: the edges built by reloads hold their own store credentials
@@ -109,7 +115,7 @@ class Reloadable:
             for edge in self._replaced:
                 await edge.close_config_resources()
             return
-        await self.edge(scope, receive, send)  # looked up once: in flight stays on it
+        await edge(scope, receive, send)
 
     def reload(self) -> bool:
         """Load config and policies again and swap them in; False (and the old config

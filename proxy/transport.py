@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -58,6 +59,9 @@ HIGH_WATER = 256 * 1024
 # disconnect (a task per request would cost more than the rest of the hop; under load the
 # edge's own queueing can take tens of ms, so the mark is well above that).
 WATCH_AFTER = 0.1
+# A pool's timer may fire this much before the time it was armed for (uvloop keeps time
+# in whole milliseconds): a deadline that close is due.
+_EARLY = 0.001
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
@@ -125,6 +129,11 @@ class _Conn(asyncio.Protocol):
         self.write_paused = False
         self.drain: asyncio.Future[None] | None = None
         self.watcher: asyncio.Task[None] | None = None
+        # While waiting for an answer's head (in its pool's ``waiting``): when the read
+        # timeout ends the wait, and when the client starts being watched.
+        self.deadline = math.inf
+        self.watch_at = math.inf
+        self.disconnected: Callable[[], Awaitable[object]] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -362,6 +371,14 @@ class _Pool:
         self.opening = 0
         self.waiters: deque[asyncio.Future[None]] = deque()
         self.sweeper: asyncio.TimerHandle | None = None
+        # Exchanges waiting for an answer's head, and one loop timer for all of them that
+        # ends their read timeouts and starts their client watches (issue #14: two
+        # call_later and two cancel per request cost ~13k instructions under uvloop;
+        # while requests keep coming, each new deadline is later than the armed one and
+        # a request costs a set add and discard).
+        self.waiting: set[_Conn] = set()
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
 
     def size(self) -> int:
         return len(self.conns) + self.opening
@@ -482,10 +499,51 @@ class _Pool:
             wait = self.keepalive - (now - idle[0].idle_since)
             self.sweeper = self.loop.call_later(max(wait, 0.05), self._sweep)
 
+    def wait_head(self, conn: _Conn, read: float, watch: bool) -> None:
+        """``conn`` waits for its answer's head: time it out after ``read`` seconds, and
+        (``watch``) watch its client after :data:`WATCH_AFTER`."""
+        now = self.loop.time()
+        conn.deadline = due = now + read
+        if watch:
+            conn.watch_at = watch_at = now + WATCH_AFTER
+            if watch_at < due:
+                due = watch_at
+        self.waiting.add(conn)
+        if self.timer is None or due < self.timer_at:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer_at = due
+            self.timer = self.loop.call_at(due, self._expire)
+
+    def _expire(self) -> None:
+        """The timer: end the waits past their deadline, watch the clients due for it,
+        arm again for the next time one is due."""
+        self.timer = None
+        now = self.loop.time() + _EARLY
+        due = math.inf
+        for conn in self.waiting:
+            answer = conn.head
+            if answer is None or answer.done():
+                continue  # answered: its exchange takes it out of the set
+            if conn.deadline <= now:
+                _timeout(answer, ReadTimeout)
+                continue
+            if conn.watch_at <= now:
+                conn.watch_at = math.inf
+                if conn.disconnected is not None:
+                    _watch(conn, answer, conn.disconnected)
+            due = min(due, conn.deadline, conn.watch_at)
+        if due != math.inf:
+            self.timer_at = due
+            self.timer = self.loop.call_at(due, self._expire)
+
     def close(self) -> None:
         if self.sweeper is not None:
             self.sweeper.cancel()
             self.sweeper = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         for conn in list(self.conns):
             conn.abort()
         self.idle.clear()
@@ -537,6 +595,15 @@ class Response:
         return data
 
     async def read_all(self) -> bytes:
+        conn = self._conn
+        if conn is not None and conn.complete and conn.error is None and not conn.read_paused:
+            # The whole answer is here already (a small one comes with its head): taken in
+            # one piece, without a read() per part and the last one for b"" (issue #14).
+            chunks = conn.chunks
+            data = chunks.popleft() if len(chunks) == 1 else b"".join(_drain(chunks))
+            conn.buffered = 0
+            self.finish()
+            return data
         parts: list[bytes] = []
         while chunk := await self.read():
             parts.append(chunk)
@@ -678,18 +745,15 @@ class Transport:
         if conn.write_paused and not answer.done():
             await conn.wait_drain(settings.write)
         if not answer.done():
-            timer = loop.call_later(settings.read, _timeout, answer, ReadTimeout)
-            watch = (
-                loop.call_later(WATCH_AFTER, _watch, conn, answer, disconnected)
-                if disconnected is not None
-                else None
-            )
+            pool = conn.pool
+            conn.disconnected = disconnected
+            pool.wait_head(conn, settings.read, disconnected is not None)
             try:
                 await answer
             finally:
-                timer.cancel()
-                if watch is not None:
-                    watch.cancel()
+                pool.waiting.discard(conn)
+                conn.watch_at = math.inf
+                conn.disconnected = None
                 watcher = conn.watcher
                 if watcher is not None:
                     conn.watcher = None

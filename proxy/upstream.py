@@ -52,6 +52,8 @@ log = logging.getLogger("magento_edge.upstream")
 # Bodies up to this size are read whole (one ASGI message, one upstream write); larger or
 # unknown-length ones stream in whatever chunks arrive.
 _SMALL_BODY = 64 * 1024
+# Entries of the settings cache (each a store's or upstream's timeouts and cap).
+_MAX_SETTINGS = 256
 # Seconds a client is told to wait before retrying a saturated store.
 SATURATED_RETRY_AFTER = 1
 
@@ -95,7 +97,11 @@ class UpstreamClient:
     def __init__(self, *, max_connections: int = 512) -> None:
         self._max_connections = max_connections
         self._session: Transport | None = None
-        self._settings: dict[tuple[Timeouts, int], Settings] = {}
+        # (id(timeouts), cap) -> (timeouts, settings). By identity: a Timeouts hashes
+        # through a Python-level __hash__ (~2k instructions a request); the entry holds
+        # its Timeouts, so no other object can have that id while it is there. Bounded:
+        # a reload's new config brings new objects, the old entries are dropped.
+        self._settings: dict[tuple[int, int], tuple[Timeouts, Settings]] = {}
 
     async def start(self) -> None:
         self._session = Transport(max_connections=self._max_connections)
@@ -131,15 +137,25 @@ class UpstreamClient:
         session = self._session
         if session is None:
             raise RuntimeError("UpstreamClient.start() was not awaited")
-        settings = self._settings.get((timeouts, max_connections))
-        if settings is None:
-            settings = self._settings.setdefault(
-                (timeouts, max_connections), _settings(timeouts, max_connections)
-            )
+        key = (id(timeouts), max_connections)
+        entry = self._settings.get(key)
+        if entry is None:
+            if len(self._settings) >= _MAX_SETTINGS:
+                self._settings.clear()
+            entry = self._settings[key] = (timeouts, _settings(timeouts, max_connections))
+        settings = entry[1]
 
         data: bytes | AsyncIterator[bytes] | None
-        length = declared_length(request_headers)
-        chunked = any(n == b"transfer-encoding" for n, _ in request_headers)
+        # declared_length() and a scan for Transfer-Encoding, in one pass without calls
+        length: int | None = None
+        chunked = counted = False
+        for name, value in request_headers:
+            if name == b"content-length":
+                if not counted:
+                    counted = True
+                    length = declared_length(((name, value),))
+            elif name == b"transfer-encoding":
+                chunked = True
         if length is None and not chunked:
             data = None
         else:

@@ -98,6 +98,19 @@ def _body(body: bytes, more: bool = False) -> dict[str, Any]:
     return {"type": "http.response.body", "body": body, "more_body": more}
 
 
+async def test_the_cycle_has_every_attribute_of_uvicorns_with_the_same_values() -> None:
+    # FrontDoorCycle sets RequestResponseCycle's attributes itself (no super().__init__):
+    # uvicorn's own methods (run_asgi, receive) must find every one of them.
+    for keep_alive in (True, False):
+        theirs, _ = _cycle(RequestResponseCycle, "GET", keep_alive=keep_alive)
+        ours, _ = _cycle(FrontDoorCycle, "GET", keep_alive=keep_alive)
+        mine = vars(ours)
+        for name, value in vars(theirs).items():
+            assert name in mine, name
+            if name not in ("transport", "flow", "message_event", "on_response", "scope"):
+                assert mine[name] == value, name
+
+
 async def test_a_small_answer_is_one_write() -> None:
     cycle, wire, error = await _play(
         FrontDoorCycle,

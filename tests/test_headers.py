@@ -399,3 +399,43 @@ def test_response_headers_never_raise_nor_pass_cookies(
     # Nothing upstream shares a name with what the edge adds.
     upstream_part = names[: len(out) - len(extra)]
     assert not {n for n, _ in extra} & set(upstream_part)
+
+
+def _response_headers_reference(
+    raw: list[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """response_headers as it was written before its one-pass form (issue #14)."""
+    lowered = [(n.lower(), v) for n, v in raw]
+    named: set[bytes] = set()
+    for name, value in lowered:
+        if name == b"connection":
+            named.update(v.strip().lower() for v in value.split(b",") if v.strip())
+    drop = {
+        b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
+        b"transfer-encoding", b"upgrade", b"proxy-authorization", b"proxy-authenticate",
+        b"proxy", b"set-cookie", b"set-cookie2",
+    }  # fmt: skip
+    replaced = {n for n, _ in extra}
+    out = [(n, v) for n, v in lowered if n not in drop and n not in named and n not in replaced]
+    return out + list(extra)
+
+
+_connection_value = st.lists(
+    st.sampled_from([b"close", b"X-A", b"vary", b" accept ", b"", b"Keep-Alive", b"x-request-id"])
+).map(b",".join)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(_name, st.sampled_from([b"Connection", b"X-A", b"Vary"])),
+            st.one_of(_value, _connection_value),
+        ),
+        max_size=12,
+    ),
+    _edge_extra,
+)
+def test_response_headers_are_the_reference_ones(
+    raw: list[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes]]
+) -> None:
+    assert response_headers(raw, extra) == _response_headers_reference(raw, extra)

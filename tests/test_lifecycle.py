@@ -268,3 +268,50 @@ def test_reload_without_a_running_edge_says_so(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "no running edge serves" in done.stderr
+
+
+@pytest.mark.parametrize("with_middleware", [False, True])
+async def test_reloadable_hands_requests_to_the_edge_and_its_middleware(
+    tmp_path: Path, with_middleware: bool
+) -> None:
+    """Reloadable calls the edge's request handling directly when it has no operator
+    middleware (issue #14); with middleware, every request still passes through it."""
+    from starlette.middleware import Middleware
+
+    from proxy.edge import Edge
+    from proxy.lifecycle import Reloadable
+
+    seen: list[str] = []
+
+    class Note:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            seen.append(scope["type"])
+            await self.app(scope, receive, send)
+
+    path = write_config(tmp_path, "http://127.0.0.1:9", None)
+    config = load_config(path, env=env())
+    middleware = [Middleware(Note)] if with_middleware else []
+    edge = Edge.from_config(config, SQLiteKeyStore(tmp_path / "edge.db"), middleware=middleware)
+    app = Reloadable(edge, path)
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "method": "GET", "path": "/api/v1/nowhere", "raw_path": b"/api/v1/nowhere",
+        "query_string": b"", "headers": [(b"host", b"edge.test")], "client": ("127.0.0.1", 1),
+        "scheme": "http", "http_version": "1.1",
+    }  # fmt: skip
+    await app(scope, receive, send)
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 404
+    assert seen == (["http"] if with_middleware else [])
+    sent.clear()
+    await app({"type": "websocket", "path": "/", "headers": []}, receive, send)
+    assert sent == []

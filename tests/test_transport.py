@@ -358,6 +358,31 @@ async def test_read_timeout_before_headers_and_no_reuse(
     assert body == b"ok" and upstream.connections == 2
 
 
+async def test_read_timeouts_share_one_timer_and_each_fires_on_time(
+    transport: Transport, upstream: ScriptedUpstream
+) -> None:
+    """A pool's waits for headers share one timer: a shorter timeout arriving after a
+    longer one still fires on time, the longer one too, and answers in between are not
+    disturbed."""
+    upstream.scripts.extend([_hang, _hang])
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def timed(read: float) -> float:
+        with pytest.raises(ReadTimeout):
+            await get(transport, upstream, s=Settings(read=read, keepalive=30.0))
+        return loop.time() - started
+
+    slow = asyncio.ensure_future(timed(1.0))
+    assert await await_true(lambda: len(upstream.requests) == 1)
+    fast = asyncio.ensure_future(timed(0.2))
+    assert 0.15 <= await fast < 0.8
+    assert not slow.done()
+    _r, body = await get(transport, upstream)  # a third connection, answered at once
+    assert body == b"ok"
+    assert 0.95 <= await slow < 1.6
+
+
 async def test_read_timeout_mid_body(transport: Transport, upstream: ScriptedUpstream) -> None:
     async def script(conn: Conn) -> None:
         await conn.read_request()
