@@ -24,7 +24,7 @@ from .backends.keystore.base import AccountRecord, TokenRecord
 from .backends.keystore.cached import CachedKeyStore
 from .errors import Forbidden, Unauthorized
 from .grants import effective_grants
-from .tokens import parse_token
+from .tokens import token_kind
 from .types import Access
 
 __all__ = ["Principal", "authenticate", "bearer_token", "challenge"]
@@ -103,19 +103,18 @@ async def authenticate(
         raise challenge(
             "This API needs a bearer token: Authorization: Bearer soc_pat_...", sent=False
         )
-    # A token the key store answered for within its TTL: its hash (hash_token, inlined;
-    # ``token`` is ASCII) names a stored record, fetched for a token that passed
-    # parse_token, so it is that token (a SHA-256 preimage) and the format and checksum
-    # checks (half the cost of a request's authentication) have nothing left to refuse.
-    # Any other token takes the full way.
-    record = keystore.fresh(sha256(token.encode()).hexdigest())
+    # A token the key store answered for within its TTL: its hash names a stored record,
+    # fetched for a token that passed the format and checksum checks, so it is that token
+    # (a SHA-256 preimage) and the checks (half the cost of a request's authentication)
+    # have nothing left to refuse. Any other token takes the full way.
+    token_hash = sha256(token.encode()).hexdigest()  # hash_token(token): ``token`` is ASCII
+    record = keystore.fresh(token_hash)
     if record is None:
-        parsed = parse_token(token)
-        if parsed is None:
+        if token_kind(token) is None:
             raise challenge(
                 "The bearer token is malformed (wrong prefix, length or checksum).", sent=True
             )
-        record = await keystore.lookup(parsed.hash)
+        record = await keystore.lookup(token_hash)
         if record is None:
             raise challenge("The bearer token is not known.", sent=True)
     if record.revoked:
