@@ -18,12 +18,13 @@ import ipaddress
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from hashlib import sha256
 
 from .backends.keystore.base import AccountRecord, TokenRecord
 from .backends.keystore.cached import CachedKeyStore
 from .errors import Forbidden, Unauthorized
 from .grants import effective_grants
-from .tokens import parse_token
+from .tokens import token_kind
 from .types import Access
 
 __all__ = ["Principal", "authenticate", "bearer_token", "challenge"]
@@ -31,7 +32,7 @@ __all__ = ["Principal", "authenticate", "bearer_token", "challenge"]
 _REALM = 'Bearer realm="magento-edge"'
 
 
-@dataclass(slots=True)  # not frozen: one is built per request, and frozen init is slow
+@dataclass(slots=True)  # not frozen (frozen init is slow), but never changed once built
 class Principal:
     """An authenticated caller: its token's public id and what it may do now. A personal
     access token has its key-store ``record``; a JWT access token (``kind == "jwt"``,
@@ -102,14 +103,20 @@ async def authenticate(
         raise challenge(
             "This API needs a bearer token: Authorization: Bearer soc_pat_...", sent=False
         )
-    parsed = parse_token(token)
-    if parsed is None:
-        raise challenge(
-            "The bearer token is malformed (wrong prefix, length or checksum).", sent=True
-        )
-    record = await keystore.lookup(parsed.hash)
+    # A token the key store answered for within its TTL: its hash names a stored record,
+    # fetched for a token that passed the format and checksum checks, so it is that token
+    # (a SHA-256 preimage) and the checks (half the cost of a request's authentication)
+    # have nothing left to refuse. Any other token takes the full way.
+    token_hash = sha256(token.encode()).hexdigest()  # hash_token(token): ``token`` is ASCII
+    record = keystore.fresh(token_hash)
     if record is None:
-        raise challenge("The bearer token is not known.", sent=True)
+        if token_kind(token) is None:
+            raise challenge(
+                "The bearer token is malformed (wrong prefix, length or checksum).", sent=True
+            )
+        record = await keystore.lookup(token_hash)
+        if record is None:
+            raise challenge("The bearer token is not known.", sent=True)
     if record.revoked:
         if (record.revoked_reason or "").startswith("leaked"):
             raise challenge(
@@ -130,7 +137,33 @@ async def authenticate(
     if record.allow_ips and not _address_allowed(client, record.allow_ips):
         raise Forbidden("This token may not be used from this network address.")
     account: AccountRecord | None = None
-    if record.account_id is None:
+    if record.account_id is not None:
+        account = keystore.fresh_account(record.account_id)
+        if account is None:
+            account = await keystore.get_account(record.account_id)
+            if account is None:
+                raise challenge("The bearer token's account no longer exists.", sent=True)
+    # The Principal is a function of the record and account objects alone, and the key
+    # store hands out the same objects until it fetches them again: reused while both are
+    # the very objects it was built from (nothing changes a Principal once built).
+    built = _principals.get(record.id)
+    if built is not None and built[0] is record and built[1] is account:
+        principal = built[2]
+    else:
+        principal = _principal(record, account)
+    keystore.note_use(record.id, now)
+    return principal
+
+
+# Token id -> (record, account, the Principal built from them): a few thousand tokens in use
+# at once; beyond that the oldest entry goes (and is built again when next used).
+_principals: dict[str, tuple[TokenRecord, AccountRecord | None, Principal]] = {}
+_PRINCIPALS_MAX = 4096
+
+
+def _principal(record: TokenRecord, account: AccountRecord | None) -> Principal:
+    """The Principal for ``record`` (of ``account``, when it has one), remembered."""
+    if account is None:
         principal = Principal(
             token_id=record.id,
             kind=record.kind,
@@ -140,9 +173,6 @@ async def authenticate(
             record=record,
         )
     else:
-        account = await keystore.get_account(record.account_id)
-        if account is None:
-            raise challenge("The bearer token's account no longer exists.", sent=True)
         grants = effective_grants(record, account)
         widest: dict[str, Access] = {}
         for perms in grants.values():
@@ -159,7 +189,10 @@ async def authenticate(
             store_grants=grants,
             account=account,
         )
-    keystore.note_use(record.id, now)
+    _principals.pop(record.id, None)
+    if len(_principals) >= _PRINCIPALS_MAX:
+        del _principals[next(iter(_principals))]
+    _principals[record.id] = (record, account, principal)
     return principal
 
 

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from .types import TokenKind
 
-__all__ = ["ParsedToken", "generate_token", "hash_token", "parse_token"]
+__all__ = ["ParsedToken", "generate_token", "hash_token", "parse_token", "token_kind"]
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 PREFIXES: dict[str, TokenKind] = {"soc_pat_live_": "live", "soc_pat_test_": "test"}
@@ -61,12 +61,19 @@ def hash_token(token: str) -> str:
 
 def parse_token(text: str) -> ParsedToken | None:
     """The token's kind and hash, or ``None`` for anything that is not a well-formed,
-    checksum-valid token. Never raises.
+    checksum-valid token. Never raises."""
+    kind = token_kind(text)
+    return None if kind is None else ParsedToken(kind, hash_token(text))
 
-    Runs on every request: the checksum is read as a number (three table lookups) and
-    compared with the CRC, rather than the CRC written out in base62 (six divisions); a
-    fixed-width base62 number has one spelling, so the two agree. (The comparison needs no
-    constant time: both sides come from the caller's own token.)"""
+
+def token_kind(text: str) -> TokenKind | None:
+    """The kind of a well-formed, checksum-valid token, else ``None`` (the checks of
+    :func:`parse_token`, without the hash: the request path has it already). Never raises.
+
+    Runs on every request whose token is not cached: the checksum is read as a number
+    (three table lookups) and compared with the CRC, rather than the CRC written out in
+    base62 (six divisions); a fixed-width base62 number has one spelling, so the two agree.
+    (The comparison needs no constant time: both sides come from the caller's own token.)"""
     if len(text) != TOKEN_LEN:
         return None
     kind = PREFIXES.get(text[:13])
@@ -79,4 +86,4 @@ def parse_token(text: str) -> ParsedToken | None:
     checksum = (_PAIRS[c[:2]] * 3844 + _PAIRS[c[2:4]]) * 3844 + _PAIRS[c[4:]]
     if zlib.crc32(body[:RANDOM_LEN].encode("ascii")) != checksum:
         return None
-    return ParsedToken(kind, hash_token(text))
+    return kind

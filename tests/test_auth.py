@@ -4,16 +4,19 @@ the IP allowlist over real HTTP behind a trusted proxy, on both key stores."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from proxy import auth as auth_module
 from proxy.auth import Principal, authenticate, bearer_token
 from proxy.backends.keystore.base import AccountRecord, TokenRecord
 from proxy.backends.keystore.cached import CachedKeyStore
@@ -295,6 +298,146 @@ def test_any_authorization_value_and_address_is_a_4xx_or_a_principal(
             raise AssertionError("accepted")
 
     asyncio.run(run())
+
+
+class _SlowWay(CachedKeyStore):
+    """The reference: every answer through the TTL caches, as before the fast path."""
+
+    def fresh(self, token_hash: str) -> None:
+        return None
+
+    def fresh_account(self, account_id: str) -> None:
+        return None
+
+
+class _Store:
+    """Tokens and accounts in memory; every change stores a new record object."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, TokenRecord] = {}
+        self.accounts: dict[str, AccountRecord] = {}
+
+    async def lookup(self, token_hash: str) -> TokenRecord | None:
+        return self.records.get(token_hash)
+
+    async def get_account(self, account_id: str) -> AccountRecord | None:
+        return self.accounts.get(account_id)
+
+    async def record_use(self, uses: object) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _no_principal_reuse() -> Iterator[None]:
+    saved, auth_module._principals = auth_module._principals, {}
+    try:
+        yield
+    finally:
+        auth_module._principals = saved
+
+
+def _outcome(call: Coroutine[Any, Any, Principal]) -> object:
+    try:
+        call.send(None)
+    except StopIteration as done:
+        return done.value
+    except EdgeError as exc:
+        return type(exc), exc.status, exc.detail, exc.headers
+    raise AssertionError("authenticate waited on something")  # pragma: no cover
+
+
+_LIVE, _ACCOUNT, _SIBLING, _LIMITED, _ROTATED = (generate_token() for _ in range(5))
+_TOKENS = [_LIVE, _ACCOUNT, _SIBLING, _LIMITED, _ROTATED, generate_token(), _LIVE[:-1] + "x", ""]
+_CHANGES = ["none", "revoke", "leak", "shrink", "drop account", "restore"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_TOKENS),
+            st.sampled_from(["192.0.2.10", "10.1.2.3", "unknown"]),
+            st.sampled_from([0.0, 0.3, 0.7, 1.0]),  # the cache clock moves on
+            st.sampled_from([NOW, NOW + 100]),  # the wall clock: _ROTATED expires at NOW + 50
+            st.sampled_from(_CHANGES),
+        ),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_the_fast_path_answers_exactly_what_the_full_way_answers(
+    steps: list[tuple[str, str, float, float, str]],
+) -> None:
+    """A warm key-store cache (fresh hits, the checksum skipped, Principals reused) and the
+    reference (every request parsed and looked up through the TTL caches) over the same
+    store and clocks: the same Principal or the same error every time, stale for the same
+    time after a change, and the same hit and miss counts."""
+    store = _Store()
+
+    def put(token: str, **kw: object) -> None:
+        values: dict[str, object] = {
+            "id": f"tok_{_TOKENS.index(token)}",
+            "name": "t",
+            "kind": "live",
+            "stores": ("acme", "oak"),
+            "permissions": {"orders": "write", "products": "read"},
+        }
+        values.update(kw)
+        store.records[hash_token(token)] = TokenRecord(**values)  # type: ignore[arg-type]
+
+    def restore() -> None:
+        put(_LIVE)
+        put(_ACCOUNT, account_id="acct_1")
+        put(_SIBLING, account_id="acct_1", stores=("acme",))  # its account cached apart
+        put(_LIMITED, allow_ips=("10.0.0.0/8",))
+        put(_ROTATED, expires_at=NOW + 50, replaced_by="tok_9")
+        store.accounts["acct_1"] = AccountRecord("acct_1", "P", {"acme": {"orders": "write"}})
+
+    restore()
+    ttl_clock = Clock(0.0)
+    warm = CachedKeyStore(store, clock=ttl_clock)  # type: ignore[arg-type]
+    reference = _SlowWay(store, clock=ttl_clock)  # type: ignore[arg-type]
+    for ks in (warm, reference):
+        ks.note_use = lambda token_id, when: None  # type: ignore[method-assign]
+    for token, client, dt, now, change in steps:
+        ttl_clock.now += dt
+        if change == "restore":
+            restore()
+        elif change in ("revoke", "leak"):
+            record = store.records[hash_token(_LIVE)]
+            reason = "leaked: reported" if change == "leak" else None
+            store.records[hash_token(_LIVE)] = record.revoked_copy(reason)
+        elif change == "shrink":
+            store.accounts["acct_1"] = AccountRecord("acct_1", "P", {"acme": {"orders": "read"}})
+        elif change == "drop account":
+            store.accounts.pop("acct_1", None)
+        headers = [(b"authorization", f"Bearer {token}".encode())]
+        got = _outcome(authenticate(headers, warm, client=client, clock=Clock(now)))
+        with _no_principal_reuse():
+            want = _outcome(authenticate(headers, reference, client=client, clock=Clock(now)))
+        assert got == want, (token, client, change)
+        assert (warm.hits, warm.misses) == (reference.hits, reference.misses)
+
+
+async def test_a_principal_is_reused_while_its_record_and_account_are(keys: Keys) -> None:
+    await keys.store.create_account(AccountRecord("acct_1", "P", {"acme": {"orders": "write"}}))
+    sibling, _ = await keys.token(account_id="acct_1")
+    plain, _ = await keys.token()
+    await keys.auth(sibling)  # the account is fetched (and cached) now
+    keys.ttl_clock.now += 0.5
+    token, _ = await keys.token(account_id="acct_1")
+    first = await keys.auth(token)  # its record fetched now, its account from the cache
+    assert await keys.auth(token) is first
+    assert (await keys.auth(plain)) is (await keys.auth(plain)) is not first
+    await keys.store.set_account_grants("acct_1", {"acme": {"orders": "read"}})
+    keys.ttl_clock.now += 0.5  # the account is fetched again, the token's record is not
+    again = await keys.auth(token)
+    assert again is not first and again.record is first.record
+    assert again.permissions_for("acme") == {"orders": "read"}
+    assert first.permissions_for("acme") == {"orders": "write"}  # the old one untouched
 
 
 class _NoTokens:

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.backends.keystore.base import AccountRecord, KeyStore, TokenRecord
 from proxy.backends.keystore.cached import CachedKeyStore
@@ -489,6 +491,78 @@ async def test_cache_over_a_real_store_sees_a_revoked_jti(keystore: KeyStore) ->
     assert await cached.jti_revoked("j") is False
     clock.now += 1.0
     assert await cached.jti_revoked("j") is True
+
+
+async def test_fresh_is_a_store_answer_of_the_last_ttl_seconds_and_never_a_miss() -> None:
+    store, clock = CountingStore(), FakeClock()
+    store.records["h1"] = _record()
+    store.accounts["acct_1"] = _account()
+    cached = CachedKeyStore(store, ttl=1.0, clock=clock)  # type: ignore[arg-type]
+    assert cached.fresh("h1") is None and cached.fresh_account("acct_1") is None
+    record = await cached.lookup("h1")
+    account = await cached.get_account("acct_1")
+    assert cached.fresh("h1") is record and cached.fresh_account("acct_1") is account
+    assert await cached.lookup("unknown") is None
+    assert cached.fresh("unknown") is None  # a miss is only in the TTLCache
+    assert (cached.hits, cached.misses) == (2, 3)  # counted like TTLCache hits
+    store.records["h1"] = _record().revoked_copy()
+    clock.now += 0.999
+    assert cached.fresh("h1") is record  # still trusted
+    clock.now += 0.001  # the TTL: the same instant the TTLCache stops trusting it
+    assert cached.fresh("h1") is None and cached.fresh_account("acct_1") is None
+    got = await cached.lookup("h1")
+    assert got is not None and got.revoked and cached.fresh("h1") is got  # a revoked record too
+    cached.forget("h1")
+    assert cached.fresh("h1") is None
+
+
+async def test_fresh_tables_stay_at_the_cache_size() -> None:
+    store, clock = CountingStore(), FakeClock()
+    cached = CachedKeyStore(store, maxsize=3, clock=clock)  # type: ignore[arg-type]
+    for i in range(10):
+        store.records[f"h{i}"] = _record(f"tok_{i}")
+        store.accounts[f"acct_{i}"] = _account()
+        await cached.lookup(f"h{i}")
+        await cached.get_account(f"acct_{i}")
+        assert len(cached._fresh) <= 3 and len(cached._fresh_accounts) <= 3
+    assert list(cached._fresh) == ["h7", "h8", "h9"]  # the newest kept
+    clock.now += 5
+    await cached.lookup("h8")  # fetched again: the newest now
+    store.records["h10"] = _record("tok_10")
+    await cached.lookup("h10")
+    assert list(cached._fresh) == ["h9", "h8", "h10"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["h0", "h1", "h2"]),
+            st.sampled_from([0.0, 0.4, 0.6, 1.0]),
+            st.booleans(),
+        ),
+        max_size=30,
+    )
+)
+def test_fresh_is_only_ever_what_lookup_would_answer(steps: list[tuple[str, float, bool]]) -> None:
+    """Whenever :meth:`fresh` knows a record, it is the very record :meth:`lookup` answers
+    (the TTLCache's): the front never outlives the cache nor disagrees with it."""
+    import asyncio
+
+    async def run() -> None:
+        store, clock = CountingStore(), FakeClock()
+        cached = CachedKeyStore(store, ttl=1.0, clock=clock)  # type: ignore[arg-type]
+        for i, (token_hash, dt, change) in enumerate(steps):
+            clock.now += dt
+            if change:  # the store changes under the cache: a new object each time
+                store.records[token_hash] = _record(f"tok_{i}")
+            hit = cached.fresh(token_hash)
+            if hit is not None:
+                assert hit is await cached.lookup(token_hash)
+            else:
+                await cached.lookup(token_hash)
+
+    asyncio.run(run())
 
 
 async def test_cache_close_closes_the_store() -> None:
