@@ -4,9 +4,12 @@ memory backend (injected clock) and the Redis backend (a real redis-server, its 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from proxy.backends.ratelimit.base import (
     LimitResult,
@@ -69,6 +72,76 @@ def test_daily_quota_refuses_until_utc_midnight_and_spends_nothing() -> None:
     assert not refused.allowed
     assert refused.retry_after == pytest.approx(seconds_to_utc_midnight(now)) == 82800.0
     assert (tat2, used2) == (tat, used)
+
+
+def _reference_decide(
+    tat: float, used_today: int, now: float, tier: Tier
+) -> tuple[LimitResult, float, int]:
+    """decide() as first written, with max/min and helper functions: the formulas that
+    the inlined hot-path version must reproduce bit for bit."""
+    interval = tier.period / tier.rate
+    capacity = tier.burst * interval
+    start = max(tat, now)
+    new_tat = start + interval
+    allow_at = new_tat - capacity
+    daily_reset = seconds_to_utc_midnight(now)
+    daily_left = tier.daily - used_today if tier.daily else 0
+    if allow_at > now:
+        retry = allow_at - now
+        if tier.daily and daily_left <= 0:
+            retry = max(retry, daily_reset)
+        result = LimitResult(
+            False, tier.burst, 0, start - now, retry, tier.daily, max(daily_left, 0),
+            daily_reset, now, capacity,
+        )  # fmt: skip
+        return result, tat, used_today
+    if tier.daily and daily_left <= 0:
+        result = LimitResult(
+            False, tier.burst, _reference_remaining(start, now, interval, tier.burst),
+            max(start - now, 0.0), daily_reset, tier.daily, 0, daily_reset, now, capacity,
+        )  # fmt: skip
+        return result, tat, used_today
+    remaining = _reference_remaining(new_tat, now, interval, tier.burst)
+    result = LimitResult(
+        True, tier.burst, remaining, new_tat - now, 0.0, tier.daily,
+        daily_left - 1 if tier.daily else 0, daily_reset, now, capacity,
+    )  # fmt: skip
+    return result, new_tat, used_today + 1
+
+
+def _reference_remaining(tat: float, now: float, interval: float, burst: int) -> int:
+    return max(0, min(burst, math.floor((now + burst * interval - tat) / interval + 1e-9)))
+
+
+_TIERS = st.builds(
+    Tier,
+    name=st.just("p"),
+    rate=st.integers(1, 10**9),
+    period=st.one_of(st.integers(1, 86400 * 7), st.floats(0.001, 86400 * 7)),
+    burst=st.one_of(st.integers(1, 20), st.integers(1, 10**9)),
+    daily=st.one_of(st.just(0), st.integers(1, 10**6)),
+)
+
+
+@given(
+    tier=_TIERS,
+    now=st.one_of(st.floats(0, 4e9), st.integers(0, 4 * 10**9).map(float)),
+    # tat as a whole or fractional number of emission intervals from now: the boundaries
+    offset=st.one_of(st.just(None), st.integers(-5, 25), st.floats(-1e3, 1e9)),
+    used=st.integers(0, 10**6 + 5),
+)
+@example(tier=SMALL, now=1000.0, offset=5, used=0)  # the bucket exactly empty
+@example(tier=SMALL, now=1000.0, offset=4, used=0)  # one request left
+@example(tier=Tier("d", 1000, 1, 1000, 3), now=86400.0 * 3, offset=None, used=3)
+def test_decide_matches_the_reference_formulas(
+    tier: Tier, now: float, offset: float | None, used: int
+) -> None:
+    tat = 0.0 if offset is None else now + offset * (tier.period / tier.rate)
+    got = decide(tat, used, now, tier)
+    want = _reference_decide(tat, used, now, tier)
+    # repr: the same numbers down to the type and the sign of a zero
+    assert type(got[0]) is LimitResult
+    assert repr(got) == repr(want)
 
 
 # -- the contract, over every backend -------------------------------------------------------
