@@ -144,6 +144,64 @@ def test_decide_matches_the_reference_formulas(
     assert repr(got) == repr(want)
 
 
+class _ReferenceMemoryLimiter(MemoryRateLimiter):
+    """MemoryRateLimiter.hit as first written: both table sizes checked on every
+    decision. The hot-path version checks a table's size when it grows, and must keep
+    the same tables and answer the same."""
+
+    async def hit(self, key: str, tier: Tier) -> LimitResult:
+        now = self._clock()
+        self._countdown -= 1
+        if (
+            self._countdown <= 0
+            or len(self._tats) >= self._maxsize
+            or len(self._days) >= self._maxsize
+        ):
+            self._sweep(now)
+        used = 0
+        if tier.daily:
+            entry = self._days.get(key)
+            if entry is not None and entry[1] > now:
+                used = entry[0]
+        result, new_tat, new_used = _reference_decide(self._tats.get(key, 0.0), used, now, tier)
+        if result.allowed:
+            self._tats[key] = new_tat
+            if tier.daily:
+                self._days[key] = (new_used, now + result.daily_reset)
+        return result
+
+
+@given(
+    maxsize=st.integers(1, 6),
+    sweep_every=st.integers(1, 12),
+    steps=st.lists(
+        st.tuples(
+            st.integers(0, 9),  # key
+            st.sampled_from([SMALL, Tier("d", 1, 2, 2, 3), Tier("e", 3, 1, 1, 1)]),
+            st.sampled_from([0.0, 0.1, 0.5, 1.0, 3.0, 86400.0]),  # time passing first
+        ),
+        max_size=60,
+    ),
+)
+def test_memory_limiter_matches_the_reference(
+    maxsize: int, sweep_every: int, steps: list[tuple[int, Tier, float]]
+) -> None:
+    clock, ref_clock = FakeClock(86400.0 * 20000 - 5), FakeClock(86400.0 * 20000 - 5)
+    fast = MemoryRateLimiter(clock=clock, maxsize=maxsize, sweep_every=sweep_every)
+    ref = _ReferenceMemoryLimiter(clock=ref_clock, maxsize=maxsize, sweep_every=sweep_every)
+
+    async def run() -> None:
+        for key, tier, dt in steps:
+            clock.now += dt
+            ref_clock.now += dt
+            got = await fast.hit(f"k{key}", tier)
+            want = await ref.hit(f"k{key}", tier)
+            assert repr(got) == repr(want)
+            assert (fast._tats, fast._days) == (ref._tats, ref._days)
+
+    asyncio.run(run())
+
+
 # -- the contract, over every backend -------------------------------------------------------
 
 
