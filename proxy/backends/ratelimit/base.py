@@ -16,7 +16,6 @@ any number of replicas). A backend that cannot be asked raises
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import NamedTuple, Protocol
 
 from ...policy import Tier
@@ -55,9 +54,9 @@ def seconds_to_utc_midnight(now: float) -> float:
     return DAY - (now % DAY)
 
 
-# Builds a LimitResult from one tuple of its fields without the Python-level __new__ a
-# NamedTuple class defines (one interpreter frame less per request; C all the way).
-_new_result = partial(tuple.__new__, LimitResult)
+# _tuple_new(LimitResult, fields) builds a LimitResult without the Python-level __new__ a
+# NamedTuple class defines: one interpreter frame less per request, C all the way.
+_tuple_new = tuple.__new__
 
 
 def decide(tat: float, used_today: int, now: float, tier: Tier) -> tuple[LimitResult, float, int]:
@@ -84,7 +83,8 @@ def decide(tat: float, used_today: int, now: float, tier: Tier) -> tuple[LimitRe
         retry = allow_at - now
         if daily and daily_left <= 0 and daily_reset > retry:
             retry = daily_reset
-        result = _new_result(
+        result = _tuple_new(
+            LimitResult,
             (
                 False,
                 burst,
@@ -96,7 +96,7 @@ def decide(tat: float, used_today: int, now: float, tier: Tier) -> tuple[LimitRe
                 daily_reset,
                 now,
                 capacity,
-            )
+            ),
         )
         return result, tat, used_today
     if daily and daily_left <= 0:  # today's quota is spent
@@ -104,7 +104,8 @@ def decide(tat: float, used_today: int, now: float, tier: Tier) -> tuple[LimitRe
         remaining = remaining if remaining < burst else burst
         remaining = remaining if remaining > 0 else 0
         reset = start - now
-        result = _new_result(
+        result = _tuple_new(
+            LimitResult,
             (
                 False,
                 burst,
@@ -116,13 +117,14 @@ def decide(tat: float, used_today: int, now: float, tier: Tier) -> tuple[LimitRe
                 daily_reset,
                 now,
                 capacity,
-            )
+            ),
         )
         return result, tat, used_today
     remaining = math.floor((now + capacity - new_tat) / interval + 1e-9)
     remaining = remaining if remaining < burst else burst
     remaining = remaining if remaining > 0 else 0
-    result = _new_result(
+    result = _tuple_new(
+        LimitResult,
         (
             True,
             burst,
@@ -134,6 +136,6 @@ def decide(tat: float, used_today: int, now: float, tier: Tier) -> tuple[LimitRe
             daily_reset,
             now,
             capacity,
-        )
+        ),
     )
     return result, new_tat, used_today + 1
