@@ -23,23 +23,26 @@ def rate_limit_headers(
     quota once fewer requests are left today than in the bucket (as Kong does). The IETF
     ``RateLimit-Policy``/``RateLimit`` pair, when enabled, lists both.
     """
-    daily_tighter = bool(result.daily_limit) and result.daily_remaining < result.remaining
-    if daily_tighter or (result.daily_limit and not result.allowed and result.daily_remaining == 0):
-        limit, remaining, reset = result.daily_limit, result.daily_remaining, result.daily_reset
-    else:
-        limit, remaining, reset = result.limit, result.remaining, result.reset
+    # Shaped for speed (once per request): the fields unpacked once, the numbers written
+    # with b"%d" (one C call each; the same digits as str(n).encode() for the ints a
+    # LimitResult holds).
+    allowed, limit, remaining, reset, retry_after, daily_limit, daily_left, daily_reset, now, _ = (
+        result
+    )
+    if daily_limit and (daily_left < remaining or (not allowed and daily_left == 0)):
+        limit, remaining, reset = daily_limit, daily_left, daily_reset
     if style == "ratelimit":
         out = [
-            (b"ratelimit-limit", str(limit).encode()),
-            (b"ratelimit-remaining", str(remaining).encode()),
-            (b"ratelimit-reset", str(math.ceil(reset)).encode()),
+            (b"ratelimit-limit", b"%d" % limit),
+            (b"ratelimit-remaining", b"%d" % remaining),
+            (b"ratelimit-reset", b"%d" % math.ceil(reset)),
         ]
     else:
         # Seed 001 shows X-Rate-Limit-Reset as a Unix time.
         out = [
-            (b"x-rate-limit-limit", str(limit).encode()),
-            (b"x-rate-limit-remaining", str(remaining).encode()),
-            (b"x-rate-limit-reset", str(math.ceil(result.now + reset)).encode()),
+            (b"x-rate-limit-limit", b"%d" % limit),
+            (b"x-rate-limit-remaining", b"%d" % remaining),
+            (b"x-rate-limit-reset", b"%d" % math.ceil(now + reset)),
         ]
     if ietf:
         policy = f'"burst";q={result.limit};w={max(1, math.ceil(result.window))}'
@@ -49,6 +52,6 @@ def rate_limit_headers(
             state += f', "daily";r={result.daily_remaining};t={math.ceil(result.daily_reset)}'
         out.append((b"ratelimit-policy", policy.encode()))
         out.append((b"ratelimit", state.encode()))
-    if not result.allowed:
-        out.append((b"retry-after", str(max(1, math.ceil(result.retry_after))).encode()))
+    if not allowed:
+        out.append((b"retry-after", b"%d" % max(1, math.ceil(retry_after))))
     return out

@@ -4,9 +4,12 @@ memory backend (injected clock) and the Redis backend (a real redis-server, its 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from proxy.backends.ratelimit.base import (
     LimitResult,
@@ -69,6 +72,134 @@ def test_daily_quota_refuses_until_utc_midnight_and_spends_nothing() -> None:
     assert not refused.allowed
     assert refused.retry_after == pytest.approx(seconds_to_utc_midnight(now)) == 82800.0
     assert (tat2, used2) == (tat, used)
+
+
+def _reference_decide(
+    tat: float, used_today: int, now: float, tier: Tier
+) -> tuple[LimitResult, float, int]:
+    """decide() as first written, with max/min and helper functions: the formulas that
+    the inlined hot-path version must reproduce bit for bit."""
+    interval = tier.period / tier.rate
+    capacity = tier.burst * interval
+    start = max(tat, now)
+    new_tat = start + interval
+    allow_at = new_tat - capacity
+    daily_reset = seconds_to_utc_midnight(now)
+    daily_left = tier.daily - used_today if tier.daily else 0
+    if allow_at > now:
+        retry = allow_at - now
+        if tier.daily and daily_left <= 0:
+            retry = max(retry, daily_reset)
+        result = LimitResult(
+            False, tier.burst, 0, start - now, retry, tier.daily, max(daily_left, 0),
+            daily_reset, now, capacity,
+        )  # fmt: skip
+        return result, tat, used_today
+    if tier.daily and daily_left <= 0:
+        result = LimitResult(
+            False, tier.burst, _reference_remaining(start, now, interval, tier.burst),
+            max(start - now, 0.0), daily_reset, tier.daily, 0, daily_reset, now, capacity,
+        )  # fmt: skip
+        return result, tat, used_today
+    remaining = _reference_remaining(new_tat, now, interval, tier.burst)
+    result = LimitResult(
+        True, tier.burst, remaining, new_tat - now, 0.0, tier.daily,
+        daily_left - 1 if tier.daily else 0, daily_reset, now, capacity,
+    )  # fmt: skip
+    return result, new_tat, used_today + 1
+
+
+def _reference_remaining(tat: float, now: float, interval: float, burst: int) -> int:
+    return max(0, min(burst, math.floor((now + burst * interval - tat) / interval + 1e-9)))
+
+
+_TIERS = st.builds(
+    Tier,
+    name=st.just("p"),
+    rate=st.integers(1, 10**9),
+    period=st.one_of(st.integers(1, 86400 * 7), st.floats(0.001, 86400 * 7)),
+    burst=st.one_of(st.integers(1, 20), st.integers(1, 10**9)),
+    daily=st.one_of(st.just(0), st.integers(1, 10**6)),
+)
+
+
+@given(
+    tier=_TIERS,
+    now=st.one_of(st.floats(0, 4e9), st.integers(0, 4 * 10**9).map(float)),
+    # tat as a whole or fractional number of emission intervals from now: the boundaries
+    offset=st.one_of(st.just(None), st.integers(-5, 25), st.floats(-1e3, 1e9)),
+    used=st.integers(0, 10**6 + 5),
+)
+@example(tier=SMALL, now=1000.0, offset=5, used=0)  # the bucket exactly empty
+@example(tier=SMALL, now=1000.0, offset=4, used=0)  # one request left
+@example(tier=Tier("d", 1000, 1, 1000, 3), now=86400.0 * 3, offset=None, used=3)
+def test_decide_matches_the_reference_formulas(
+    tier: Tier, now: float, offset: float | None, used: int
+) -> None:
+    tat = 0.0 if offset is None else now + offset * (tier.period / tier.rate)
+    got = decide(tat, used, now, tier)
+    want = _reference_decide(tat, used, now, tier)
+    # repr: the same numbers down to the type and the sign of a zero
+    assert type(got[0]) is LimitResult
+    assert repr(got) == repr(want)
+
+
+class _ReferenceMemoryLimiter(MemoryRateLimiter):
+    """MemoryRateLimiter.hit as first written: both table sizes checked on every
+    decision. The hot-path version checks a table's size when it grows, and must keep
+    the same tables and answer the same."""
+
+    async def hit(self, key: str, tier: Tier) -> LimitResult:
+        now = self._clock()
+        self._countdown -= 1
+        if (
+            self._countdown <= 0
+            or len(self._tats) >= self._maxsize
+            or len(self._days) >= self._maxsize
+        ):
+            self._sweep(now)
+        used = 0
+        if tier.daily:
+            entry = self._days.get(key)
+            if entry is not None and entry[1] > now:
+                used = entry[0]
+        result, new_tat, new_used = _reference_decide(self._tats.get(key, 0.0), used, now, tier)
+        if result.allowed:
+            self._tats[key] = new_tat
+            if tier.daily:
+                self._days[key] = (new_used, now + result.daily_reset)
+        return result
+
+
+@given(
+    maxsize=st.integers(1, 6),
+    sweep_every=st.integers(1, 12),
+    steps=st.lists(
+        st.tuples(
+            st.integers(0, 9),  # key
+            st.sampled_from([SMALL, Tier("d", 1, 2, 2, 3), Tier("e", 3, 1, 1, 1)]),
+            st.sampled_from([0.0, 0.1, 0.5, 1.0, 3.0, 86400.0]),  # time passing first
+        ),
+        max_size=60,
+    ),
+)
+def test_memory_limiter_matches_the_reference(
+    maxsize: int, sweep_every: int, steps: list[tuple[int, Tier, float]]
+) -> None:
+    clock, ref_clock = FakeClock(86400.0 * 20000 - 5), FakeClock(86400.0 * 20000 - 5)
+    fast = MemoryRateLimiter(clock=clock, maxsize=maxsize, sweep_every=sweep_every)
+    ref = _ReferenceMemoryLimiter(clock=ref_clock, maxsize=maxsize, sweep_every=sweep_every)
+
+    async def run() -> None:
+        for key, tier, dt in steps:
+            clock.now += dt
+            ref_clock.now += dt
+            got = await fast.hit(f"k{key}", tier)
+            want = await ref.hit(f"k{key}", tier)
+            assert repr(got) == repr(want)
+            assert (fast._tats, fast._days) == (ref._tats, ref._days)
+
+    asyncio.run(run())
 
 
 # -- the contract, over every backend -------------------------------------------------------

@@ -54,64 +54,88 @@ def seconds_to_utc_midnight(now: float) -> float:
     return DAY - (now % DAY)
 
 
+# _tuple_new(LimitResult, fields) builds a LimitResult without the Python-level __new__ a
+# NamedTuple class defines: one interpreter frame less per request, C all the way.
+_tuple_new = tuple.__new__
+
+
 def decide(tat: float, used_today: int, now: float, tier: Tier) -> tuple[LimitResult, float, int]:
     """The pure GCRA + daily-quota decision shared by every backend that computes in
-    Python: returns the result, the new ``tat`` and the new daily count."""
+    Python: returns the result, the new ``tat`` and the new daily count.
+
+    Shaped for speed (it runs once per request): ``seconds_to_utc_midnight`` and the
+    whole requests still in the bucket (``(now + burst·T - tat) / T``, clamped to
+    ``0..burst``, a tiny epsilon keeping exact boundaries of the float division from
+    losing one) are written inline, and clamps are comparisons rather than ``max``/``min``
+    calls, each written to pick what ``max``/``min`` would (the same object on ties).
+    tests/backends/test_ratelimit.py checks this against the formulas written out.
+    """
+    burst = tier.burst
+    daily = tier.daily
     interval = tier.period / tier.rate
-    capacity = tier.burst * interval
-    start = max(tat, now)
+    capacity = burst * interval
+    start = now if now > tat else tat
     new_tat = start + interval
     allow_at = new_tat - capacity
-    daily_reset = seconds_to_utc_midnight(now)
-    daily_left = tier.daily - used_today if tier.daily else 0
-    if allow_at > now:
+    daily_reset = DAY - (now % DAY)
+    daily_left = daily - used_today if daily else 0
+    if allow_at > now:  # the bucket is empty
         retry = allow_at - now
-        if tier.daily and daily_left <= 0:
-            retry = max(retry, daily_reset)
-        result = LimitResult(
-            False,
-            tier.burst,
-            0,
-            start - now,
-            retry,
-            tier.daily,
-            max(daily_left, 0),
+        if daily and daily_left <= 0 and daily_reset > retry:
+            retry = daily_reset
+        result = _tuple_new(
+            LimitResult,
+            (
+                False,
+                burst,
+                0,
+                start - now,
+                retry,
+                daily,
+                0 if daily_left < 0 else daily_left,
+                daily_reset,
+                now,
+                capacity,
+            ),
+        )
+        return result, tat, used_today
+    if daily and daily_left <= 0:  # today's quota is spent
+        remaining = math.floor((now + capacity - start) / interval + 1e-9)
+        remaining = remaining if remaining < burst else burst
+        remaining = remaining if remaining > 0 else 0
+        reset = start - now
+        result = _tuple_new(
+            LimitResult,
+            (
+                False,
+                burst,
+                remaining,
+                0.0 if reset < 0.0 else reset,
+                daily_reset,
+                daily,
+                0,
+                daily_reset,
+                now,
+                capacity,
+            ),
+        )
+        return result, tat, used_today
+    remaining = math.floor((now + capacity - new_tat) / interval + 1e-9)
+    remaining = remaining if remaining < burst else burst
+    remaining = remaining if remaining > 0 else 0
+    result = _tuple_new(
+        LimitResult,
+        (
+            True,
+            burst,
+            remaining,
+            new_tat - now,
+            0.0,
+            daily,
+            daily_left - 1 if daily else 0,
             daily_reset,
             now,
             capacity,
-        )
-        return result, tat, used_today
-    if tier.daily and daily_left <= 0:
-        result = LimitResult(
-            False,
-            tier.burst,
-            _remaining(start, now, interval, tier.burst),
-            max(start - now, 0.0),
-            daily_reset,
-            tier.daily,
-            0,
-            daily_reset,
-            now,
-            capacity,
-        )
-        return result, tat, used_today
-    remaining = _remaining(new_tat, now, interval, tier.burst)
-    result = LimitResult(
-        True,
-        tier.burst,
-        remaining,
-        new_tat - now,
-        0.0,
-        tier.daily,
-        daily_left - 1 if tier.daily else 0,
-        daily_reset,
-        now,
-        capacity,
+        ),
     )
     return result, new_tat, used_today + 1
-
-
-def _remaining(tat: float, now: float, interval: float, burst: int) -> int:
-    # Whole requests that would still pass right now: (now + burst·T - tat) / T.
-    # A tiny epsilon keeps exact boundaries (float division) from losing one.
-    return max(0, min(burst, math.floor((now + burst * interval - tat) / interval + 1e-9)))

@@ -48,22 +48,29 @@ class MemoryRateLimiter:
     async def hit(self, key: str, tier: Tier) -> LimitResult:
         now = self._clock()
         self._countdown -= 1
-        if (
-            self._countdown <= 0
-            or len(self._tats) >= self._maxsize
-            or len(self._days) >= self._maxsize
-        ):
+        if self._countdown <= 0:
             self._sweep(now)
+        # A table grows only here, by a key it did not hold: its size is checked then (the
+        # next decision sweeps), not twice on every decision.
+        tats = self._tats
+        tat = tats.get(key)
         used = 0
-        if tier.daily:
+        entry: tuple[int, float] | None = None
+        daily = tier.daily
+        if daily:
             entry = self._days.get(key)
             if entry is not None and entry[1] > now:
                 used = entry[0]
-        result, new_tat, new_used = decide(self._tats.get(key, 0.0), used, now, tier)
-        if result.allowed:
-            self._tats[key] = new_tat
-            if tier.daily:
-                self._days[key] = (new_used, now + result.daily_reset)
+        result, new_tat, new_used = decide(0.0 if tat is None else tat, used, now, tier)
+        if result[0]:  # allowed
+            tats[key] = new_tat
+            if tat is None and len(tats) >= self._maxsize:
+                self._countdown = 0
+            if daily:
+                days = self._days
+                days[key] = (new_used, now + result.daily_reset)
+                if entry is None and len(days) >= self._maxsize:
+                    self._countdown = 0
         return result
 
     def _sweep(self, now: float) -> None:
