@@ -112,8 +112,8 @@ class Reloadable:
             await self._first(scope, receive, send)
             # Shut down: the edges built by reloads hold their own store credentials
             # and issuer key sets; the shared backends were closed by the first one's.
-            for edge in self._replaced:
-                await edge.close_config_resources()
+            for replaced in self._replaced:
+                await replaced.close_config_resources()
             return
         await edge(scope, receive, send)
 
