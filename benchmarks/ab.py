@@ -27,8 +27,7 @@ from pathlib import Path
 
 import edge
 import peers
-from load import Request, run_wrk
-from measure import cpu_seconds
+from load import Request, cpu_point, run_wrk
 
 HERE = Path(__file__).resolve().parent
 
@@ -80,13 +79,11 @@ def main() -> int:
             order = ("baseline", "this") if r % 2 == 0 else ("this", "baseline")
             for label in order:
                 proc, req = targets[label]
-                before = cpu_seconds(proc.pids())
-                result = run_wrk(proc.port, req, connections=args.connections, duration=duration)
-                used = cpu_seconds(proc.pids()) - before
-                if result.non_2xx or result.errors or not result.requests:
-                    raise RuntimeError(f"{label}: {result.non_2xx} non-2xx, {result.errors} errors")
-                cpu[label].append(used / result.requests * 1e6)
-                rps[label].append(result.rps)
+                cpu_us, per_second = cpu_point(
+                    label, proc, req, connections=args.connections, duration=duration
+                )
+                cpu[label].append(cpu_us)
+                rps[label].append(per_second)
             print(f"round {r + 1}/{rounds} done", file=sys.stderr)
     finally:
         for proc in reversed(procs):

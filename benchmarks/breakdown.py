@@ -31,8 +31,7 @@ from pathlib import Path
 
 import edge
 import peers
-from load import Request, run_wrk
-from measure import cpu_seconds
+from load import Request, cpu_point, run_wrk
 
 HERE = Path(__file__).resolve().parent
 STEPS = ("bare-aiohttp", "bare-transport", "client", "headers", "edge-pass", "edge-full")
@@ -77,13 +76,11 @@ def main() -> int:
         for r in range(rounds):
             for step in STEPS:
                 proc, req = targets[step]
-                before = cpu_seconds(proc.pids())
-                result = run_wrk(proc.port, req, connections=args.connections, duration=duration)
-                used = cpu_seconds(proc.pids()) - before
-                if result.non_2xx or result.errors or not result.requests:
-                    raise RuntimeError(f"{step}: {result.non_2xx} non-2xx, {result.errors} errors")
-                cpu[step].append(used / result.requests * 1e6)
-                rps[step].append(result.rps)
+                cpu_us, per_second = cpu_point(
+                    step, proc, req, connections=args.connections, duration=duration
+                )
+                cpu[step].append(cpu_us)
+                rps[step].append(per_second)
             print(f"round {r + 1}/{rounds} done", file=sys.stderr)
     finally:
         for proc in reversed(procs):

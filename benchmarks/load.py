@@ -15,7 +15,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from peers import HOST, LOAD_CPU, WORK, child_env
+from measure import cpu_seconds
+from peers import HOST, LOAD_CPU, WORK, Proc, child_env
 
 LUA = r"""
 local method = os.getenv("BENCH_METHOD") or "GET"
@@ -142,3 +143,16 @@ def run_wrk(
         non_2xx=raw["status_errors"],
         raw=raw,
     )
+
+
+def cpu_point(
+    label: str, proc: Proc, req: Request, *, connections: int, duration: float
+) -> tuple[float, float]:
+    """One wrk run against ``proc``: (its CPU µs per request, req/s); RuntimeError when any
+    answer was not 2xx or wrk saw errors (benchmarks/breakdown.py and ab.py)."""
+    before = cpu_seconds(proc.pids())
+    result = run_wrk(proc.port, req, connections=connections, duration=duration)
+    used = cpu_seconds(proc.pids()) - before
+    if result.non_2xx or result.errors or not result.requests:
+        raise RuntimeError(f"{label}: {result.non_2xx} non-2xx, {result.errors} errors")
+    return used / result.requests * 1e6, result.rps

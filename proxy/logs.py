@@ -43,14 +43,15 @@ _UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 class AccessInfo:
     """What the access line needs beyond what the request context already holds."""
 
-    # Defaults on the class, set on an instance only when a step has something to say:
-    # one is built per request, and an __init__ setting six fields cost more than the rest.
-    bytes_in = 0
-    bytes_out = 0
-    t_upstream = 0.0  # perf_counter when the upstream call began; 0: none made
-    upstream_ms: float | None = None  # until the upstream's response head
-    reason: str | None = None  # a refusal's code (EdgeError.code)
-    error: str | None = None  # a 5xx's cause, one line
+    __slots__ = ("bytes_in", "bytes_out", "error", "reason", "t_upstream", "upstream_ms")
+
+    def __init__(self) -> None:
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.t_upstream = 0.0  # perf_counter when the upstream call began; 0: none made
+        self.upstream_ms: float | None = None  # until the upstream's response head
+        self.reason: str | None = None  # a refusal's code (EdgeError.code)
+        self.error: str | None = None  # a 5xx's cause, one line
 
 
 class AccessLine(dict[str, Any]):

@@ -15,7 +15,6 @@ import socket
 import time
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from uvicorn.protocols.http.flow_control import FlowControl
@@ -228,8 +227,8 @@ def _get(sock: socket.socket) -> bytes:
     return answer
 
 
-@pytest.mark.parametrize("keep_alive", [1])
-def test_an_idle_keep_alive_connection_is_closed_by_the_sweep(keep_alive: int) -> None:
+def test_an_idle_keep_alive_connection_is_closed_by_the_sweep() -> None:
+    keep_alive = 1
     server = ThreadServer(Hello())
     server.server.config.http = front_door(header_timeout=1.0)  # a sweep every 0.25 s
     server.server.config.timeout_keep_alive = keep_alive
@@ -242,8 +241,9 @@ def test_an_idle_keep_alive_connection_is_closed_by_the_sweep(keep_alive: int) -
                 time.sleep(keep_alive / 3)
             assert _get(sock).startswith(b"HTTP/1.1 200 ")
             idle_from = time.monotonic()
-            assert sock.recv(1) == b""  # closed by the server ...
-            waited = time.monotonic() - idle_from
-        assert keep_alive - 0.1 <= waited <= keep_alive + 1.5  # ... after the keep-alive time
+            # Closed by the server (the socket's 10 s timeout fails the test otherwise),
+            # and not before the keep-alive time.
+            assert sock.recv(1) == b""
+            assert time.monotonic() - idle_from >= keep_alive - 0.1
     finally:
         server.stop()
