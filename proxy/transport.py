@@ -825,29 +825,37 @@ def _head(
     body: bytes | AsyncIterator[bytes] | None,
     authority: str,
 ) -> bytes:
-    has_host = has_length = has_te = False
-    for name, _ in headers:
-        if len(name) == 4 and name.lower() == "host":
-            has_host = True
-        elif len(name) == 14 and name.lower() == "content-length":
-            has_length = True
-        elif len(name) == 17 and name.lower() == "transfer-encoding":
-            has_te = True
-    lines = [f"{method} {target} HTTP/1.1\r\n"]
-    if not has_host:
-        lines.append(f"host: {authority}\r\n")
-    lines.extend([f"{n}: {v}\r\n" for n, v in headers])
+    """The request line and fields; names are HTTP tokens (the edge's own, or a client's
+    as httptools parsed them), values anything but CR and LF (refused)."""
+    # Built with C-level joins (no Python frame or f-string per header): this runs on
+    # every request, and a loop of f-strings over its ~10 fields cost ~2 us.
+    block = "\r\n".join(map(": ".join, headers))
+    # Which framing fields the caller set, found by name in one lower-cased copy: every
+    # field there starts a line (CR and LF inside a field are refused below).
+    names = "\r\n" + block.lower() if headers else ""
+    has_length = "\r\ncontent-length:" in names
+    has_te = "\r\ntransfer-encoding:" in names
+    lines = len(headers) + 2  # the request line, the fields, the empty line
+    text = f"{method} {target} HTTP/1.1\r\n"
+    if "\r\nhost:" not in names:
+        text += f"host: {authority}\r\n"
+        lines += 1
+    if headers:
+        text += block + "\r\n"
+    framing = ""
     if isinstance(body, bytes):
         if not has_length and not has_te and (body or method not in _NO_BODY_METHODS):
-            lines.append(f"content-length: {len(body)}\r\n")
+            framing = f"content-length: {len(body)}\r\n"
     elif body is None:
         if not has_length and not has_te and method not in _NO_BODY_METHODS:
-            lines.append("content-length: 0\r\n")
+            framing = "content-length: 0\r\n"
     elif not has_length:
-        lines.append("transfer-encoding: chunked\r\n")
-    lines.append("\r\n")
-    text = "".join(lines)
-    if text.count("\n") != len(lines) or text.count("\r") != len(lines):
+        framing = "transfer-encoding: chunked\r\n"
+    if framing:
+        text += framing
+        lines += 1
+    text += "\r\n"
+    if text.count("\n") != lines or text.count("\r") != lines:
         # A CR or LF inside a name or value would smuggle a header or a request.
         raise ConnectionBroken("a request header holds a line break")
     try:

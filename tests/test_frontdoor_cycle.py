@@ -208,6 +208,61 @@ def test_the_bytes_on_the_wire_are_uvicorns(
         assert wire.closed == ref_wire.closed
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "HEAD", "POST"]),
+    status=st.sampled_from([200, 201, 204, 304, 404, 500, 599]),
+    headers=st.lists(st.tuples(_NAME, _VALUE), max_size=6),
+    body=st.binary(max_size=5),
+    keep_alive=st.booleans(),
+)
+def test_a_whole_answer_in_one_call_writes_what_its_two_messages_do(
+    method: str, status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool
+) -> None:
+    # FrontDoorCycle.answer: the upstream step's small answers, start and body at once.
+    async def both() -> tuple[Any, Any]:
+        cycle, wire = _cycle(FrontDoorCycle, method, keep_alive=keep_alive)
+        error = None
+        try:
+            assert cycle.answer(status, headers, body)
+        except (RuntimeError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        await asyncio.sleep(0)
+        theirs = await _play(
+            RequestResponseCycle, method, [_start(status, headers), _body(body)],
+            keep_alive=keep_alive,
+        )  # fmt: skip
+        return (cycle, wire, error), theirs
+
+    (cycle, wire, error), (ref_cycle, ref_wire, ref_error) = asyncio.run(both())
+    assert (error is None) == (ref_error is None)
+    if ref_error is not None and "Response content" in ref_error:
+        assert error == ref_error
+    if error is None or "Response content" in error:
+        assert b"".join(wire.writes) == b"".join(ref_wire.writes)
+        assert len(wire.writes) <= 1 or len(body) > 64 * 1024
+    else:
+        assert wire.writes == ref_wire.writes == []
+    assert cycle.response_complete == ref_cycle.response_complete
+    if error is None:
+        assert cycle.keep_alive == ref_cycle.keep_alive
+        assert wire.closed == ref_wire.closed
+
+
+async def test_a_whole_answer_is_declined_where_send_would_wait_or_has_begun() -> None:
+    headers = [(b"content-length", b"2")]
+    cycle, wire = _cycle(FrontDoorCycle, "GET")
+    await cycle.send(_start(200, headers))
+    assert not cycle.answer(200, headers, b"{}")  # an answer has begun
+    cycle, wire = _cycle(FrontDoorCycle, "GET")
+    cycle.disconnected = True
+    assert not cycle.answer(200, headers, b"{}")  # the client is gone
+    cycle, wire = _cycle(FrontDoorCycle, "GET")
+    cycle.flow.pause_writing()
+    assert not cycle.answer(200, headers, b"{}")  # send() would wait for the drain
+    assert wire.writes == [] and not cycle.response_started
+
+
 class Hello:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -285,3 +286,44 @@ timeouts = {{ connect = 1.0, read = 30.0, body = 0.3 }}
             if declared > 65536:  # streamed: the upstream request had begun, and is cut
                 (held,) = [r.conn for r in up.requests if r.target.endswith("/V1/products")]
                 assert up.wait(lambda: held in up.peer_closed)
+
+
+def test_a_small_answer_goes_to_the_front_door_in_one_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #14: a small, whole upstream answer is handed to the front door at once
+    (FrontDoorCycle.answer), not as two ASGI messages, and arrives whole with the edge's
+    headers; a streamed one still goes message by message."""
+    from proxy.frontdoor import FrontDoorCycle
+
+    taken: list[int] = []
+    original = FrontDoorCycle.answer
+
+    def counting(self: FrontDoorCycle, status: int, headers: Any, body: bytes) -> bool:
+        done = original(self, status, headers, body)
+        taken.append(status if done else -1)
+        return done
+
+    monkeypatch.setattr(FrontDoorCycle, "answer", counting)
+
+    async def script(conn: Conn) -> None:
+        while (req := await conn.read_request()) is not None:
+            if req.target.startswith("/stores/acme/backups"):
+                big = b"b" * 200_000
+                conn.write(b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + big)
+            else:
+                conn.write(_answer_to(req.method))
+            await conn.drain()
+
+    with (
+        ScriptedUpstream(script) as up,
+        edge_over(tmp_path, up) as h,
+        h.client(h.token("settings:read", "backups:read")) as c,
+    ):
+        r = c.get(SETTINGS)
+        assert (r.status_code, r.json()) == (200, {"ok": True})
+        assert r.headers["x-request-id"] and r.headers["ratelimit-remaining"] == "119"
+        assert taken == [200]
+        big = c.get("/api/v1/stores/acme/backups/big")
+        assert big.status_code == 200 and big.content == b"b" * 200_000
+        assert taken == [200]  # streamed: not through answer()
