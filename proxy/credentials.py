@@ -51,6 +51,9 @@ class MagentoTarget(NamedTuple):
     proto: str  # the offloader header's value (and X-Forwarded-Proto's)
 
 
+_tuple_new = tuple.__new__
+
+
 class MagentoOrigin:
     """A store's Magento base URL and offloader header, parsed once."""
 
@@ -83,8 +86,10 @@ class MagentoOrigin:
         tail = path + "?" + query if query else path
         # Magento's isSecure(): the connection itself, or its offloader header == "https".
         scheme = "https" if self.tls or proto == "https" else "http"
-        return MagentoTarget(  # (positional: one is built per request)
-            self.base + tail, f"{scheme}://{self.host}{self.base_path}{tail}", self.host, proto
+        # tuple.__new__: the NamedTuple without its Python-level __new__ (every request)
+        return _tuple_new(
+            MagentoTarget,
+            (self.base + tail, f"{scheme}://{self.host}{self.base_path}{tail}", self.host, proto),
         )
 
 

@@ -37,6 +37,9 @@ class Decision(NamedTuple):
     store_id: str | None
 
 
+_tuple_new = tuple.__new__  # (see resolve)
+
+
 def surface_for(
     surfaces: Sequence[Surface], segments: Sequence[str], host: str = ""
 ) -> Surface | None:
@@ -91,7 +94,7 @@ def resolve(surface: Surface, method: str, segments: Sequence[str]) -> Decision:
                     f"{method} is not allowed here; use {endpoint.method}.",
                     headers={"Allow": endpoint.method},
                 )
-            return Decision(surface, endpoint, None, None, {}, {}, (), None)
+            return _tuple_new(Decision, (surface, endpoint, None, None, {}, {}, (), None))
     for mount in mounts:
         mount_vars = mount.pattern.match_prefix(trimmed)
         if mount_vars is None:
@@ -126,8 +129,10 @@ def resolve(surface: Surface, method: str, segments: Sequence[str]) -> Decision:
             raise Forbidden(f"This route is not available through the edge: {route.deny}")
         if route.rewrite.not_implemented is not None:  # proxy.rewrite: documented, never sent
             raise RouteNotImplemented(route.rewrite.not_implemented)
-        return Decision(
-            surface, None, mount, route, mount_vars, route_vars, rest, mount_vars.get("store")
+        # tuple.__new__: the NamedTuple without its Python-level __new__ (every request)
+        return _tuple_new(
+            Decision,
+            (surface, None, mount, route, mount_vars, route_vars, rest, mount_vars.get("store")),
         )
     raise NotFound(f"No route matches {method} {'/' + '/'.join(inner)} on this API.")
 

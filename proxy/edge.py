@@ -37,6 +37,8 @@ from .auth_jwt import JWTAuthenticator
 from .backends.keystore import KeyLookup
 from .backends.keystore.cached import CachedKeyStore
 from .backends.ratelimit import RateLimiter, open_limiter
+from .backends.ratelimit.base import LimitResult
+from .backends.ratelimit.memory import MemoryRateLimiter
 from .body import ClientGone
 from .config import Config, Store
 from .context import SCOPE_KEY, Message, Receive, RequestContext, Scope, Send
@@ -259,8 +261,12 @@ class Edge:
                     headers, self.keystore, client=fwd.client, clock=self.clock
                 )
             # -- rate limit: every answer from here on carries its headers --
-            if self.limiter is not None:
-                await self._limit(ctx)
+            limiter = self.limiter
+            if limiter is not None:
+                if type(limiter) is MemoryRateLimiter:  # decided without a coroutine frame
+                    self._limited(ctx, limiter.hit_now(*self._bucket(ctx)))
+                else:
+                    await self._limit(ctx)
             if decision.endpoint is not None:
                 await self._answer(ctx)
                 return
@@ -341,43 +347,50 @@ class Edge:
 
     async def _limit(self, ctx: RequestContext, *, by: tuple[str, Tier] | None = None) -> None:
         """``by``: the bucket key and tier, where the step decided them (proxy.native)."""
-        assert self.limiter is not None and ctx.surface is not None and ctx.fwd is not None
-        surface = ctx.surface
-        principal = ctx.principal
-        if by is not None:
-            key, tier = by
-        elif principal is None:
-            key = f"{surface.name}:ip:{ctx.fwd.client}"
-            tier = surface.tiers[surface.default_tier]
-        elif principal.client_id is not None:  # a JWT: its partner application on its store
-            key = f"{surface.name}:client:{principal.client_id}:{principal.store_id}"
-            tier = surface.tiers.get(principal.tier or "") or surface.tiers[surface.default_tier]
-        else:
-            account = principal.record.account_id if principal.record else None
-            if surface.limit_key == "account" and account:
-                key = f"{surface.name}:acct:{account}"
-            else:
-                key = f"{surface.name}:tok:{principal.token_id}"
-            tier = surface.tiers.get(principal.tier or "") or surface.tiers[surface.default_tier]
+        assert self.limiter is not None and ctx.surface is not None
+        key, tier = by if by is not None else self._bucket(ctx)
         try:
             result = await self.limiter.hit(key, tier)
         except BackendUnavailable:
             if self.metrics is not None:  # issue #12
-                self.metrics.limited(surface.name, "error")
+                self.metrics.limited(ctx.surface.name, "error")
             if self.config.ratelimit_on_backend_error == "deny":
                 raise LimiterUnavailable(
                     "Rate limits cannot be checked right now; retry shortly.",
                     headers={"Retry-After": "1"},
                 ) from None
             return  # fail open, as configured; logged and counted by the backend
-        if self.metrics is not None:  # issue #12
-            self.metrics.limited(surface.name, "allowed" if result.allowed else "limited")
+        self._limited(ctx, result)
+
+    def _bucket(self, ctx: RequestContext) -> tuple[str, Tier]:
+        """The bucket key and tier of the request's caller (its address without one)."""
+        assert ctx.surface is not None and ctx.fwd is not None
+        surface = ctx.surface
+        principal = ctx.principal
+        if principal is None:
+            return f"{surface.name}:ip:{ctx.fwd.client}", surface.tiers[surface.default_tier]
+        tier = surface.tiers.get(principal.tier or "") or surface.tiers[surface.default_tier]
+        if principal.client_id is not None:  # a JWT: its partner application on its store
+            return f"{surface.name}:client:{principal.client_id}:{principal.store_id}", tier
+        account = principal.record.account_id if principal.record else None
+        if surface.limit_key == "account" and account:
+            return f"{surface.name}:acct:{account}", tier
+        return f"{surface.name}:tok:{principal.token_id}", tier
+
+    def _limited(self, ctx: RequestContext, result: LimitResult) -> None:
+        """The decision taken: counted, its headers on every answer from here, 429 if spent."""
+        surface = ctx.surface
+        assert surface is not None
+        if self.metrics is not None:  # issue #12 (Metrics.limited, inlined)
+            limits = self.metrics.limits
+            key = (surface.name, "allowed" if result.allowed else "limited")
+            limits[key] = limits.get(key, 0) + 1
         ctx.answer_headers.extend(
             rate_limit_headers(result, surface.header_style, ietf=surface.ietf_headers)
         )
         if not result.allowed:
             raise TooManyRequests(
-                f"Rate limit exceeded for this {'token' if principal else 'address'}; "
+                f"Rate limit exceeded for this {'token' if ctx.principal else 'address'}; "
                 f"retry after {max(1, math.ceil(result.retry_after))} s."
             )
 

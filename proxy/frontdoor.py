@@ -552,14 +552,16 @@ class FrontDoorCycle(RequestResponseCycle):
         # One check over all names and one over all values: uvicorn's patterns match
         # single bytes, so joining the parts finds exactly what a search per part would.
         # (map and itemgetter: no Python frame, where a list comprehension is a call)
-        if b"".join(map(_NAME, fields)).translate(None, _NAME_OK):
+        names = b"".join(map(_NAME, fields))
+        if names.translate(None, _NAME_OK):
             raise RuntimeError("Invalid HTTP header name.")
+        if names != names.lower():  # (the edge's own and its upstream's: lower case already)
+            fields = [(name.lower(), value) for name, value in fields]
         if b"".join(map(_VALUE, fields)).translate(None, _VALUE_OK):
             raise RuntimeError("Invalid HTTP header value.")
         content = [STATUS_LINE[status]]
         closing = False
         for name, value in fields:
-            name = name.lower()
             if name == b"content-length" and self.chunked_encoding is None:
                 self.expected_content_length = int(value)
                 self.chunked_encoding = False

@@ -418,6 +418,13 @@ class _Pool:
             raise PoolTimeout("no upstream connection became free in time") from None
         return await self._open(settings)
 
+    def take_idle(self, settings: Settings) -> _Conn | None:
+        """A pooled connection ready for a request, when one is and nobody waits for one
+        (``acquire()`` without its coroutine, for the common case); else None."""
+        self.cap = settings.max_connections
+        self.keepalive = settings.keepalive
+        return None if self.waiters else self._take_idle()
+
     def _take_idle(self) -> _Conn | None:
         idle = self.idle
         now = self.loop.time()
@@ -594,15 +601,21 @@ class Response:
             self.finish()
         return data
 
-    async def read_all(self) -> bytes:
+    def read_now(self) -> bytes | None:
+        """The whole body when all of it is here already (a small answer comes with its
+        head), taken in one piece and the connection released; else None (nothing read)."""
         conn = self._conn
-        if conn is not None and conn.complete and conn.error is None and not conn.read_paused:
-            # The whole answer is here already (a small one comes with its head): taken in
-            # one piece, without a read() per part and the last one for b"" (issue #14).
-            chunks = conn.chunks
-            data = chunks.popleft() if len(chunks) == 1 else b"".join(_drain(chunks))
-            conn.buffered = 0
-            self.finish()
+        if conn is None or not conn.complete or conn.error is not None or conn.read_paused:
+            return None
+        chunks = conn.chunks
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(_drain(chunks))
+        conn.buffered = 0
+        self.finish()
+        return data
+
+    async def read_all(self) -> bytes:
+        data = self.read_now()
+        if data is not None:
             return data
         parts: list[bytes] = []
         while chunk := await self.read():
@@ -710,57 +723,48 @@ class Transport:
             upool = self.pools[key] = _Pool(self, host, port, tls, settings)
 
         head = _head(method, target, headers, body, authority)
-        conn = await upool.acquire(settings)
+        # A pooled connection at hand is taken without a coroutine (the common case)
+        conn = upool.take_idle(settings) or await upool.acquire(settings)
+        # The exchange, in this frame: every coroutine frame between the request's task
+        # and the wait for the answer's head is paid again on the wait's resume (issue #14).
         try:
-            return await self._exchange(conn, method, head, body, settings, disconnected)
+            loop = conn.loop
+            conn.active = True
+            conn.head_only = method == "HEAD"
+            conn.head = answer = loop.create_future()
+            transport = conn.transport
+            assert transport is not None
+            body_sent = True
+            if body is None:
+                transport.write(head)
+            elif isinstance(body, bytes):
+                transport.write(head + body if len(body) <= 65536 else head)
+                if len(body) > 65536:
+                    transport.write(body)
+            else:
+                transport.write(head)
+                body_sent = await _send_stream(conn, body, head, settings.write)
+            if conn.write_paused and not answer.done():
+                await conn.wait_drain(settings.write)
+            if not answer.done():
+                conn.disconnected = disconnected
+                upool.wait_head(conn, settings.read, disconnected is not None)
+                try:
+                    await answer
+                finally:
+                    upool.waiting.discard(conn)
+                    conn.watch_at = math.inf
+                    conn.disconnected = None
+                    watcher = conn.watcher
+                    if watcher is not None:
+                        conn.watcher = None
+                        watcher.cancel()
+            elif answer.exception() is not None:
+                raise answer.exception()  # type: ignore[misc]
+            return Response(conn, settings.read, body_sent)
         except BaseException:
             conn.abort()
             raise
-
-    async def _exchange(
-        self,
-        conn: _Conn,
-        method: str,
-        head: bytes,
-        body: bytes | AsyncIterator[bytes] | None,
-        settings: Settings,
-        disconnected: Callable[[], Awaitable[object]] | None,
-    ) -> Response:
-        loop = conn.loop
-        conn.active = True
-        conn.head_only = method == "HEAD"
-        conn.head = answer = loop.create_future()
-        transport = conn.transport
-        assert transport is not None
-        body_sent = True
-        if body is None:
-            transport.write(head)
-        elif isinstance(body, bytes):
-            transport.write(head + body if len(body) <= 65536 else head)
-            if len(body) > 65536:
-                transport.write(body)
-        else:
-            transport.write(head)
-            body_sent = await _send_stream(conn, body, head, settings.write)
-        if conn.write_paused and not answer.done():
-            await conn.wait_drain(settings.write)
-        if not answer.done():
-            pool = conn.pool
-            conn.disconnected = disconnected
-            pool.wait_head(conn, settings.read, disconnected is not None)
-            try:
-                await answer
-            finally:
-                pool.waiting.discard(conn)
-                conn.watch_at = math.inf
-                conn.disconnected = None
-                watcher = conn.watcher
-                if watcher is not None:
-                    conn.watcher = None
-                    watcher.cancel()
-        elif answer.exception() is not None:
-            raise answer.exception()  # type: ignore[misc]
-        return Response(conn, settings.read, body_sent)
 
     async def close(self) -> None:
         self.closed = True

@@ -220,7 +220,9 @@ class UpstreamClient:
             return status
         if length is not None and length <= _SMALL_BODY:
             try:
-                body = await response.read_all()
+                body = response.read_now()
+                if body is None:
+                    body = await response.read_all()
             except (ReadTimeout, WriteTimeout) as exc:
                 raise UpstreamTimeout("The store's upstream stopped answering.") from exc
             except TransportError as exc:
