@@ -524,7 +524,7 @@ async def test_write_timeout_when_the_upstream_takes_no_body(
 async def test_answer_backpressure_keeps_the_buffer_bounded(
     transport: Transport, upstream: ScriptedUpstream
 ) -> None:
-    size = 32 * 1024 * 1024
+    size = 8 * 1024 * 1024  # 32 times the high-water mark
 
     async def script(conn: Conn) -> None:
         await conn.read_request()
@@ -535,14 +535,15 @@ async def test_answer_backpressure_keeps_the_buffer_bounded(
             await conn.drain()
 
     upstream.scripts.append(script)
-    r = await transport.request("GET", upstream.url + "/", [], None, FAST)
+    # A generous read timeout: this reads slowly on purpose, on machines that may be busy.
+    r = await transport.request("GET", upstream.url + "/", [], None, Settings(read=30.0))
     got = 0
     peak = 0
     try:
         while chunk := await r.read():
             got += len(chunk)
             peak = max(peak, len(chunk))
-            await asyncio.sleep(0)  # a slow client: the upstream waits, memory does not grow
+            await asyncio.sleep(0.002)  # a slow client: the upstream waits, memory does not grow
     finally:
         r.finish()
     assert got == size
