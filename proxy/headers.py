@@ -70,6 +70,7 @@ _RESPONSE_DROP = HOP_BY_HOP | {b"set-cookie", b"set-cookie2"}
 _VIA = "1.1 magento-edge"
 _NO_NAMES: dict[bytes, bytes] = {}
 _ID_PREFIX = secrets.token_hex(8)
+_ID_FORMAT = _ID_PREFIX + "%016x"  # one %-format: cheaper than an f-string with a spec
 _ID_COUNTER = itertools.count(1)
 _MAX_REQUEST_ID = 128
 
@@ -107,7 +108,7 @@ def request_id_from(headers: RawHeaders) -> str:
             if 0 < len(value) <= _MAX_REQUEST_ID and all(0x21 <= b <= 0x7E for b in value):
                 return value.decode("ascii")
             break
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+    return _ID_FORMAT % next(_ID_COUNTER)
 
 
 def _is_trusted(addr: str, trusted: Sequence[Network]) -> bool:

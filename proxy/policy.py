@@ -106,6 +106,19 @@ class Mount:
     # "caller": the client's own Authorization, untouched (the native mount's self routes;
     # built by proxy.native_policy, never loaded from a [[mounts]] table)
     credential: Literal["store", "none", "caller"] = "store"
+    # Magento's asynchronous REST (a segment "async" in a Magento target: /async/V1,
+    # /async/bulk/V1): every request there queues an operation (proxy.decide)
+    queues: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        target = self.target
+        queues = self.upstream == "magento" and (
+            "/async/" in target
+            or target.endswith("/async")
+            or target.startswith("async/")
+            or target == "async"
+        )
+        object.__setattr__(self, "queues", queues)
 
 
 @dataclass(frozen=True, slots=True)

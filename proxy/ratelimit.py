@@ -13,6 +13,9 @@ from .types import HeaderStyle
 
 __all__ = ["rate_limit_headers"]
 
+_TABLE = 4096
+_DIGITS = [b"%d" % n for n in range(_TABLE)]  # n -> its decimal digits (0 <= n < _TABLE)
+
 
 def rate_limit_headers(
     result: LimitResult, style: HeaderStyle, *, ietf: bool = False
@@ -31,17 +34,22 @@ def rate_limit_headers(
     )
     if daily_limit and (daily_left < remaining or (not allowed and daily_left == 0)):
         limit, remaining, reset = daily_limit, daily_left, daily_reset
+    # The usual numbers (a bucket's size and what is left of it, seconds to its reset) are
+    # read from a table of their digits: a third of the cost of b"%d" each.
+    limit_b = _DIGITS[limit] if 0 <= limit < _TABLE else b"%d" % limit
+    remaining_b = _DIGITS[remaining] if 0 <= remaining < _TABLE else b"%d" % remaining
     if style == "ratelimit":
+        seconds = math.ceil(reset)
         out = [
-            (b"ratelimit-limit", b"%d" % limit),
-            (b"ratelimit-remaining", b"%d" % remaining),
-            (b"ratelimit-reset", b"%d" % math.ceil(reset)),
+            (b"ratelimit-limit", limit_b),
+            (b"ratelimit-remaining", remaining_b),
+            (b"ratelimit-reset", _DIGITS[seconds] if 0 <= seconds < _TABLE else b"%d" % seconds),
         ]
     else:
         # Seed 001 shows X-Rate-Limit-Reset as a Unix time.
         out = [
-            (b"x-rate-limit-limit", b"%d" % limit),
-            (b"x-rate-limit-remaining", b"%d" % remaining),
+            (b"x-rate-limit-limit", limit_b),
+            (b"x-rate-limit-remaining", remaining_b),
             (b"x-rate-limit-reset", b"%d" % math.ceil(now + reset)),
         ]
     if ietf:
