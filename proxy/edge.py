@@ -477,18 +477,18 @@ class Edge:
         ctx.access.t_upstream = started
         try:
             status = await self.upstream.forward(
-                method=method,
-                url=url,
-                headers=up_headers,
-                request_headers=scope["headers"],
-                receive=ctx.receive,
-                send=ctx.send,
-                timeouts=timeouts,
-                extra_response_headers=ctx.answer_headers,
+                method,
+                url,
+                up_headers,
+                scope["headers"],  # request_headers
+                ctx.receive,
+                ctx.send,
+                timeouts,
+                ctx.answer_headers,  # extra_response_headers
                 # envelope surfaces only: Magento's JSON errors rewritten (proxy.envelope)
-                errors=magento_errors(decision.surface, mount, ctx.request_id),
-                pool=pool,  # issue #14: a pool per store or upstream, of at most cap
-                max_connections=cap,
+                magento_errors(decision.surface, mount, ctx.request_id),
+                pool,  # issue #14: a pool per store or upstream, of at most cap
+                cap,  # max_connections
             )
         finally:
             ctx.upstream_seconds = time.perf_counter() - started

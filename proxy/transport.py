@@ -696,7 +696,6 @@ class Transport:
         headers: list[tuple[str, str]],
         body: bytes | AsyncIterator[bytes] | None,
         settings: Settings,
-        *,
         pool: str = "",
         disconnected: Callable[[], Awaitable[object]] | None = None,
     ) -> Response:
