@@ -18,6 +18,7 @@ from .config import Store
 from .errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, RouteNotImplemented
 from .grants import grants_allow
 from .policy import _READ_METHODS, Endpoint, Mount, Route, Surface
+from .routing import RouteTable, search
 from .types import Access
 
 __all__ = ["Decision", "authorize", "required_access", "resolve"]
@@ -80,55 +81,91 @@ def resolve(surface: Surface, method: str, segments: Sequence[str]) -> Decision:
     """Route ``segments`` (the whole raw path) within ``surface``; 404/405/403 otherwise."""
     inner = tuple(segments[len(surface.base_parts) :])
     trimmed = inner[:-1] if inner and inner[-1] == "" else inner
-    endpoints, mounts = surface.candidates(len(trimmed))  # those of this path's length
-    for endpoint in endpoints:
-        if endpoint.pattern.match(trimmed) is not None:
-            if method not in (endpoint.method, "HEAD" if endpoint.method == "GET" else ""):
-                raise MethodNotAllowed(
-                    f"{method} is not allowed here; use {endpoint.method}.",
-                    headers={"Allow": endpoint.method},
-                )
-            return _tuple_new(Decision, (surface, endpoint, None, None, {}, {}, (), None))
-    for mount in mounts:
-        mount_vars = mount.pattern.match_prefix(trimmed)
-        if mount_vars is None:
-            continue
-        n = len(mount.pattern.parts)
-        rest = inner[n:]
-        route_segments = rest[:-1] if rest and rest[-1] == "" else rest
-        table = surface.table_for(mount)
-        # A mount that takes only some methods (Magento's async paths refuse GET) answers
-        # the others as if the route did not have them: Allow lists the route's own methods
-        # that the mount takes (issue #17), never the mount's whole list.
-        taken = mount.methods is None or method in mount.methods
-        hit = table.lookup(method, route_segments) if taken else None
-        if hit is None:
-            allowed_methods = table.allowed_methods(route_segments)
-            allowed_methods = [
-                m
-                for m in allowed_methods
-                if (mount.methods is None or m in mount.methods)
-                and (other := table.lookup(m, route_segments)) is not None
-                and other[0].deny is None  # a denied route's method is a 403, not offered
-            ]
-            if allowed_methods:
-                allowed = ", ".join(allowed_methods)
-                raise MethodNotAllowed(
-                    f"{method} is not supported on this route (allowed: {allowed}).",
-                    headers={"Allow": allowed},
-                )
-            raise NotFound(f"No route matches {method} {'/' + '/'.join(inner)} on this API.")
-        route, route_vars = hit
-        if route.deny is not None:
-            raise Forbidden(f"This route is not available through the edge: {route.deny}")
-        if route.rewrite.not_implemented is not None:  # proxy.rewrite: documented, never sent
-            raise RouteNotImplemented(route.rewrite.not_implemented)
-        # tuple.__new__: the NamedTuple without its Python-level __new__ (every request)
-        return _tuple_new(
-            Decision,
-            (surface, None, mount, route, mount_vars, route_vars, rest, mount_vars.get("store")),
+    n = len(trimmed)
+    # those of this path's length, with their tables (Surface.plan: built once per length)
+    endpoints, steps = surface._plans.get(n) or surface.plan(n)
+    if endpoints:  # (most lengths have none: no iterator for nothing)
+        for endpoint in endpoints:
+            if endpoint.pattern.match(trimmed) is not None:
+                if method not in (endpoint.method, "HEAD" if endpoint.method == "GET" else ""):
+                    raise MethodNotAllowed(
+                        f"{method} is not allowed here; use {endpoint.method}.",
+                        headers={"Allow": endpoint.method},
+                    )
+                return _tuple_new(Decision, (surface, endpoint, None, None, {}, {}, (), None))
+    mount_vars: dict[str, str]
+    for mount, prefix, table, literals in steps:  # noqa: B007 (the one that breaks is used)
+        # Pattern.match_prefix inlined (every request tries mounts until one matches); the
+        # literals deepest first, where mounts sharing a prefix differ
+        pattern = mount.pattern
+        for i, literal in literals:
+            if trimmed[i] != literal:
+                break
+        else:
+            if pattern.tail:  # never from a policy file (a mount path cannot end in a tail)
+                found = pattern.match_prefix(trimmed)
+                if found is not None:
+                    mount_vars = found
+                    break
+                continue
+            mount_vars = {}
+            for i, name in pattern.variables:
+                seg = trimmed[i]
+                if not seg:  # a variable never matches an empty segment
+                    break
+                mount_vars[name] = seg
+            else:
+                break  # the first mount that matches decides
+    else:
+        raise NotFound(f"No route matches {method} {'/' + '/'.join(inner)} on this API.")
+    # inner minus a trailing "" is trimmed: one slice, or two when it had one
+    route_segments = trimmed[prefix:]
+    rest = route_segments if trimmed is inner else inner[prefix:]
+    if table is None:
+        table = surface.table_for(mount)  # raises: the mount names no table
+    # A mount that takes only some methods (Magento's async paths refuse GET) answers the
+    # others as if the route did not have them: Allow lists the route's own methods that
+    # the mount takes (issue #17), never the mount's whole list.
+    taken = mount.methods is None or method in mount.methods
+    # RouteTable.lookup without its call (every request)
+    hit = search(table.chains.get(method, table.star), route_segments) if taken else None
+    if hit is None:
+        raise _unmatched(table, mount, method, route_segments, inner)
+    route, route_vars = hit
+    if route.deny is not None:
+        raise Forbidden(f"This route is not available through the edge: {route.deny}")
+    if route.rewrite.not_implemented is not None:  # proxy.rewrite: documented, never sent
+        raise RouteNotImplemented(route.rewrite.not_implemented)
+    # tuple.__new__: the NamedTuple without its Python-level __new__ (every request)
+    return _tuple_new(
+        Decision,
+        (surface, None, mount, route, mount_vars, route_vars, rest, mount_vars.get("store")),
+    )
+
+
+def _unmatched(
+    table: RouteTable[Route],
+    mount: Mount,
+    method: str,
+    route_segments: tuple[str, ...],
+    inner: tuple[str, ...],
+) -> MethodNotAllowed | NotFound:
+    """The answer when no route of ``table`` takes ``method`` on ``route_segments``: 405
+    when other methods (that the mount takes and that are not denied) would, 404 else."""
+    allowed_methods = [
+        m
+        for m in table.allowed_methods(route_segments)
+        if (mount.methods is None or m in mount.methods)
+        and (other := table.lookup(m, route_segments)) is not None
+        and other[0].deny is None  # a denied route's method is a 403, not offered
+    ]
+    if allowed_methods:
+        allowed = ", ".join(allowed_methods)
+        return MethodNotAllowed(
+            f"{method} is not supported on this route (allowed: {allowed}).",
+            headers={"Allow": allowed},
         )
-    raise NotFound(f"No route matches {method} {'/' + '/'.join(inner)} on this API.")
+    return NotFound(f"No route matches {method} {'/' + '/'.join(inner)} on this API.")
 
 
 def store_for(

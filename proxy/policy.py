@@ -167,6 +167,11 @@ class Version:
         return "current"
 
 
+# A mount as resolve tries it: the mount, its prefix's segment count, its route table, its
+# pattern's literals deepest first (mounts sharing a prefix differ at their end).
+MountStep = tuple[Mount, int, "RouteTable[Route] | None", tuple[tuple[int, str], ...]]
+
+
 @dataclass(frozen=True, slots=True)
 class Surface:
     """One compiled policy file."""
@@ -201,6 +206,9 @@ class Surface:
     _by_length: dict[int, tuple[tuple[Endpoint, ...], tuple[Mount, ...]]] = field(
         default_factory=dict, repr=False
     )
+    _plans: dict[int, tuple[tuple[Endpoint, ...], tuple[MountStep, ...]]] = field(
+        default_factory=dict, repr=False
+    )
 
     def candidates(self, n: int) -> tuple[tuple[Endpoint, ...], tuple[Mount, ...]]:
         """The endpoints and mounts (each in the order they are tried) whose patterns can
@@ -213,6 +221,28 @@ class Surface:
             )
             if n <= _CANDIDATE_LENGTHS:  # n is the client's: only short paths are kept
                 self._by_length[n] = found
+        return found
+
+    def plan(self, n: int) -> tuple[tuple[Endpoint, ...], tuple[MountStep, ...]]:
+        """:meth:`candidates` with each mount's route table (``None``: the mount names no
+        table; :meth:`table_for` then fails as it always did), what
+        :func:`proxy.decide.resolve` tries for a path of ``n`` segments: no lookups
+        per mount and request."""
+        found = self._plans.get(n)
+        if found is None:
+            endpoints, mounts = self.candidates(n)
+            steps = tuple(
+                (
+                    m,
+                    len(m.pattern.parts),
+                    self.table_for(m) if m.routes in self.tables else None,
+                    m.pattern.literals[::-1],
+                )
+                for m in mounts
+            )
+            found = (endpoints, steps)
+            if n <= _CANDIDATE_LENGTHS:  # n is the client's: only short paths are kept
+                self._plans[n] = found
         return found
 
     def table_for(self, mount: Mount) -> RouteTable[Route]:

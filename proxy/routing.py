@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-__all__ = ["Pattern", "PatternError", "RouteTable", "compile_pattern"]
+__all__ = ["Pattern", "PatternError", "RouteTable", "compile_pattern", "search"]
 
 _VAR = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)(?::(path))?\}$")
 
@@ -151,78 +151,118 @@ def compile_pattern(text: str) -> Pattern:
     )
 
 
+# One method's routes, as RouteTable.lookup searches them: (literal path -> value for the
+# exact rule, segment count -> first literal or None -> [(pattern, value)] with the winner
+# first, tail routes longest literal prefix first).
+_Finder = tuple[
+    dict[tuple[str, ...], T],
+    dict[int, dict[str | None, list[tuple[Pattern, T]]]],
+    list[tuple[Pattern, T]],
+]
+
+
 class RouteTable(Generic[T]):
     """Routes (pattern, method, value) indexed for Magento's matching rule."""
 
     def __init__(self, entries: Iterable[tuple[str, Pattern, T]]) -> None:
         # method -> literal path -> value, for the exact-match rule
-        self._exact: dict[str, dict[tuple[str, ...], T]] = {}
+        exact: dict[str, dict[tuple[str, ...], T]] = {}
         # method -> (segment count, first literal or None) -> [(pattern, value)], sorted so
         # the winner comes first. Keying on the first literal is Magento's own narrowing
         # (it only considers routes that share the path's leading segments).
-        self._by_count: dict[str, dict[tuple[int, str | None], list[tuple[Pattern, T]]]] = {}
-        # the same buckets as method -> count -> first literal or None -> [(pattern, value)]
-        self._by_first: dict[str, dict[int, dict[str | None, list[tuple[Pattern, T]]]]] = {}
-        self._tails: dict[str, list[tuple[Pattern, T]]] = {}
-        self._methods_by_shape: set[str] = set()
+        by_count: dict[str, dict[tuple[int, str | None], list[tuple[Pattern, T]]]] = {}
+        tails: dict[str, list[tuple[Pattern, T]]] = {}
         for method, pattern, value in entries:
             if pattern.tail:
-                self._tails.setdefault(method, []).append((pattern, value))
+                tails.setdefault(method, []).append((pattern, value))
                 continue
             if pattern.literal_count == len(pattern.parts):
                 # An all-literal pattern matches only its own segments, which the exact
                 # lookup answers first; keeping it out of the buckets saves a failed
                 # match per sibling on every request (products/types vs products/{sku}).
-                self._exact.setdefault(method, {})[tuple(p or "" for p in pattern.parts)] = value
+                exact.setdefault(method, {})[tuple(p or "" for p in pattern.parts)] = value
                 continue
             key = (len(pattern.parts), pattern.parts[0] if pattern.parts else None)
-            self._by_count.setdefault(method, {}).setdefault(key, []).append((pattern, value))
-        for buckets in self._by_count.values():
+            by_count.setdefault(method, {}).setdefault(key, []).append((pattern, value))
+        for buckets in by_count.values():
             for bucket in buckets.values():
                 # Magento: ksort(SORT_STRING), every candidate is tried and the last match
                 # wins; sorting descending and taking the first match is the same choice.
                 bucket.sort(key=lambda pv: pv[0].sort_key.encode(), reverse=True)
-        for tails in self._tails.values():
+        for method_tails in tails.values():
             # Longest literal prefix first.
-            tails.sort(key=lambda pv: (-len(pv[0].parts), pv[0].sort_key))
-        for method, buckets in self._by_count.items():
-            by_first = self._by_first[method] = {}
-            for (n, first), bucket in buckets.items():
-                by_first.setdefault(n, {})[first] = bucket
+            method_tails.sort(key=lambda pv: (-len(pv[0].parts), pv[0].sort_key))
+        self._methods = set(by_count) | set(tails) | set(exact)
+        self._finders: dict[str, _Finder[T]] = {}
+        for method in self._methods:
+            by_n: dict[int, dict[str | None, list[tuple[Pattern, T]]]] = {}
+            for (n, first), bucket in by_count.get(method, {}).items():
+                by_n.setdefault(n, {})[first] = bucket
+            for by_first in by_n.values():
+                # A literal first segment sorts after ":var", so its bucket is tried first,
+                # then the variable-first one: joined once here, one bucket per lookup.
+                variable_first = by_first.get(None, [])
+                for first in by_first:
+                    if first is not None:
+                        by_first[first] = by_first[first] + variable_first
+            self._finders[method] = (exact.get(method, {}), by_n, tails.get(method, []))
+        # method -> its finder then the "*" one: what lookup searches, in order
+        star = (self._finders["*"],) if "*" in self._finders else ()
+        self.chains: dict[str, tuple[_Finder[T], ...]] = {
+            method: (finder, *star) for method, finder in self._finders.items() if method != "*"
+        }
+        self.star = star  # what a method without routes of its own searches
 
     def methods(self) -> set[str]:
-        return set(self._by_count) | set(self._tails) | set(self._exact)
+        return set(self._methods)
 
     def lookup(self, method: str, segments: Sequence[str]) -> tuple[T, dict[str, str]] | None:
-        for m in (method, "*"):
-            hit = self._lookup_one(m, segments)
-            if hit is not None:
-                return hit
-        return None
+        return search(self.chains.get(method, self.star), tuple(segments))
 
     def _lookup_one(self, method: str, segments: Sequence[str]) -> tuple[T, dict[str, str]] | None:
-        exact = self._exact.get(method)
-        if exact is not None:
-            value = exact.get(tuple(segments))
-            if value is not None:
-                return value, {}
-        buckets = self._by_first.get(method)
-        if buckets is not None:
-            n = len(segments)
-            by_first = buckets.get(n)
-            if by_first is not None:
-                # A literal first segment sorts after ":var", so its bucket is tried first.
-                for first in (segments[0] if n else None, None):
-                    for pattern, value in by_first.get(first, ()):
-                        found = pattern.match(segments)
-                        if found is not None:
-                            return value, found
-        for pattern, value in self._tails.get(method, ()):
-            found = pattern.match(segments)
-            if found is not None:
-                return value, found
-        return None
+        finder = self._finders.get(method)
+        return None if finder is None else search((finder,), tuple(segments))
 
     def allowed_methods(self, segments: Sequence[str]) -> list[str]:
         """Methods that would match ``segments`` (for 405 vs 404)."""
         return sorted(m for m in self.methods() if m != "*" and self._lookup_one(m, segments))
+
+
+def search(
+    finders: tuple[_Finder[T], ...], segments: tuple[str, ...]
+) -> tuple[T, dict[str, str]] | None:
+    """The first route of ``finders`` (one method's each, in order) matching ``segments``:
+    ``search(table.chains.get(method, table.star), segments)`` is ``table.lookup(method,
+    segments)`` without its call, for a tuple ``segments``.
+    Patterns are matched inline: a call per candidate costs more than the match (every
+    request)."""
+    for exact, by_n, tails in finders:
+        value = exact.get(segments)
+        if value is not None:
+            return value, {}
+        by_first = by_n.get(len(segments))
+        if by_first is not None:  # only for n >= 1: a pattern with a variable has a part
+            bucket = by_first.get(segments[0])
+            if bucket is None:
+                bucket = by_first.get(None)
+            if bucket is not None:
+                for pattern, value in bucket:
+                    # Pattern.match inlined: the bucket fixes the length, literals first
+                    for i, literal in pattern.literals:
+                        if segments[i] != literal:
+                            break
+                    else:
+                        values: dict[str, str] = {}
+                        for i, name in pattern.variables:
+                            seg = segments[i]
+                            if not seg:  # a variable never matches an empty segment
+                                break
+                            values[name] = seg
+                        else:
+                            return value, values
+        if tails:  # (most tables have none: no iterator for nothing)
+            for pattern, value in tails:
+                found = pattern.match(segments)
+                if found is not None:
+                    return value, found
+    return None
