@@ -151,12 +151,16 @@ def compile_pattern(text: str) -> Pattern:
     )
 
 
+# A bucketed route as search matches it: the literals left to check (index, literal; the
+# bucket's first one is known, the deepest first: siblings differ at their end), the
+# single-segment variables (index, name), the value.
+_Entry = tuple[tuple[tuple[int, str], ...], tuple[tuple[int, str], ...], T]
 # One method's routes, as RouteTable.lookup searches them: (literal path -> value for the
-# exact rule, segment count -> first literal or None -> [(pattern, value)] with the winner
-# first, tail routes longest literal prefix first).
+# exact rule, segment count -> first literal or None -> [_Entry] with the winner first,
+# tail routes longest literal prefix first).
 _Finder = tuple[
     dict[tuple[str, ...], T],
-    dict[int, dict[str | None, list[tuple[Pattern, T]]]],
+    dict[int, dict[str | None, list[_Entry[T]]]],
     list[tuple[Pattern, T]],
 ]
 
@@ -195,9 +199,12 @@ class RouteTable(Generic[T]):
         self._methods = set(by_count) | set(tails) | set(exact)
         self._finders: dict[str, _Finder[T]] = {}
         for method in self._methods:
-            by_n: dict[int, dict[str | None, list[tuple[Pattern, T]]]] = {}
+            by_n: dict[int, dict[str | None, list[_Entry[T]]]] = {}
             for (n, first), bucket in by_count.get(method, {}).items():
-                by_n.setdefault(n, {})[first] = bucket
+                by_n.setdefault(n, {})[first] = [
+                    (tuple(lv for lv in p.literals[::-1] if lv[0]), p.variables, value)
+                    for p, value in bucket
+                ]
             for by_first in by_n.values():
                 # A literal first segment sorts after ":var", so its bucket is tried first,
                 # then the variable-first one: joined once here, one bucket per lookup.
@@ -246,14 +253,14 @@ def search(
             if bucket is None:
                 bucket = by_first.get(None)
             if bucket is not None:
-                for pattern, value in bucket:
-                    # Pattern.match inlined: the bucket fixes the length, literals first
-                    for i, literal in pattern.literals:
+                for literals, variables, value in bucket:
+                    # Pattern.match inlined: the bucket fixes the length and first literal
+                    for i, literal in literals:
                         if segments[i] != literal:
                             break
                     else:
                         values: dict[str, str] = {}
-                        for i, name in pattern.variables:
+                        for i, name in variables:
                             seg = segments[i]
                             if not seg:  # a variable never matches an empty segment
                                 break
