@@ -57,7 +57,7 @@ _tuple_new = tuple.__new__
 class MagentoOrigin:
     """A store's Magento base URL and offloader header, parsed once."""
 
-    __slots__ = ("base", "base_path", "drop", "host", "offloader", "tls")
+    __slots__ = ("base", "base_path", "drop", "host", "http_base", "https_base", "offloader", "tls")
 
     def __init__(self, magento_url: str, offloader_header: str = "X-Forwarded-Proto") -> None:
         parts = urlsplit(magento_url)
@@ -65,6 +65,10 @@ class MagentoOrigin:
         self.base_path = parts.path.rstrip("/")
         self.host = parts.netloc  # config refuses userinfo: no secret can be here
         self.tls = parts.scheme == "https"
+        # What Magento rebuilds before the path, for either scheme it may derive: target()
+        # then formats nothing per request (issue #14).
+        self.http_base = f"http://{self.host}{self.base_path}"
+        self.https_base = f"https://{self.host}{self.base_path}"
         self.offloader = offloader_header.lower()
         # Magento believes only its offloader header: a client's copy of a custom one is
         # never forwarded (X-Forwarded-Proto is rebuilt by the header rules anyway).
@@ -74,8 +78,10 @@ class MagentoOrigin:
     def headers(self, target: MagentoTarget, credential: str | None) -> list[tuple[str, str]]:
         """The headers that carry the target's decisions: credential (``None``: a guest
         request, none at all), Host, offloader."""
-        out = [("authorization", credential)] if credential is not None else []
-        out.append(("host", target.host))
+        if credential is not None:
+            out = [("authorization", credential), ("host", target.host)]
+        else:
+            out = [("host", target.host)]
         if self.drop:
             out.append((self.offloader, target.proto))
         return out
@@ -85,12 +91,9 @@ class MagentoOrigin:
         ``proto`` is what the edge tells Magento the client used (``https`` or ``http``)."""
         tail = path + "?" + query if query else path
         # Magento's isSecure(): the connection itself, or its offloader header == "https".
-        scheme = "https" if self.tls or proto == "https" else "http"
+        signed = self.https_base if self.tls or proto == "https" else self.http_base
         # tuple.__new__: the NamedTuple without its Python-level __new__ (every request)
-        return _tuple_new(
-            MagentoTarget,
-            (self.base + tail, f"{scheme}://{self.host}{self.base_path}{tail}", self.host, proto),
-        )
+        return _tuple_new(MagentoTarget, (self.base + tail, signed + tail, self.host, proto))
 
 
 class UpstreamAuth(Protocol):

@@ -453,7 +453,7 @@ class Edge:
             url = target.url
             caller = _authorization(scope["headers"]) if mount.credential == "caller" else None
             up_headers = upstream_request_headers(
-                scope["headers"], fwd, origin.headers(target, caller), drop=origin.drop
+                scope["headers"], fwd, origin.headers(target, caller), origin.drop
             )
         else:
             # Scheme, Host and path+query decided once, for the signature and the headers.
@@ -471,7 +471,7 @@ class Edge:
                     )
             url = target.url
             up_headers = upstream_request_headers(
-                scope["headers"], fwd, origin.headers(target, credential), drop=origin.drop
+                scope["headers"], fwd, origin.headers(target, credential), origin.drop
             )
         started = time.perf_counter()  # issue #12: the upstream's share (metrics, logs)
         ctx.access.t_upstream = started

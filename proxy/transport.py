@@ -832,35 +832,42 @@ def _head(
     as httptools parsed them), values anything but CR and LF (refused)."""
     # Built with C-level joins (no Python frame or f-string per header): this runs on
     # every request, and a loop of f-strings over its ~10 fields cost ~2 us.
-    block = "\r\n".join(map(": ".join, headers))
-    # Which framing fields the caller set, found by name in one lower-cased copy: every
-    # field there starts a line (CR and LF inside a field are refused below).
-    names = "\r\n" + block.lower() if headers else ""
-    has_length = "\r\ncontent-length:" in names
-    has_te = "\r\ntransfer-encoding:" in names
-    lines = len(headers) + 2  # the request line, the fields, the empty line
-    text = f"{method} {target} HTTP/1.1\r\n"
-    if "\r\nhost:" not in names:
-        text += f"host: {authority}\r\n"
-        lines += 1
-    if headers:
-        text += block + "\r\n"
+    fields = list(map(": ".join, headers))
+    block = "\r\n".join(fields)
+    # Which framing fields the caller set, by name: every field starts a line (CR and LF
+    # inside a field are refused below). The edge's own names are lower-case, so its Host
+    # is found without a lower-cased copy, and a GET without a body needs no more (issue
+    # #14: lower-casing and searching the block for all three cost ~3.5k instructions).
+    lines = "\r\n" + block
+    if "\r\nhost:" in lines or "\r\nhost:" in lines.lower():
+        host = ""
+        probe = method + target  # every text in the head but its own line breaks
+    else:
+        host = "host: " + authority + "\r\n"
+        probe = method + target + authority
     framing = ""
-    if isinstance(body, bytes):
-        if not has_length and not has_te and (body or method not in _NO_BODY_METHODS):
-            framing = f"content-length: {len(body)}\r\n"
-    elif body is None:
-        if not has_length and not has_te and method not in _NO_BODY_METHODS:
-            framing = "content-length: 0\r\n"
-    elif not has_length:
+    if body is None:
+        if method not in _NO_BODY_METHODS:
+            lowered = lines.lower()
+            if "\r\ncontent-length:" not in lowered and "\r\ntransfer-encoding:" not in lowered:
+                framing = "content-length: 0\r\n"
+    elif isinstance(body, bytes):
+        if body or method not in _NO_BODY_METHODS:
+            lowered = lines.lower()
+            if "\r\ncontent-length:" not in lowered and "\r\ntransfer-encoding:" not in lowered:
+                framing = f"content-length: {len(body)}\r\n"
+    elif "\r\ncontent-length:" not in lines.lower():
         framing = "transfer-encoding: chunked\r\n"
-    if framing:
-        text += framing
-        lines += 1
-    text += "\r\n"
-    if text.count("\n") != lines or text.count("\r") != lines:
-        # A CR or LF inside a name or value would smuggle a header or a request.
+    # A CR or LF inside a name or value would smuggle a header or a request: looked for
+    # in the fields without their separators (memchr; counting them in the whole head
+    # cost ~3.7k instructions, this ~3k less).
+    probe += "".join(fields)
+    if "\n" in probe or "\r" in probe:
         raise ConnectionBroken("a request header holds a line break")
+    if fields:
+        text = f"{method} {target} HTTP/1.1\r\n{host}{block}\r\n{framing}\r\n"
+    else:
+        text = f"{method} {target} HTTP/1.1\r\n{host}{framing}\r\n"
     try:
         return text.encode("latin-1")
     except UnicodeEncodeError:
