@@ -10,13 +10,32 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 from .errors import EdgeError, PayloadTooLarge
-from .types import Receive
+from .types import Message, Receive
 
-__all__ = ["ClientGone", "declared_length", "iter_body", "read_body"]
+__all__ = ["BodyReplay", "ClientGone", "declared_length", "iter_body", "read_body"]
 
 
 class ClientGone(Exception):
     """The client disconnected; nothing can be answered."""
+
+
+class BodyReplay:
+    """A ``receive`` that hands over a body already read whole, then passes on to the
+    client's (the disconnect watch). Until the body is handed over it never waits: the
+    upstream step needs no timeout around that first call."""
+
+    __slots__ = ("_body", "_receive", "delivered")
+
+    def __init__(self, body: bytes, receive: Receive) -> None:
+        self._body = body
+        self._receive = receive
+        self.delivered = False
+
+    async def __call__(self) -> Message:
+        if self.delivered:
+            return await self._receive()  # after the body: the disconnect watch
+        self.delivered = True
+        return {"type": "http.request", "body": self._body, "more_body": False}
 
 
 def declared_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:

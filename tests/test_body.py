@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from proxy.body import ClientGone, declared_length, iter_body, read_body
+from proxy.body import BodyReplay, ClientGone, declared_length, iter_body, read_body
 from proxy.errors import PayloadTooLarge
 
 
@@ -80,3 +80,16 @@ async def test_a_disconnect_is_client_gone() -> None:
 )
 def test_declared_length(headers: list[tuple[bytes, bytes]], expected: int | None) -> None:
     assert declared_length(headers) == expected
+
+
+async def test_a_replayed_body_is_handed_over_once_then_the_client_is_asked() -> None:
+    # The idempotency step's replay: the body it read, then the client's own receive
+    # (where the upstream step watches for a disconnect).
+    client = Client(b"ignored", disconnect=True)
+    client.messages.pop(0)  # only the disconnect is left to read
+    replay = BodyReplay(b'{"a":1}', client.receive)
+    assert not replay.delivered
+    assert await replay() == {"type": "http.request", "body": b'{"a":1}', "more_body": False}
+    assert replay.delivered and client.reads == 0
+    assert await replay() == {"type": "http.disconnect"}
+    assert client.reads == 1
