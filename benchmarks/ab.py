@@ -1,7 +1,7 @@
 """The full edge at another git revision against this checkout's, under the same load.
 
     .venv/bin/python benchmarks/ab.py --baseline REV [--mode edge-full] [--rounds 6]
-        [--duration 4] [--connections 32]
+        [--duration 4] [--connections 32] [--scenario GET|POST|"POST keyed"]
 
 Both edges run ``magento-edge serve`` in the same benchmark mode (``benchmarks/edge.py``),
 each pinned alone on the proxy core in turn, in front of the same nginx upstream; the
@@ -10,6 +10,8 @@ first on its ``PYTHONPATH``. Rounds alternate which edge goes first; each point 
 ``wrk`` run at ``--connections``. Prints the median CPU µs per request and req/s of each
 and the median of the per-round ratios (this checkout over the baseline), so that a change
 of the hot path is judged against its own parent on the same machine at the same time.
+``--scenario`` is the request, as in ``run.sh``: the GET of a product, the POST of its
+~0.5 KB body, or that POST with a fresh ``Idempotency-Key`` each time.
 
 Run ``bash benchmarks/run.sh`` once first (it installs nginx and wrk).
 """
@@ -50,6 +52,15 @@ def export(rev: str) -> Path:
     return target
 
 
+def _request(scenario: str, token: str | None) -> Request:
+    if scenario == "GET":
+        return Request(path=edge.GET_PATH, token=token)
+    return Request(
+        path=edge.PUBLIC_PREFIX, method="POST", body=peers.POST_JSON.encode(), token=token,
+        idempotency=scenario == "POST keyed",
+    )  # fmt: skip
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--baseline", required=True, help="a git revision, e.g. HEAD~1")
@@ -57,6 +68,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--duration", type=int, default=4, help="seconds per point")
     p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--scenario", choices=("GET", "POST", "POST keyed"), default="GET")
     args = p.parse_args()
     peers.require_tools("nginx", "wrk")
     rounds = max(1, min(args.rounds, 30))
@@ -73,7 +85,7 @@ def main() -> int:
         for label, env in (("baseline", {"PYTHONPATH": str(base_dir)}), ("this", None)):
             proc, token = edge.start_edge(args.mode, url, name=f"ab-{label}", env=env)
             procs.append(proc)
-            targets[label] = (proc, Request(path=edge.GET_PATH, token=token))
+            targets[label] = (proc, _request(args.scenario, token))
             run_wrk(proc.port, targets[label][1], connections=args.connections, duration=1)
         for r in range(rounds):
             order = ("baseline", "this") if r % 2 == 0 else ("this", "baseline")
@@ -91,7 +103,8 @@ def main() -> int:
     cpu_ratio = statistics.median(t / b for t, b in zip(cpu["this"], cpu["baseline"], strict=True))
     rps_ratio = statistics.median(t / b for t, b in zip(rps["this"], rps["baseline"], strict=True))
     print(
-        f"{args.mode}, GET at {args.connections} connections, {rounds} rounds of {duration} s "
+        f"{args.mode}, {args.scenario} at {args.connections} connections, {rounds} rounds of "
+        f"{duration} s "
         f"(baseline {args.baseline})"
     )
     for label in ("baseline", "this"):
