@@ -314,9 +314,10 @@ def _stalled() -> RequestBodyTimeout:
 
 
 async def _receive_within(receive: Receive, seconds: float) -> Message:
-    # A body that is all here already (the front door has the whole request, or the
-    # idempotency step replays the one it read) is taken without the timeout's timer and
-    # task lookup (~5 % of a POST's CPU under load): receive() cannot wait then.
+    # A body part that is here already (the front door has received some or all of it:
+    # its message event is set; or the idempotency step replays the body it read) is
+    # taken without the timeout's timer and task lookup (~5 % of a POST's CPU under
+    # load): receive() returns it without waiting.
     if type(receive) is BodyReplay and not receive.delivered:
         return await receive()
     owner = getattr(receive, "__self__", None)
