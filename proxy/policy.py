@@ -203,34 +203,18 @@ class Surface:
     # [native]: Magento's own paths, decided by ACL class (sidecar mode, proxy.native)
     native: NativePolicy | None = None
     _compiled: dict[tuple[str, str], RouteTable[Route]] = field(default_factory=dict, repr=False)
-    _by_length: dict[int, tuple[tuple[Endpoint, ...], tuple[Mount, ...]]] = field(
-        default_factory=dict, repr=False
-    )
     _plans: dict[int, tuple[tuple[Endpoint, ...], tuple[MountStep, ...]]] = field(
         default_factory=dict, repr=False
     )
 
-    def candidates(self, n: int) -> tuple[tuple[Endpoint, ...], tuple[Mount, ...]]:
-        """The endpoints and mounts (each in the order they are tried) whose patterns can
-        match a path of ``n`` segments after the base path: routing tries only these."""
-        found = self._by_length.get(n)
-        if found is None:
-            found = (
-                tuple(e for e in self.endpoints if e.pattern.fits(n)),
-                tuple(m for m in self.mounts if len(m.pattern.parts) <= n),
-            )
-            if n <= _CANDIDATE_LENGTHS:  # n is the client's: only short paths are kept
-                self._by_length[n] = found
-        return found
-
     def plan(self, n: int) -> tuple[tuple[Endpoint, ...], tuple[MountStep, ...]]:
-        """:meth:`candidates` with each mount's route table (``None``: the mount names no
-        table; :meth:`table_for` then fails as it always did), what
-        :func:`proxy.decide.resolve` tries for a path of ``n`` segments: no lookups
-        per mount and request."""
+        """What :func:`proxy.decide.resolve` tries for a path of ``n`` segments after the
+        base path, each in the order tried: the endpoints whose patterns fit that length,
+        and the mounts whose prefixes do, each with its route table (``None``: the mount
+        names no table; :meth:`table_for` then fails as it always did). No lookups per
+        mount and request."""
         found = self._plans.get(n)
         if found is None:
-            endpoints, mounts = self.candidates(n)
             steps = tuple(
                 (
                     m,
@@ -238,9 +222,10 @@ class Surface:
                     self.table_for(m) if m.routes in self.tables else None,
                     m.pattern.literals[::-1],
                 )
-                for m in mounts
+                for m in self.mounts
+                if len(m.pattern.parts) <= n
             )
-            found = (endpoints, steps)
+            found = (tuple(e for e in self.endpoints if e.pattern.fits(n)), steps)
             if n <= _CANDIDATE_LENGTHS:  # n is the client's: only short paths are kept
                 self._plans[n] = found
         return found
